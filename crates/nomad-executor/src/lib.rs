@@ -1,1 +1,24 @@
-//! nomad-executor
+//! nomad-executor: the low-level, Linux-specific process machinery behind the executor-based
+//! drivers (raw_exec): fork/exec with cgroup placement, waiting, signals, cgroups v1/v2.
+//!
+//! This is the only crate of the workspace that contains `unsafe`; every block carries a
+//! `// SAFETY:` comment. Logic (signal parsing, cgroup path and limit plans, `/proc` parsing)
+//! is separated from syscalls so it is unit-tested without root.
+
+#[cfg(target_os = "linux")]
+pub mod cgroup;
+#[cfg(target_os = "linux")]
+pub mod process;
+pub mod procfs;
+pub mod signal;
+#[cfg(target_os = "linux")]
+pub mod spawn;
+
+#[cfg(target_os = "linux")]
+pub use cgroup::{Cgroup, CgroupError, CgroupFs, CgroupLimits, CgroupMode, HostFs};
+#[cfg(target_os = "linux")]
+pub use process::{signal_group, signal_process, wait_child, wait_foreign, ExitStatus, ProcessError};
+pub use procfs::{is_alive, is_same_live_process, process_start_time, ProcError};
+pub use signal::{parse_signal, signal_name, SignalParseError};
+#[cfg(target_os = "linux")]
+pub use spawn::{spawn, ProcessSpec, SpawnError, Spawned};

@@ -1,0 +1,638 @@
+//! Starting a task process: fork, prepare the child, exec.
+//!
+//! Everything the child needs (C strings, argv/envp pointer arrays, file descriptors, group
+//! list) is prepared *before* `fork`, because between `fork` and `exec` the child of a
+//! multi-threaded parent may only do async-signal-safe work: no allocation, no locks, no
+//! logging. The child reports failures through a `CLOEXEC` pipe as fixed-size records; a
+//! successful `execve` closes the pipe, so the parent reads until EOF.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{FcntlArg, OFlag};
+use nix::sys::stat::Mode;
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// Absolute (or cwd-relative) path of the binary; no PATH lookup is done here.
+    pub program: PathBuf,
+    /// Arguments after argv[0] (argv[0] is `program`).
+    pub args: Vec<String>,
+    /// The complete environment; nothing is inherited from the agent.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Run as this user (uid, primary gid and supplementary groups looked up by name).
+    pub user: Option<String>,
+    /// stdout destination (regular file or FIFO), opened for append, created if missing.
+    pub stdout_path: PathBuf,
+    /// stderr destination (regular file or FIFO).
+    pub stderr_path: PathBuf,
+    /// `cgroup.procs` files the child writes its pid into before exec.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// Value for `/proc/self/oom_score_adj`, written before exec.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A failure to start the process.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// A string contained a NUL byte.
+    #[error("invalid {what}: contains a NUL byte")]
+    Nul {
+        /// Which input.
+        what: &'static str,
+    },
+    /// The user does not exist or could not be looked up.
+    #[error("failed to look up user {user:?}: {reason}")]
+    User {
+        /// The user name.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// Opening an output file failed.
+    #[error("failed to open {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syscall in the parent failed.
+    #[error("failed to {step}")]
+    Parent {
+        /// What the parent was doing.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `execve` failed in the child (ENOENT, EACCES, ...).
+    #[error("failed to start command {command:?}: {source}")]
+    Exec {
+        /// The program.
+        command: String,
+        /// The errno from execve.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A preparation step in the child failed.
+    #[error("failed to start command {command:?}: {step}: {source}")]
+    Child {
+        /// The program.
+        command: String,
+        /// The step name.
+        step: &'static str,
+        /// The errno.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    /// Its pid (also its process group and session id).
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`, to recognise the process after an agent restart.
+    pub start_time: u64,
+    /// Whether the child joined *all* requested cgroups.
+    pub joined_cgroups: bool,
+    /// Number of cgroup.procs writes that failed (non-fatal).
+    pub cgroup_join_failures: usize,
+}
+
+/// Child steps, as reported through the error pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum Step {
+    Setsid = 1,
+    CgroupJoin = 2,
+    OomScoreAdj = 3,
+    Stdio = 4,
+    Setgroups = 5,
+    Setgid = 6,
+    Setuid = 7,
+    Chdir = 8,
+    Sigmask = 9,
+    Exec = 10,
+}
+
+impl Step {
+    fn from_u32(v: u32) -> Option<Step> {
+        Some(match v {
+            1 => Step::Setsid,
+            2 => Step::CgroupJoin,
+            3 => Step::OomScoreAdj,
+            4 => Step::Stdio,
+            5 => Step::Setgroups,
+            6 => Step::Setgid,
+            7 => Step::Setuid,
+            8 => Step::Chdir,
+            9 => Step::Sigmask,
+            10 => Step::Exec,
+            _ => return None,
+        })
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Step::Setsid => "setsid",
+            Step::CgroupJoin => "join cgroup",
+            Step::OomScoreAdj => "set oom_score_adj",
+            Step::Stdio => "redirect stdio",
+            Step::Setgroups => "setgroups",
+            Step::Setgid => "setgid",
+            Step::Setuid => "setuid",
+            Step::Chdir => "chdir to working directory",
+            Step::Sigmask => "reset signal mask",
+            Step::Exec => "exec",
+        }
+    }
+    /// Non-fatal steps are reported but the child continues.
+    fn fatal(self) -> bool {
+        !matches!(self, Step::CgroupJoin | Step::OomScoreAdj)
+    }
+}
+
+/// A record sent from child to parent: step (u32) + errno (i32), native endian.
+const RECORD_LEN: usize = 8;
+
+fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| SpawnError::Nul { what })
+}
+
+fn path_cstring(p: &Path, what: &'static str) -> Result<CString, SpawnError> {
+    cstring(p.as_os_str().as_bytes(), what)
+}
+
+/// Credentials resolved in the parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Credentials {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+fn lookup_user(name: &str) -> Result<Credentials, SpawnError> {
+    let err = |reason: String| SpawnError::User {
+        user: name.to_string(),
+        reason,
+    };
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("no such user".to_string()))?;
+    let cname = cstring(name.as_bytes(), "user name")?;
+    let groups = nix::unistd::getgrouplist(&cname, user.gid)
+        .map_err(|e| err(format!("getgrouplist: {e}")))?;
+    Ok(Credentials {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+    })
+}
+
+/// Opens an output file for the child: write-only, append, created 0644. FIFOs block in open
+/// until a reader exists (the log collector must already be reading).
+fn open_output(path: &Path) -> Result<OwnedFd, SpawnError> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| SpawnError::Open {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    above_stdio(fd, path)
+}
+
+/// Makes sure an fd we will dup2 onto 0/1/2 is not itself 0/1/2 (if the agent runs with closed
+/// stdio), so the dup2 sequence in the child cannot clobber a source fd.
+fn above_stdio(fd: OwnedFd, path: &Path) -> Result<OwnedFd, SpawnError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let new = nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| SpawnError::Open {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
+}
+
+/// Everything the child touches, allocated before fork.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    procs: Vec<CString>,
+    oom_path: CString,
+    oom_value: Option<Vec<u8>>,
+    creds: Option<Credentials>,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+fn prepare(spec: &ProcessSpec) -> Result<Prepared, SpawnError> {
+    let program = path_cstring(&spec.program, "command")?;
+    let mut argv = vec![program.clone()];
+    for a in &spec.args {
+        argv.push(cstring(a.as_bytes(), "argument")?);
+    }
+    let mut envp = Vec::with_capacity(spec.env.len());
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(SpawnError::Nul {
+                what: "environment variable name (empty or contains '=')",
+            });
+        }
+        envp.push(cstring(format!("{k}={v}").as_bytes(), "environment variable")?);
+    }
+    let cwd = path_cstring(&spec.cwd, "working directory")?;
+    let procs = spec
+        .cgroup_procs
+        .iter()
+        .map(|p| path_cstring(p, "cgroup path"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let creds = spec.user.as_deref().map(lookup_user).transpose()?;
+    let devnull = Path::new("/dev/null");
+    let stdin = nix::fcntl::open(devnull, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| SpawnError::Open {
+            path: devnull.to_path_buf(),
+            source: e.into(),
+        })?;
+    let stdin = above_stdio(stdin, devnull)?;
+    let stdout = open_output(&spec.stdout_path)?;
+    let stderr = open_output(&spec.stderr_path)?;
+    Ok(Prepared {
+        program,
+        argv,
+        envp,
+        cwd,
+        procs,
+        oom_path: CString::new("/proc/self/oom_score_adj").expect("literal has no NUL"),
+        oom_value: spec.oom_score_adj.map(|v| v.to_string().into_bytes()),
+        creds,
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// Starts the process described by `spec`. Returns once the child has exec'd (or failed to).
+pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
+    let prep = prepare(spec)?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = prep.envp.iter().map(|c| c.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+
+    let (pipe_r, pipe_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Parent {
+        step: "create status pipe",
+        source: e.into(),
+    })?;
+
+    // SAFETY: fork() itself is safe to call; the child branch below only performs
+    // async-signal-safe syscalls on memory prepared before the fork (no allocation, no locks,
+    // no logging) and always ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Parent {
+            step: "fork",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; `child_main` upholds the async-signal-safety
+        // rules and never returns.
+        unsafe { child_main(&prep, argv_ptrs.as_ptr(), envp_ptrs.as_ptr(), pipe_w.as_raw_fd()) }
+    }
+
+    // Parent.
+    drop(pipe_w);
+    drop(prep.stdin);
+    drop(prep.stdout);
+    drop(prep.stderr);
+    let records = read_records(&pipe_r);
+    drop(pipe_r);
+    let command = spec.program.display().to_string();
+    let mut join_failures = 0;
+    for (step, errno) in &records {
+        let source = std::io::Error::from_raw_os_error(*errno);
+        match Step::from_u32(*step) {
+            Some(s) if s.fatal() => {
+                // The child has _exit'ed; reap it so it does not linger as a zombie.
+                reap(pid);
+                return Err(if s == Step::Exec {
+                    SpawnError::Exec { command, source }
+                } else {
+                    SpawnError::Child {
+                        command,
+                        step: s.name(),
+                        source,
+                    }
+                });
+            }
+            Some(Step::CgroupJoin) => {
+                join_failures += 1;
+                tracing::warn!(pid, error = %source, "task process could not join a cgroup");
+            }
+            Some(s) => tracing::warn!(pid, step = s.name(), error = %source, "task setup step failed"),
+            None => {}
+        }
+    }
+    let pid_u = u32::try_from(pid).expect("fork returned a positive pid");
+    let start_time = crate::procfs::process_start_time(pid_u).unwrap_or(0);
+    Ok(Spawned {
+        pid: pid_u,
+        start_time,
+        joined_cgroups: join_failures == 0,
+        cgroup_join_failures: join_failures,
+    })
+}
+
+fn read_records(fd: &OwnedFd) -> Vec<(u32, i32)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        match nix::unistd::read(fd, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    buf.chunks_exact(RECORD_LEN)
+        .map(|c| {
+            let step = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            let errno = i32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
+            (step, errno)
+        })
+        .collect()
+}
+
+fn reap(pid: libc::pid_t) {
+    loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => break,
+        }
+    }
+}
+
+/// Writes a failure record to the status pipe. Async-signal-safe.
+///
+/// # Safety
+/// Must only be called in the forked child with a valid pipe fd.
+unsafe fn report(fd: RawFd, step: Step, errno: i32) {
+    let mut rec = [0u8; RECORD_LEN];
+    rec[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+    rec[4..].copy_from_slice(&errno.to_ne_bytes());
+    loop {
+        // SAFETY: `rec` is a valid 8-byte buffer; write(2) is async-signal-safe.
+        let n = unsafe { libc::write(fd, rec.as_ptr().cast(), RECORD_LEN) };
+        // SAFETY: reading errno through libc's thread-local accessor is async-signal-safe.
+        if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+            continue;
+        }
+        break;
+    }
+}
+
+/// Reports a fatal failure and exits the child without running any destructors or atexit
+/// handlers (which could take locks held by other threads of the parent at fork time).
+///
+/// # Safety
+/// Must only be called in the forked child.
+unsafe fn fail(fd: RawFd, step: Step) -> ! {
+    // SAFETY: errno accessor is async-signal-safe.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: in the child with a valid pipe fd (caller contract).
+    unsafe { report(fd, step, errno) };
+    // SAFETY: _exit is async-signal-safe and terminates the child immediately.
+    unsafe { libc::_exit(127) }
+}
+
+/// Formats `n` as decimal into `buf`, returning the used tail. No allocation.
+fn format_u32(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Writes `data` to the file at `path` (open, write, close). Async-signal-safe.
+///
+/// # Safety
+/// Child-only; `path` must be a valid C string.
+unsafe fn write_file(path: &CString, data: &[u8]) -> bool {
+    // SAFETY: valid NUL-terminated path; open(2) is async-signal-safe.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `data` is a valid buffer of `data.len()` bytes.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    // SAFETY: errno accessor is async-signal-safe; we preserve errno across close.
+    let saved = unsafe { *libc::__errno_location() };
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    // SAFETY: restoring errno for the caller's report.
+    unsafe { *libc::__errno_location() = saved };
+    n == data.len() as isize
+}
+
+/// The child side of `spawn`. Never returns.
+///
+/// Order matters:
+/// 1. `setsid` first: the task gets its own session and process group (pgid == pid), so group
+///    signals reach it and nothing from the agent's terminal/session.
+/// 2. Join the cgroups while still root and before exec, so no task code ever runs outside
+///    them (and nothing it forks escapes).
+/// 3. `oom_score_adj` while still privileged (lowering it needs CAP_SYS_RESOURCE).
+/// 4. stdio redirection (dup2 clears CLOEXEC on the targets).
+/// 5. Drop privileges: setgroups, then setgid, then setuid (after setuid we could not change
+///    groups any more).
+/// 6. chdir as the target user, so directory permissions are checked for that user.
+/// 7. Mark every other inherited fd CLOEXEC, reset signal dispositions and mask (Rust ignores
+///    SIGPIPE; the agent may block signals), then execve.
+///
+/// # Safety
+/// Must be called only in the child right after fork; `argv`/`envp` are NULL-terminated
+/// arrays of pointers into `prep`, which stays alive (the child's copy of the parent memory).
+unsafe fn child_main(
+    prep: &Prepared,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    pipe: RawFd,
+) -> ! {
+    // SAFETY: setsid is async-signal-safe; the fresh child is never a group leader.
+    if unsafe { libc::setsid() } < 0 {
+        // SAFETY: child-only.
+        unsafe { fail(pipe, Step::Setsid) }
+    }
+
+    if !prep.procs.is_empty() {
+        let mut buf = [0u8; 12];
+        // SAFETY: getpid is async-signal-safe.
+        let pid = unsafe { libc::getpid() } as u32;
+        let pid_bytes = format_u32(pid, &mut buf);
+        for path in &prep.procs {
+            // SAFETY: child-only, valid C string.
+            if !unsafe { write_file(path, pid_bytes) } {
+                // SAFETY: errno accessor; child-only report (non-fatal, continue).
+                unsafe { report(pipe, Step::CgroupJoin, *libc::__errno_location()) };
+            }
+        }
+    }
+
+    if let Some(v) = &prep.oom_value {
+        // SAFETY: child-only, valid C string and buffer.
+        if !unsafe { write_file(&prep.oom_path, v) } {
+            // SAFETY: errno accessor; child-only report (non-fatal).
+            unsafe { report(pipe, Step::OomScoreAdj, *libc::__errno_location()) };
+        }
+    }
+
+    for (src, dst) in [
+        (prep.stdin.as_raw_fd(), 0),
+        (prep.stdout.as_raw_fd(), 1),
+        (prep.stderr.as_raw_fd(), 2),
+    ] {
+        // SAFETY: both fds are valid; sources are > 2 (see `above_stdio`), so no clobbering.
+        if unsafe { libc::dup2(src, dst) } < 0 {
+            // SAFETY: child-only.
+            unsafe { fail(pipe, Step::Stdio) }
+        }
+    }
+
+    if let Some(c) = &prep.creds {
+        // SAFETY: pointer/len describe the prepared Vec; setgroups is a plain syscall here
+        // (the child is single-threaded, so glibc does no cross-thread setxid broadcast).
+        if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } < 0 {
+            // SAFETY: child-only.
+            unsafe { fail(pipe, Step::Setgroups) }
+        }
+        // SAFETY: plain syscall in a single-threaded child.
+        if unsafe { libc::setgid(c.gid) } < 0 {
+            // SAFETY: child-only.
+            unsafe { fail(pipe, Step::Setgid) }
+        }
+        // SAFETY: plain syscall in a single-threaded child.
+        if unsafe { libc::setuid(c.uid) } < 0 {
+            // SAFETY: child-only.
+            unsafe { fail(pipe, Step::Setuid) }
+        }
+    }
+
+    // SAFETY: valid C string; chdir is async-signal-safe.
+    if unsafe { libc::chdir(prep.cwd.as_ptr()) } < 0 {
+        // SAFETY: child-only.
+        unsafe { fail(pipe, Step::Chdir) }
+    }
+
+    // Best effort: any fd >= 3 the agent leaked without CLOEXEC is closed at exec (our status
+    // pipe is already CLOEXEC). Fails harmlessly on kernels < 5.11.
+    // SAFETY: raw close_range syscall with constant arguments; async-signal-safe.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+
+    // SAFETY: sigset_t is plain data; zeroed then initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; these calls are async-signal-safe.
+    let mask_ok = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) == 0
+    };
+    if !mask_ok {
+        // SAFETY: child-only.
+        unsafe { fail(pipe, Step::Sigmask) }
+    }
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting dispositions to SIG_DFL is async-signal-safe; invalid numbers
+        // just return EINVAL.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+
+    // SAFETY: program/argv/envp are valid NUL-terminated arrays prepared before fork.
+    unsafe { libc::execve(prep.program.as_ptr(), argv, envp) };
+    // SAFETY: child-only; execve only returns on failure.
+    unsafe { fail(pipe, Step::Exec) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_pids() {
+        let mut b = [0u8; 12];
+        assert_eq!(format_u32(0, &mut b), b"0");
+        assert_eq!(format_u32(12345, &mut b), b"12345");
+        assert_eq!(format_u32(u32::MAX, &mut b), b"4294967295");
+    }
+
+    #[test]
+    fn steps_round_trip() {
+        for v in 1..=10 {
+            let s = Step::from_u32(v).expect("step");
+            assert_eq!(s as u32, v);
+        }
+        assert!(Step::from_u32(0).is_none());
+        assert!(!Step::CgroupJoin.fatal());
+        assert!(Step::Exec.fatal());
+    }
+
+    #[test]
+    fn rejects_nul_and_bad_env() {
+        let mut spec = ProcessSpec {
+            program: "/bin/true".into(),
+            cwd: "/".into(),
+            stdout_path: "/dev/null".into(),
+            stderr_path: "/dev/null".into(),
+            ..Default::default()
+        };
+        spec.args = vec!["a\0b".into()];
+        assert!(matches!(prepare(&spec), Err(SpawnError::Nul { .. })));
+        spec.args.clear();
+        spec.env.insert("A=B".into(), "x".into());
+        assert!(matches!(prepare(&spec), Err(SpawnError::Nul { .. })));
+    }
+
+    #[test]
+    fn unknown_user_is_an_error() {
+        let spec = ProcessSpec {
+            program: "/bin/true".into(),
+            cwd: "/".into(),
+            stdout_path: "/dev/null".into(),
+            stderr_path: "/dev/null".into(),
+            user: Some("no-such-user-nomad-rs".into()),
+            ..Default::default()
+        };
+        let err = prepare(&spec).err().expect("error");
+        assert!(err.to_string().contains("no such user"), "{err}");
+    }
+}
