@@ -289,7 +289,11 @@ pub struct Cgroup {
 impl Cgroup {
     /// Builds the handle for `rel` (relative path as from [`CgroupMode::task_cgroup_rel`])
     /// without touching the file system.
-    pub fn open(mode: &CgroupMode, rel: &str, fs: Arc<dyn CgroupFs>) -> Result<Cgroup, CgroupError> {
+    pub fn open(
+        mode: &CgroupMode,
+        rel: &str,
+        fs: Arc<dyn CgroupFs>,
+    ) -> Result<Cgroup, CgroupError> {
         let rel_path = Path::new(rel);
         if rel.is_empty()
             || rel_path.is_absolute()
@@ -315,7 +319,10 @@ impl Cgroup {
                 let mut by_root: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
                 for ctrl in V1_CONTROLLERS {
                     if let Some(root) = mounts.get(*ctrl) {
-                        by_root.entry(root.clone()).or_default().push(ctrl.to_string());
+                        by_root
+                            .entry(root.clone())
+                            .or_default()
+                            .push(ctrl.to_string());
                     }
                 }
                 let mut dirs: Vec<CgroupDir> = by_root
@@ -525,7 +532,10 @@ impl Cgroup {
         for dir in &self.dirs {
             let file = dir.path.join("cgroup.procs");
             match self.fs.read(&file) {
-                Ok(text) => pids.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+                Ok(text) => pids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                ),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(CgroupError::Read { path: file, source }),
             }
@@ -642,7 +652,9 @@ impl Cgroup {
                 match self.fs.remove_dir(&dir.path) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     Err(source) => {
@@ -684,7 +696,10 @@ pub(crate) mod fake {
 
     impl FakeFs {
         pub fn set(&self, path: impl Into<PathBuf>, v: &str) {
-            self.files.lock().unwrap().insert(path.into(), v.to_string());
+            self.files
+                .lock()
+                .unwrap()
+                .insert(path.into(), v.to_string());
         }
         pub fn get(&self, path: impl AsRef<Path>) -> Option<String> {
             self.files.lock().unwrap().get(path.as_ref()).cloned()
@@ -696,12 +711,18 @@ pub(crate) mod fake {
 
     impl CgroupFs for FakeFs {
         fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-            self.log.lock().unwrap().push(format!("mkdir {}", path.display()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("mkdir {}", path.display()));
             self.dirs.lock().unwrap().insert(path.to_path_buf());
             Ok(())
         }
         fn remove_dir(&self, path: &Path) -> io::Result<()> {
-            self.log.lock().unwrap().push(format!("rmdir {}", path.display()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("rmdir {}", path.display()));
             if self.dirs.lock().unwrap().remove(path) {
                 Ok(())
             } else {
@@ -737,7 +758,8 @@ pub(crate) mod fake {
                 .ok_or_else(|| io::ErrorKind::NotFound.into())
         }
         fn exists(&self, path: &Path) -> bool {
-            self.files.lock().unwrap().contains_key(path) || self.dirs.lock().unwrap().contains(path)
+            self.files.lock().unwrap().contains_key(path)
+                || self.dirs.lock().unwrap().contains(path)
         }
         fn kill(&self, pid: i32, sig: i32) -> io::Result<()> {
             self.log.lock().unwrap().push(format!("kill {pid} {sig}"));
@@ -809,7 +831,10 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 
     #[test]
     fn detects_nothing() {
-        assert_eq!(CgroupMode::from_mounts("proc /proc proc rw 0 0\n"), CgroupMode::Unavailable);
+        assert_eq!(
+            CgroupMode::from_mounts("proc /proc proc rw 0 0\n"),
+            CgroupMode::Unavailable
+        );
     }
 
     #[test]
@@ -818,7 +843,10 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
             v2_mode().task_cgroup_rel("a1", "web").as_deref(),
             Some("nomad.slice/a1.web.scope")
         );
-        assert_eq!(v1_mode().task_cgroup_rel("a1", "we/b").as_deref(), Some("nomad/a1.we_b"));
+        assert_eq!(
+            v1_mode().task_cgroup_rel("a1", "we/b").as_deref(),
+            Some("nomad/a1.we_b")
+        );
         assert_eq!(CgroupMode::Unavailable.task_cgroup_rel("a", "b"), None);
     }
 
@@ -857,11 +885,17 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         let fs = Arc::new(FakeFs::default());
         fs.set("/cg/cgroup.controllers", "cpuset cpu io memory pids");
         fs.set("/cg/cgroup.subtree_control", "memory");
-        fs.set("/cg/nomad.slice/cgroup.controllers", "cpuset cpu memory pids");
+        fs.set(
+            "/cg/nomad.slice/cgroup.controllers",
+            "cpuset cpu memory pids",
+        );
         let limits = CgroupLimits::from_resources(1024, 100, 0, &[]);
         let cg = Cgroup::create(&v2_mode(), "a1", "web", &limits, fs.clone()).expect("create");
         assert_eq!(cg.rel(), "nomad.slice/a1.web.scope");
-        assert_eq!(cg.procs_files(), vec![PathBuf::from("/cg/nomad.slice/a1.web.scope/cgroup.procs")]);
+        assert_eq!(
+            cg.procs_files(),
+            vec![PathBuf::from("/cg/nomad.slice/a1.web.scope/cgroup.procs")]
+        );
         assert_eq!(
             fs.log(),
             vec![
@@ -889,20 +923,40 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         let cg = Cgroup::create(&v1_mode(), "a1", "web", &limits, fs.clone()).expect("create");
         assert_eq!(cg.rel(), "nomad/a1.web");
         let procs = cg.procs_files();
-        assert_eq!(procs[0], PathBuf::from("/sys/fs/cgroup/freezer/nomad/a1.web/cgroup.procs"));
-        assert_eq!(procs.len(), 5);
-        assert_eq!(fs.get("/sys/fs/cgroup/cpuset/nomad/cpuset.cpus").as_deref(), Some("0-3"));
-        assert_eq!(fs.get("/sys/fs/cgroup/cpuset/nomad/a1.web/cpuset.cpus").as_deref(), Some("0-3"));
-        assert_eq!(fs.get("/sys/fs/cgroup/cpuset/nomad/a1.web/cpuset.mems").as_deref(), Some("0"));
         assert_eq!(
-            fs.get("/sys/fs/cgroup/memory/nomad/a1.web/memory.limit_in_bytes").as_deref(),
+            procs[0],
+            PathBuf::from("/sys/fs/cgroup/freezer/nomad/a1.web/cgroup.procs")
+        );
+        assert_eq!(procs.len(), 5);
+        assert_eq!(
+            fs.get("/sys/fs/cgroup/cpuset/nomad/cpuset.cpus").as_deref(),
+            Some("0-3")
+        );
+        assert_eq!(
+            fs.get("/sys/fs/cgroup/cpuset/nomad/a1.web/cpuset.cpus")
+                .as_deref(),
+            Some("0-3")
+        );
+        assert_eq!(
+            fs.get("/sys/fs/cgroup/cpuset/nomad/a1.web/cpuset.mems")
+                .as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            fs.get("/sys/fs/cgroup/memory/nomad/a1.web/memory.limit_in_bytes")
+                .as_deref(),
             Some("134217728")
         );
         assert_eq!(
-            fs.get("/sys/fs/cgroup/memory/nomad/a1.web/memory.soft_limit_in_bytes").as_deref(),
+            fs.get("/sys/fs/cgroup/memory/nomad/a1.web/memory.soft_limit_in_bytes")
+                .as_deref(),
             Some("67108864")
         );
-        assert_eq!(fs.get("/sys/fs/cgroup/cpu,cpuacct/nomad/a1.web/cpu.shares").as_deref(), Some("300"));
+        assert_eq!(
+            fs.get("/sys/fs/cgroup/cpu,cpuacct/nomad/a1.web/cpu.shares")
+                .as_deref(),
+            Some("300")
+        );
     }
 
     #[test]
@@ -923,7 +977,10 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         fs.set("/cg/nomad.slice/a.t.scope/cgroup.procs", "10\n11\n");
         fs.set("/cg/nomad.slice/a.t.scope/cgroup.kill", "");
         cg.kill_all(Duration::from_secs(1)).expect("kill");
-        assert_eq!(fs.log(), vec!["write /cg/nomad.slice/a.t.scope/cgroup.kill 1"]);
+        assert_eq!(
+            fs.log(),
+            vec!["write /cg/nomad.slice/a.t.scope/cgroup.kill 1"]
+        );
     }
 
     #[test]
@@ -953,10 +1010,16 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         fs.set("/sys/fs/cgroup/freezer/nomad/a.t/freezer.state", "THAWED");
         cg.kill_all(Duration::from_secs(1)).expect("kill");
         let log = fs.log();
-        assert_eq!(log[0], "write /sys/fs/cgroup/freezer/nomad/a.t/freezer.state FROZEN");
+        assert_eq!(
+            log[0],
+            "write /sys/fs/cgroup/freezer/nomad/a.t/freezer.state FROZEN"
+        );
         assert_eq!(log[1], "kill 7 9");
         assert_eq!(log[2], "kill 8 9");
-        assert_eq!(log[3], "write /sys/fs/cgroup/freezer/nomad/a.t/freezer.state THAWED");
+        assert_eq!(
+            log[3],
+            "write /sys/fs/cgroup/freezer/nomad/a.t/freezer.state THAWED"
+        );
     }
 
     #[test]
@@ -992,28 +1055,43 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 
     #[test]
     fn oom_detection() {
-        assert_eq!(parse_oom_kill_count("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n"), 2);
-        assert_eq!(parse_oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"), 0);
+        assert_eq!(
+            parse_oom_kill_count("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            parse_oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+            0
+        );
         assert_eq!(parse_oom_kill_count(""), 0);
         let fs = Arc::new(FakeFs::default());
-        fs.set("/cg/nomad.slice/a.t.scope/memory.events", "oom 1\noom_kill 1\n");
+        fs.set(
+            "/cg/nomad.slice/a.t.scope/memory.events",
+            "oom 1\noom_kill 1\n",
+        );
         let cg = Cgroup::open(&v2_mode(), "nomad.slice/a.t.scope", fs.clone()).expect("open");
         assert!(cg.oom_killed());
         let cg1 = Cgroup::open(&v1_mode(), "nomad/a.t", fs.clone()).expect("open");
         assert!(!cg1.oom_killed());
-        fs.set("/sys/fs/cgroup/memory/nomad/a.t/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        fs.set(
+            "/sys/fs/cgroup/memory/nomad/a.t/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
         assert!(cg1.oom_killed());
     }
 
     #[test]
     fn destroy_removes_task_dirs_only() {
         let fs = Arc::new(FakeFs::default());
-        let cg = Cgroup::create(&v1_mode(), "a", "t", &CgroupLimits::default(), fs.clone()).expect("create");
+        let cg = Cgroup::create(&v1_mode(), "a", "t", &CgroupLimits::default(), fs.clone())
+            .expect("create");
         fs.log.lock().unwrap().clear();
         cg.destroy().expect("destroy");
         let log = fs.log();
         assert_eq!(log.len(), 5);
-        assert!(log.iter().all(|l| l.starts_with("rmdir ") && l.ends_with("/nomad/a.t")));
+        assert!(log
+            .iter()
+            .all(|l| l.starts_with("rmdir ") && l.ends_with("/nomad/a.t")));
         // Idempotent.
         cg.destroy().expect("destroy again");
     }

@@ -17,8 +17,12 @@ pub mod spawn;
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, CgroupError, CgroupFs, CgroupLimits, CgroupMode, HostFs};
 #[cfg(target_os = "linux")]
-pub use process::{signal_group, signal_process, wait_child, wait_foreign, ExitStatus, ProcessError};
-pub use procfs::{is_alive, is_same_live_process, process_start_time, ProcError};
+pub use process::{
+    signal_group, signal_process, wait_child, wait_foreign, ExitStatus, ProcessError,
+};
+pub use procfs::{
+    is_alive, is_same_live_process, live_pids_in_group, process_start_time, ProcError,
+};
 pub use signal::{parse_signal, signal_name, SignalParseError};
 #[cfg(target_os = "linux")]
 pub use spawn::{spawn, ProcessSpec, SpawnError, Spawned};

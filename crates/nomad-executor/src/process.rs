@@ -178,10 +178,22 @@ mod tests {
 
     #[test]
     fn refuses_dangerous_groups() {
-        assert!(matches!(signal_group(0, 9), Err(ProcessError::NotFound { .. })));
-        assert!(matches!(signal_group(1, 9), Err(ProcessError::NotFound { .. })));
-        assert!(matches!(signal_process(0, 9), Err(ProcessError::NotFound { .. })));
-        assert!(matches!(signal_process(1, 12345), Err(ProcessError::InvalidSignal(12345))));
+        assert!(matches!(
+            signal_group(0, 9),
+            Err(ProcessError::NotFound { .. })
+        ));
+        assert!(matches!(
+            signal_group(1, 9),
+            Err(ProcessError::NotFound { .. })
+        ));
+        assert!(matches!(
+            signal_process(0, 9),
+            Err(ProcessError::NotFound { .. })
+        ));
+        assert!(matches!(
+            signal_process(1, 12345),
+            Err(ProcessError::InvalidSignal(12345))
+        ));
     }
 
     #[test]

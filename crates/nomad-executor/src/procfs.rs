@@ -92,6 +92,20 @@ pub fn is_alive(pid: u32) -> bool {
     matches!(read_stat(pid), Ok(s) if s.state != 'Z' && s.state != 'X')
 }
 
+/// Pids of live (non-zombie) processes whose process group is `pgid`, found by scanning
+/// `/proc`. Used when no cgroup tracks the task.
+pub fn live_pids_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            matches!(read_stat(*pid), Ok(s) if s.pgrp == pgid as i32 && s.state != 'Z' && s.state != 'X')
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +133,7 @@ mod tests {
         let t = process_start_time(me).expect("own stat");
         assert!(is_same_live_process(me, t));
         assert!(!is_same_live_process(me, t + 1));
+        let pgrp = read_stat(me).expect("stat").pgrp as u32;
+        assert!(live_pids_in_group(pgrp).contains(&me));
     }
 }

@@ -218,10 +218,11 @@ fn above_stdio(fd: OwnedFd, path: &Path) -> Result<OwnedFd, SpawnError> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    let new = nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| SpawnError::Open {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    let new =
+        nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| SpawnError::Open {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
     // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
@@ -254,7 +255,10 @@ fn prepare(spec: &ProcessSpec) -> Result<Prepared, SpawnError> {
                 what: "environment variable name (empty or contains '=')",
             });
         }
-        envp.push(cstring(format!("{k}={v}").as_bytes(), "environment variable")?);
+        envp.push(cstring(
+            format!("{k}={v}").as_bytes(),
+            "environment variable",
+        )?);
     }
     let cwd = path_cstring(&spec.cwd, "working directory")?;
     let procs = spec
@@ -295,10 +299,11 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
     let mut envp_ptrs: Vec<*const libc::c_char> = prep.envp.iter().map(|c| c.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
 
-    let (pipe_r, pipe_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Parent {
-        step: "create status pipe",
-        source: e.into(),
-    })?;
+    let (pipe_r, pipe_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Parent {
+            step: "create status pipe",
+            source: e.into(),
+        })?;
 
     // SAFETY: fork() itself is safe to call; the child branch below only performs
     // async-signal-safe syscalls on memory prepared before the fork (no allocation, no locks,
@@ -313,7 +318,14 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
     if pid == 0 {
         // SAFETY: we are the freshly forked child; `child_main` upholds the async-signal-safety
         // rules and never returns.
-        unsafe { child_main(&prep, argv_ptrs.as_ptr(), envp_ptrs.as_ptr(), pipe_w.as_raw_fd()) }
+        unsafe {
+            child_main(
+                &prep,
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+                pipe_w.as_raw_fd(),
+            )
+        }
     }
 
     // Parent.
@@ -345,7 +357,9 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
                 join_failures += 1;
                 tracing::warn!(pid, error = %source, "task process could not join a cgroup");
             }
-            Some(s) => tracing::warn!(pid, step = s.name(), error = %source, "task setup step failed"),
+            Some(s) => {
+                tracing::warn!(pid, step = s.name(), error = %source, "task setup step failed")
+            }
             None => {}
         }
     }
@@ -380,12 +394,9 @@ fn read_records(fd: &OwnedFd) -> Vec<(u32, i32)> {
 }
 
 fn reap(pid: libc::pid_t) {
-    loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) =
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
+    {}
 }
 
 /// Writes a failure record to the status pipe. Async-signal-safe.

@@ -1,1 +1,144 @@
-//! nomad-testkit
+//! Test helpers: free loopback ports, waiting for conditions, and a real `nomad agent -dev`
+//! process driven over HTTP.
+//!
+//! Only a dev-dependency: nothing in the product links it.
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Skips the current test (with a loud message) when not running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("SKIP {}: this test needs root (run the suite as root to exercise it)", module_path!());
+            return;
+        }
+    };
+}
+
+/// Whether the effective user is root (read from /proc, no libc).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind an ephemeral loopback port")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `nomad agent -dev` child process on free loopback ports, stopped (SIGINT) on drop.
+#[derive(Debug)]
+pub struct DevAgent {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The agent's data dir (a temp dir removed on drop).
+    pub data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    /// Where the agent's stdout and stderr go.
+    pub log_path: PathBuf,
+}
+
+impl DevAgent {
+    /// Starts `bin agent -dev` with `extra_config` (HCL) appended to the generated config and
+    /// waits until the API answers and the node is ready.
+    pub fn start(bin: &Path, extra_config: &str) -> DevAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let http = free_port();
+        let cfg = format!(
+            "data_dir = \"{}\"\nports {{\n  http = {http}\n  rpc = {}\n  serf = {}\n}}\n{extra_config}\n",
+            data_dir.display(),
+            free_port(),
+            free_port()
+        );
+        let cfg_path = dir.path().join("agent.hcl");
+        std::fs::write(&cfg_path, cfg).expect("write agent config");
+        let log_path = dir.path().join("agent.log");
+        let log = std::fs::File::create(&log_path).expect("agent log");
+        let child = Command::new(bin)
+            .args(["agent", "-dev", "-config"])
+            .arg(&cfg_path)
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn nomad agent");
+        let address = format!("http://127.0.0.1:{http}");
+        let agent = DevAgent { child: Some(child), address, data_dir, _dir: dir, log_path };
+        let ready = wait_for(Duration::from_secs(30), || {
+            agent
+                .get_json("/v1/nodes")
+                .ok()
+                .and_then(|v| v.as_array().map(|a| a.iter().any(|n| n["Status"] == "ready")))
+                .unwrap_or(false)
+        });
+        assert!(ready, "agent did not become ready; log:\n{}", agent.log());
+        agent
+    }
+
+    /// The agent's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// GET a path and decode JSON.
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.address);
+        let mut resp = ureq::get(&url).call().map_err(|e| e.to_string())?;
+        resp.body_mut().read_json::<serde_json::Value>().map_err(|e| e.to_string())
+    }
+
+    /// Runs the CLI against this agent (NOMAD_ADDR set), returning (exit code, stdout, stderr).
+    pub fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin).args(args).env("NOMAD_ADDR", &self.address).stdin(Stdio::null()).output().expect("run nomad cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Stops the agent with SIGINT and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

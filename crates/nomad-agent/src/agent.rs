@@ -1,0 +1,134 @@
+//! Wiring: builds the server, the client and the HTTP API from an [`AgentConfig`] and runs them
+//! until SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nomad_client::{Client, ClientConfig};
+use nomad_drivers::{Driver, RawExecConfig, RawExecDriver};
+use nomad_http::{AgentInfo, HttpState};
+use nomad_server::{Server, ServerConfig};
+use tokio::sync::watch;
+
+use crate::config::AgentConfig;
+use crate::conn::LocalServerConn;
+
+/// A started agent: its HTTP address and the handles to stop it.
+#[derive(Debug)]
+pub struct RunningAgent {
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Removed on drop when the agent made it (`-dev` without `-data-dir`).
+    temp_data_dir: Option<PathBuf>,
+}
+
+impl RunningAgent {
+    /// Signals every component to stop and waits for them (bounded).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        if let Some(dir) = self.temp_data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts the agent's components on the current tokio runtime.
+pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let (data_dir, temp_data_dir) = match &cfg.data_dir {
+        Some(d) => (d.clone(), None),
+        None if cfg.dev_mode => {
+            let d = std::env::temp_dir().join(format!("NomadClient{}", uuid::Uuid::new_v4().simple()));
+            (d.clone(), Some(d))
+        }
+        None => anyhow::bail!("Must specify \"data_dir\" config option or \"data-dir\" CLI flag"),
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+
+    let listener = tokio::net::TcpListener::bind((cfg.bind_addr.as_str(), cfg.ports.http))
+        .await
+        .with_context(|| format!("Error starting agent: failed to start HTTP API: listen tcp {}:{}", cfg.bind_addr, cfg.ports.http))?;
+    let http_addr = listener.local_addr()?;
+    let advertise_http = format!("{}:{}", cfg.advertise_ip(), http_addr.port());
+    let rpc_addr = format!("{}:{}", cfg.advertise_ip(), cfg.ports.rpc);
+
+    let server = if cfg.server.enabled {
+        let sc = ServerConfig {
+            region: cfg.region.clone(),
+            datacenter: cfg.datacenter.clone(),
+            num_schedulers: cfg.server.num_schedulers.unwrap_or(2),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(sc);
+        tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
+        Some(server)
+    } else {
+        None
+    };
+
+    let client = if cfg.client.enabled {
+        let Some(server) = server.clone() else {
+            anyhow::bail!("client-only agents (client.servers) are not supported yet: enable the server in the same agent");
+        };
+        let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
+        let raw = RawExecDriver::new(RawExecConfig { enabled: cfg.raw_exec_enabled(), no_cgroups: cfg.raw_exec_no_cgroups(), ..Default::default() });
+        drivers.insert("raw_exec".into(), Arc::new(raw));
+        let cc = ClientConfig {
+            data_dir: data_dir.clone(),
+            alloc_dir: cfg.client.alloc_dir.clone().unwrap_or_else(|| data_dir.join("alloc")),
+            state_dir: cfg.client.state_dir.clone().unwrap_or_else(|| data_dir.join("client")),
+            node_name: cfg.name.clone(),
+            node_class: cfg.client.node_class.clone(),
+            node_pool: if cfg.client.node_pool.is_empty() { "default".into() } else { cfg.client.node_pool.clone() },
+            datacenter: cfg.datacenter.clone(),
+            region: cfg.region.clone(),
+            meta: cfg.client.meta.clone(),
+            options: cfg.client.options.clone(),
+            http_addr: advertise_http.clone(),
+            min_dynamic_port: cfg.client.min_dynamic_port.unwrap_or(20000),
+            max_dynamic_port: cfg.client.max_dynamic_port.unwrap_or(32000),
+            disable_remote_exec: cfg.client.disable_remote_exec,
+            env_denylist: None,
+            cgroup_parent: cfg.client.cgroup_parent.clone().unwrap_or_else(|| "nomad.slice".into()),
+            node_id: None,
+        };
+        let conn = Arc::new(LocalServerConn::new(server));
+        let client = Client::new(cc, conn, drivers).context("failed to start the client")?;
+        tasks.push(tokio::spawn(client.clone().run(shutdown_rx.clone())));
+        Some(client)
+    } else {
+        None
+    };
+
+    let info = AgentInfo {
+        region: cfg.region.clone(),
+        datacenter: cfg.datacenter.clone(),
+        node_name: cfg.name.clone(),
+        server_enabled: cfg.server.enabled,
+        client_enabled: cfg.client.enabled,
+        http_addr: advertise_http.clone(),
+        rpc_addr,
+        config_json: cfg.to_nomad_json(&advertise_http),
+    };
+    let state = HttpState { server, client, agent: Arc::new(info) };
+    let http_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = nomad_http::serve(listener, state, http_shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+
+    Ok(RunningAgent { http_addr, shutdown: shutdown_tx, tasks, temp_data_dir })
+}

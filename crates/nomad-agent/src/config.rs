@@ -1,0 +1,488 @@
+//! Agent configuration: Nomad's HCL/JSON config files, `-dev` defaults and command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The agent's whole configuration, merged from defaults, `-dev`, config files and flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// `region` (default `global`).
+    pub region: String,
+    /// `datacenter` (default `dc1`).
+    pub datacenter: String,
+    /// `name`: the node name (default: the hostname).
+    pub name: String,
+    /// `data_dir`; `-dev` uses a temporary directory.
+    pub data_dir: Option<PathBuf>,
+    /// `bind_addr` (default `0.0.0.0`, `-dev`: `127.0.0.1`).
+    pub bind_addr: String,
+    /// `ports { http rpc serf }`.
+    pub ports: Ports,
+    /// `log_level`.
+    pub log_level: String,
+    /// `server { }`.
+    pub server: ServerBlock,
+    /// `client { }`.
+    pub client: ClientBlock,
+    /// `plugin "<name>" { config { } }`.
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// `acl { enabled }`.
+    pub acl_enabled: bool,
+    /// `ui { enabled }`.
+    pub ui_enabled: bool,
+    /// `-dev`.
+    pub dev_mode: bool,
+}
+
+/// `ports { }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// HTTP API (4646).
+    pub http: u16,
+    /// RPC (4647).
+    pub rpc: u16,
+    /// Serf gossip (4648).
+    pub serf: u16,
+}
+
+/// `server { }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerBlock {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `bootstrap_expect`.
+    pub bootstrap_expect: u32,
+    /// `num_schedulers`.
+    pub num_schedulers: Option<usize>,
+}
+
+/// `client { }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientBlock {
+    /// `enabled`.
+    pub enabled: bool,
+    /// `servers`.
+    pub servers: Vec<String>,
+    /// `node_class`.
+    pub node_class: String,
+    /// `node_pool`.
+    pub node_pool: String,
+    /// `meta { }`.
+    pub meta: BTreeMap<String, String>,
+    /// `options { }`.
+    pub options: BTreeMap<String, String>,
+    /// `alloc_dir`.
+    pub alloc_dir: Option<PathBuf>,
+    /// `state_dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `disable_remote_exec`.
+    pub disable_remote_exec: bool,
+    /// `cgroup_parent`.
+    pub cgroup_parent: Option<String>,
+    /// `min_dynamic_port`.
+    pub min_dynamic_port: Option<u16>,
+    /// `max_dynamic_port`.
+    pub max_dynamic_port: Option<u16>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            name: hostname(),
+            data_dir: None,
+            bind_addr: "0.0.0.0".into(),
+            ports: Ports { http: 4646, rpc: 4647, serf: 4648 },
+            log_level: "INFO".into(),
+            server: ServerBlock::default(),
+            client: ClientBlock::default(),
+            plugins: BTreeMap::new(),
+            acl_enabled: false,
+            ui_enabled: true,
+            dev_mode: false,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Nomad's `-dev` defaults: server and client in one process on loopback, raw_exec on.
+    pub fn dev() -> Self {
+        let mut c = AgentConfig { bind_addr: "127.0.0.1".into(), log_level: "DEBUG".into(), dev_mode: true, ..Default::default() };
+        c.server.enabled = true;
+        c.server.bootstrap_expect = 1;
+        c.client.enabled = true;
+        c.plugins.insert("raw_exec".into(), serde_json::json!({"enabled": true}));
+        c
+    }
+
+    /// Whether the raw_exec plugin is enabled, by the plugin block or the legacy client option.
+    pub fn raw_exec_enabled(&self) -> bool {
+        let plugin = self.plugins.get("raw_exec").and_then(|c| c.get("enabled")).and_then(as_bool);
+        let legacy = self.client.options.get("driver.raw_exec.enable").map(|v| matches!(v.as_str(), "1" | "true" | "t" | "T" | "TRUE" | "True"));
+        plugin.or(legacy).unwrap_or(false)
+    }
+
+    /// Whether raw_exec tasks run without cgroups (`no_cgroups = true`).
+    pub fn raw_exec_no_cgroups(&self) -> bool {
+        self.plugins.get("raw_exec").and_then(|c| c.get("no_cgroups")).and_then(as_bool).unwrap_or(false)
+    }
+
+    /// Merges a config file (HCL or JSON, by extension) over this config.
+    pub fn merge_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let src = std::fs::read_to_string(path).with_context(|| format!("Error loading configuration from {}", path.display()))?;
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let file: FileConfig = if is_json {
+            serde_json::from_str(&src).with_context(|| format!("Error loading configuration from {}", path.display()))?
+        } else {
+            let v: serde_json::Value = hcl::from_str(&src).map_err(|e| anyhow::anyhow!("Error loading configuration from {}: {e}", path.display()))?;
+            serde_json::from_value(v).map_err(|e| anyhow::anyhow!("Error loading configuration from {}: {e}", path.display()))?
+        };
+        self.apply(file)
+    }
+
+    /// Loads `-config` paths: files, or every `.hcl`/`.json` file of a directory in name order.
+    pub fn merge_path(&mut self, path: &Path) -> anyhow::Result<()> {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("Error loading configuration from {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "hcl" || e == "json"))
+                .collect();
+            entries.sort();
+            for p in entries {
+                self.merge_file(&p)?;
+            }
+            Ok(())
+        } else {
+            self.merge_file(path)
+        }
+    }
+
+    fn apply(&mut self, f: FileConfig) -> anyhow::Result<()> {
+        if let Some(v) = f.region {
+            self.region = v;
+        }
+        if let Some(v) = f.datacenter {
+            self.datacenter = v;
+        }
+        if let Some(v) = f.name {
+            self.name = v;
+        }
+        if let Some(v) = f.data_dir {
+            self.data_dir = Some(v);
+        }
+        if let Some(v) = f.bind_addr {
+            self.bind_addr = v;
+        }
+        if let Some(v) = f.log_level {
+            self.log_level = v;
+        }
+        if let Some(p) = f.ports {
+            if let Some(v) = p.http {
+                self.ports.http = v;
+            }
+            if let Some(v) = p.rpc {
+                self.ports.rpc = v;
+            }
+            if let Some(v) = p.serf {
+                self.ports.serf = v;
+            }
+        }
+        for s in f.server.into_iter().flatten() {
+            if let Some(v) = s.enabled {
+                self.server.enabled = v;
+            }
+            if let Some(v) = s.bootstrap_expect {
+                self.server.bootstrap_expect = v;
+            }
+            if let Some(v) = s.num_schedulers {
+                self.server.num_schedulers = Some(v);
+            }
+        }
+        for c in f.client.into_iter().flatten() {
+            if let Some(v) = c.enabled {
+                self.client.enabled = v;
+            }
+            if let Some(v) = c.servers {
+                self.client.servers = v;
+            }
+            if let Some(v) = c.node_class {
+                self.client.node_class = v;
+            }
+            if let Some(v) = c.node_pool {
+                self.client.node_pool = v;
+            }
+            for m in c.meta.into_iter().flatten() {
+                self.client.meta.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
+            }
+            for m in c.options.into_iter().flatten() {
+                self.client.options.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
+            }
+            if let Some(v) = c.alloc_dir {
+                self.client.alloc_dir = Some(v);
+            }
+            if let Some(v) = c.state_dir {
+                self.client.state_dir = Some(v);
+            }
+            if let Some(v) = c.disable_remote_exec {
+                self.client.disable_remote_exec = v;
+            }
+            if let Some(v) = c.cgroup_parent {
+                self.client.cgroup_parent = Some(v);
+            }
+            if let Some(v) = c.min_dynamic_port {
+                self.client.min_dynamic_port = Some(v);
+            }
+            if let Some(v) = c.max_dynamic_port {
+                self.client.max_dynamic_port = Some(v);
+            }
+        }
+        for (name, blocks) in f.plugin.unwrap_or_default() {
+            for b in one_or_many(blocks) {
+                let cfg = b.get("config").cloned().map(|c| one_or_many(c).into_iter().next().unwrap_or_default());
+                let entry = self.plugins.entry(name.clone()).or_insert_with(|| serde_json::json!({}));
+                if let (Some(serde_json::Value::Object(new)), serde_json::Value::Object(old)) = (cfg, entry) {
+                    old.extend(new);
+                }
+            }
+        }
+        for a in f.acl.into_iter().flatten() {
+            if let Some(v) = a.enabled {
+                self.acl_enabled = v;
+            }
+        }
+        for u in f.ui.into_iter().flatten() {
+            if let Some(v) = u.enabled {
+                self.ui_enabled = v;
+            }
+        }
+        if let Some(unknown) = f.unknown.keys().next() {
+            bail!("unexpected key {unknown:?} in agent configuration");
+        }
+        Ok(())
+    }
+
+    /// The agent config in Nomad's JSON shape (for `/v1/agent/self`), secrets left out.
+    pub fn to_nomad_json(&self, http_addr: &str) -> serde_json::Value {
+        serde_json::json!({
+            "Region": self.region,
+            "Datacenter": self.datacenter,
+            "NodeName": self.name,
+            "DataDir": self.data_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "LogLevel": self.log_level,
+            "BindAddr": self.bind_addr,
+            "DevMode": self.dev_mode,
+            "Ports": {"HTTP": self.ports.http, "RPC": self.ports.rpc, "Serf": self.ports.serf},
+            "Addresses": {"HTTP": self.bind_addr, "RPC": self.bind_addr, "Serf": self.bind_addr},
+            "AdvertiseAddrs": {"HTTP": http_addr, "RPC": format!("{}:{}", self.advertise_ip(), self.ports.rpc), "Serf": format!("{}:{}", self.advertise_ip(), self.ports.serf)},
+            "Server": {"Enabled": self.server.enabled, "BootstrapExpect": self.server.bootstrap_expect},
+            "Client": {
+                "Enabled": self.client.enabled,
+                "Servers": self.client.servers,
+                "NodeClass": self.client.node_class,
+                "NodePool": if self.client.node_pool.is_empty() { "default" } else { &self.client.node_pool },
+                "Meta": self.client.meta,
+                "Options": self.client.options,
+                "DisableRemoteExec": self.client.disable_remote_exec,
+            },
+            "ACL": {"Enabled": self.acl_enabled},
+            "UI": {"Enabled": self.ui_enabled, "ShowCLIHints": false},
+            "Version": {"Version": nomad_structs::NOMAD_VERSION, "VersionPrerelease": "", "VersionMetadata": "", "Revision": ""},
+            "Plugins": self.plugins.iter().map(|(k, v)| serde_json::json!({"Name": k, "Config": v})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The address advertised to clients: the bind address, or loopback when binding all.
+    pub fn advertise_ip(&self) -> String {
+        if self.bind_addr == "0.0.0.0" || self.bind_addr == "::" {
+            "127.0.0.1".into()
+        } else {
+            self.bind_addr.clone()
+        }
+    }
+}
+
+fn as_bool(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn json_to_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// hcl-rs turns a repeated block into a list and a single one into an object.
+fn one_or_many(v: serde_json::Value) -> Vec<serde_json::Value> {
+    match v {
+        serde_json::Value::Array(a) => a,
+        other => vec![other],
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    region: Option<String>,
+    datacenter: Option<String>,
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    bind_addr: Option<String>,
+    log_level: Option<String>,
+    #[serde(default, deserialize_with = "single_block")]
+    ports: Option<PortsFile>,
+    #[serde(default, deserialize_with = "blocks")]
+    server: Option<Vec<ServerFile>>,
+    #[serde(default, deserialize_with = "blocks")]
+    client: Option<Vec<ClientFile>>,
+    plugin: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default, deserialize_with = "blocks")]
+    acl: Option<Vec<EnabledFile>>,
+    #[serde(default, deserialize_with = "blocks")]
+    ui: Option<Vec<EnabledFile>>,
+    // Accepted and ignored for now (Nomad keys we do not act on yet).
+    #[serde(default)]
+    #[allow(dead_code)]
+    advertise: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    addresses: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tls: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    telemetry: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    enable_debug: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    leave_on_interrupt: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    leave_on_terminate: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    disable_update_check: Option<serde_json::Value>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_json::Value>,
+}
+
+fn blocks<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    one_or_many(v).into_iter().map(|b| serde_json::from_value(b).map_err(serde::de::Error::custom)).collect::<Result<Vec<T>, _>>().map(Some)
+}
+
+fn single_block<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(blocks::<D, T>(d)?.and_then(|v| v.into_iter().last()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsFile {
+    http: Option<u16>,
+    rpc: Option<u16>,
+    serf: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ServerFile {
+    enabled: Option<bool>,
+    bootstrap_expect: Option<u32>,
+    num_schedulers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ClientFile {
+    enabled: Option<bool>,
+    servers: Option<Vec<String>>,
+    node_class: Option<String>,
+    node_pool: Option<String>,
+    #[serde(default, deserialize_with = "blocks")]
+    meta: Option<Vec<BTreeMap<String, serde_json::Value>>>,
+    #[serde(default, deserialize_with = "blocks")]
+    options: Option<Vec<BTreeMap<String, serde_json::Value>>>,
+    alloc_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    disable_remote_exec: Option<bool>,
+    cgroup_parent: Option<String>,
+    min_dynamic_port: Option<u16>,
+    max_dynamic_port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EnabledFile {
+    enabled: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> anyhow::Result<AgentConfig> {
+        let dir = std::env::temp_dir().join(format!("nomad-agent-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let p = dir.join(format!("c{}.hcl", src.len()));
+        std::fs::write(&p, src)?;
+        let mut c = AgentConfig::default();
+        c.merge_file(&p)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn plugin_block_enables_raw_exec() {
+        let c = load("plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n").unwrap();
+        assert!(c.raw_exec_enabled());
+        assert!(!AgentConfig::default().raw_exec_enabled());
+    }
+
+    #[test]
+    fn legacy_option_enables_raw_exec() {
+        let c = load("client {\n  enabled = true\n  options = {\n    \"driver.raw_exec.enable\" = \"1\"\n  }\n}\n").unwrap();
+        assert!(c.client.enabled);
+        assert!(c.raw_exec_enabled());
+    }
+
+    #[test]
+    fn ports_and_names() {
+        let c = load("name = \"n1\"\ndatacenter = \"dc9\"\nports {\n  http = 5646\n}\nserver {\n  enabled = true\n}\n").unwrap();
+        assert_eq!(c.ports.http, 5646);
+        assert_eq!(c.ports.rpc, 4647);
+        assert_eq!(c.datacenter, "dc9");
+        assert!(c.server.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = load("bogus_key = 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn dev_defaults() {
+        let d = AgentConfig::dev();
+        assert!(d.server.enabled && d.client.enabled && d.raw_exec_enabled());
+        assert_eq!(d.bind_addr, "127.0.0.1");
+    }
+}
