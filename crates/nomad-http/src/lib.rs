@@ -1,1 +1,254 @@
-//! nomad-http
+//! Nomad's HTTP API under `/v1` on axum, wire-compatible with Nomad's Go `api` package,
+//! python-nomad and the Terraform provider.
+//!
+//! Invariants:
+//! - Routing is by prefix and then suffix on the **percent-decoded** path, as Nomad's Go mux
+//!   does, so job IDs containing `/` (periodic and dispatched children) work whether the client
+//!   sends them raw or `%2F`-escaped. A segment router would break them.
+//! - Errors are plain-text bodies with Nomad's status codes ([`ApiError`]); unknown paths are
+//!   404 with an empty body; wrong methods are 405 `Invalid method`.
+//! - Handlers are thin: parse, call one server/client method (or a blocking query closure over a
+//!   state snapshot), render. Reads carry `X-Nomad-Index`/`KnownLeader`/`LastContact`, writes
+//!   `X-Nomad-Index`.
+//! - A panicking handler never takes the agent down: it becomes a 500.
+//!
+//! Entry points: [`router`] (tests drive it with `oneshot`) and [`serve`].
+#![forbid(unsafe_code)]
+
+use std::future::IntoFuture;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::FutureExt;
+
+pub mod error;
+pub mod query;
+
+mod endpoints;
+
+pub use error::ApiError;
+
+use query::{Params, ReqOptions};
+
+/// Largest request body accepted (job specs with embedded templates can be big).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the HTTP layer serves from: the local server and/or client, and agent facts.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The server, when this agent runs one.
+    pub server: Option<Arc<nomad_server::Server>>,
+    /// The client, when this agent runs one.
+    pub client: Option<Arc<nomad_client::Client>>,
+    /// Agent identity and configuration.
+    pub agent: Arc<AgentInfo>,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("server", &self.server.is_some())
+            .field("client", &self.client.is_some())
+            .field("agent", &self.agent)
+            .finish()
+    }
+}
+
+/// Facts about the agent served by `/v1/agent/*` and `/v1/status/*`.
+#[derive(Debug, Clone, Default)]
+pub struct AgentInfo {
+    /// Region (`global`).
+    pub region: String,
+    /// Datacenter (`dc1`).
+    pub datacenter: String,
+    /// Node name.
+    pub node_name: String,
+    /// Whether the agent runs a server.
+    pub server_enabled: bool,
+    /// Whether the agent runs a client.
+    pub client_enabled: bool,
+    /// HTTP address, e.g. `127.0.0.1:4646`.
+    pub http_addr: String,
+    /// RPC address, e.g. `127.0.0.1:4647`.
+    pub rpc_addr: String,
+    /// The agent config in Nomad's PascalCase shape, served as `/v1/agent/self` `config`.
+    pub config_json: serde_json::Value,
+}
+
+impl AgentInfo {
+    /// The region, `global` when unset.
+    pub(crate) fn region(&self) -> &str {
+        if self.region.is_empty() {
+            "global"
+        } else {
+            &self.region
+        }
+    }
+
+    /// The datacenter, `dc1` when unset.
+    pub(crate) fn datacenter(&self) -> &str {
+        if self.datacenter.is_empty() {
+            "dc1"
+        } else {
+            &self.datacenter
+        }
+    }
+}
+
+/// One request as the handlers see it: decoded path, parsed query, buffered body.
+pub(crate) struct Ctx {
+    pub(crate) state: HttpState,
+    pub(crate) method: Method,
+    pub(crate) params: Params,
+    pub(crate) opts: ReqOptions,
+    #[allow(dead_code)]
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Ctx {
+    /// The local server, or Nomad's error when there is none to answer.
+    pub(crate) fn server(&self) -> Result<&Arc<nomad_server::Server>, ApiError> {
+        self.state.server.as_ref().ok_or_else(|| ApiError::internal("No cluster leader"))
+    }
+
+    /// The local client, or an error when this agent runs none.
+    pub(crate) fn client(&self) -> Result<&Arc<nomad_client::Client>, ApiError> {
+        self.state
+            .client
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("Nomad client is not enabled on this agent"))
+    }
+
+    /// Whether the method is a write (Nomad takes PUT and POST interchangeably).
+    pub(crate) fn is_write(&self) -> bool {
+        self.method == Method::PUT || self.method == Method::POST
+    }
+
+    pub(crate) fn is_get(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+
+    pub(crate) fn pretty(&self) -> bool {
+        self.opts.pretty
+    }
+}
+
+/// The `/v1` API (plus `/` and `/ui/`) with panic catching. Every path goes through one
+/// dispatcher that routes on the decoded path.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(state)
+        .layer(middleware::from_fn(catch_panic))
+}
+
+/// Serves [`router`] on `listener` until `shutdown` turns true (or its sender goes away).
+/// Open streams (e.g. followed logs) get a few seconds to finish before this returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let graceful = wait_shutdown(shutdown.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let deadline = async move {
+        wait_shutdown(shutdown).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        r = server.into_future() => r,
+        () = deadline => {
+            tracing::warn!("http: connections still open at shutdown; closing");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_shutdown(mut rx: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Turns a panic in any handler into a 500 so one bad request cannot take the agent down.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => {
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), "http request");
+            resp
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            tracing::error!(%method, %path, error = %what, "http handler panicked");
+            ApiError::internal("internal server error").into_response()
+        }
+    }
+}
+
+async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let raw_path = parts.uri.path();
+    let raw_query = parts.uri.query();
+
+    if raw_path == "/" {
+        let loc = match raw_query {
+            Some(q) => format!("/ui/?{q}"),
+            None => "/ui/".to_string(),
+        };
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
+    if raw_path == "/ui" || raw_path.starts_with("/ui/") {
+        return endpoints::agent::ui_placeholder();
+    }
+
+    let path = query::percent_decode(raw_path, false);
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return ApiError::no_route().into_response();
+    };
+    let rest = rest.to_string();
+
+    let params = Params::parse(raw_query);
+    let opts = match ReqOptions::parse(&params) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    if !opts.region.is_empty() && opts.region != state.agent.region() {
+        return ApiError::internal("No path to region").into_response();
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("failed to read request body: {e}")).into_response(),
+    };
+    let ctx = Ctx { state, method: parts.method, params, opts, headers: parts.headers, body };
+    match endpoints::route(ctx, &rest).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,13 +3,30 @@
 //! Invariants: `apply` is deterministic — no clock reads, no fresh IDs, no IO; everything a
 //! command needs (IDs, timestamps) is inside it, so a Raft log replayed on any server gives the
 //! same state. Readers take immutable [`StateSnapshot`]s; blocking queries wait on the index.
+//!
+//! Layout: every table is an `Arc<BTreeMap<..>>` of `Arc<T>` objects. A snapshot clones the
+//! table `Arc`s (cheap); a write clones a table only when a snapshot still shares it
+//! (`Arc::make_mut`), and objects are cloned before they are changed (copy-on-write).
+//! Entry points: [`StateStore::apply`], [`StateStore::snapshot`], [`StateStore::wait_for_change`],
+//! [`StateStore::persist`] / [`StateStore::restore`].
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod apply;
+mod persist;
+mod snapshot;
+mod tables;
+
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use nomad_structs::*;
 use serde::{Deserialize, Serialize};
+
+pub use snapshot::StateSnapshot;
+use tables::Tables;
+
+/// How many versions of a job are kept (Nomad's `JobTrackedVersions`).
+pub const JOB_TRACKED_VERSIONS: usize = 6;
 
 /// One entry of the replicated log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +49,21 @@ pub enum Command {
     AllocDesiredTransition { alloc_ids: Vec<String>, desired_status: Option<String>, desired_description: Option<String>, transition: DesiredTransition, evals: Vec<Evaluation>, now: i64 },
 }
 
+impl Command {
+    /// The evaluations the command writes (as given in the command, before indexes are set).
+    pub fn evals(&self) -> Vec<&Evaluation> {
+        match self {
+            Command::JobRegister { eval, .. } | Command::JobDeregister { eval, .. } => eval.iter().collect(),
+            Command::EvalsUpsert { evals }
+            | Command::NodeStatusUpdate { evals, .. }
+            | Command::PlanApply { evals, .. }
+            | Command::AllocClientUpdate { evals, .. }
+            | Command::AllocDesiredTransition { evals, .. } => evals.iter().collect(),
+            Command::NodeRegister { .. } => vec![],
+        }
+    }
+}
+
 /// Errors applying a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -44,9 +76,9 @@ pub enum StateError {
 }
 
 /// Tables, for blocking queries on a table's index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Table {
-    /// Jobs.
+    /// Jobs (and their versions and submissions).
     Jobs,
     /// Job summaries.
     JobSummary,
@@ -59,116 +91,92 @@ pub enum Table {
 }
 
 /// The state store. Cheap to share behind an `Arc`.
-#[derive(Debug, Default)]
-pub struct StateStore {}
+#[derive(Debug)]
+pub struct StateStore {
+    tables: RwLock<Tables>,
+    /// Carries the latest applied index; every apply publishes, waiters re-check their tables.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        StateStore { tables: RwLock::new(Tables::default()), changes: tokio::sync::watch::Sender::new(0) }
+    }
+}
 
 impl StateStore {
     /// An empty store at index 0.
     pub fn new() -> Arc<Self> {
-        Arc::new(StateStore {})
+        Arc::new(StateStore::default())
     }
 
     /// Applies `cmd` at raft `index` (strictly increasing). Returns the index.
+    ///
+    /// Either the whole command applies or nothing changes: every check that can fail runs
+    /// before the first write.
     pub fn apply(&self, index: u64, cmd: &Command) -> Result<u64, StateError> {
-        let _ = cmd;
+        {
+            let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+            if index <= t.index {
+                return Err(StateError::Invalid(format!("index {index} is not after the latest index {}", t.index)));
+            }
+            t.apply(index, cmd)?;
+            t.index = index;
+        }
+        self.changes.send_replace(index);
         Ok(index)
     }
 
     /// The latest applied index.
     pub fn latest_index(&self) -> u64 {
-        0
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).index
     }
 
     /// A consistent read-only view.
     pub fn snapshot(&self) -> StateSnapshot {
-        StateSnapshot::default()
+        StateSnapshot::new(self.tables.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     /// Waits until any of `tables` has an index greater than `min_index`, or `timeout` passes.
     pub async fn wait_for_change(&self, tables: &[Table], min_index: u64, timeout: Duration) {
-        let _ = (tables, min_index);
-        tokio::time::sleep(timeout).await;
+        // Subscribe before checking so an apply between the check and the wait is not missed.
+        let mut rx = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.tables.read().unwrap_or_else(|e| e.into_inner()).raw_index(tables);
+            if current > min_index {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or the sender is gone (cannot happen while `self` lives).
+                _ => return,
+            }
+        }
+    }
+
+    /// Serializes the whole state (for Raft snapshots). Deterministic: equal states give equal bytes.
+    pub fn persist(&self) -> Vec<u8> {
+        let t = self.tables.read().unwrap_or_else(|e| e.into_inner()).clone();
+        persist::encode(&t)
+    }
+
+    /// Replaces the whole state with one written by [`StateStore::persist`].
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), StateError> {
+        let t = persist::decode(bytes)?;
+        let index = t.index;
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = t;
+        self.changes.send_replace(index);
+        Ok(())
+    }
+
+    /// A new store holding a state written by [`StateStore::persist`].
+    pub fn from_persisted(bytes: &[u8]) -> Result<Arc<Self>, StateError> {
+        let store = StateStore::new();
+        store.restore(bytes)?;
+        Ok(store)
     }
 }
 
-/// An immutable view of every table at one index.
-#[derive(Debug, Clone, Default)]
-pub struct StateSnapshot {}
-
-impl StateSnapshot {
-    /// The highest index of the given tables (never 0 once anything was written: 1 is the floor).
-    pub fn index(&self, tables: &[Table]) -> u64 {
-        let _ = tables;
-        1
-    }
-    /// Jobs in a namespace (`None` = all namespaces), sorted by ID, optionally by ID prefix.
-    pub fn jobs(&self, namespace: Option<&str>, prefix: &str) -> Vec<Arc<Job>> {
-        let _ = (namespace, prefix);
-        vec![]
-    }
-    /// One job.
-    pub fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
-        let _ = (namespace, id);
-        None
-    }
-    /// A job's summary (always present for an existing job).
-    pub fn job_summary(&self, namespace: &str, id: &str) -> Option<JobSummary> {
-        let _ = (namespace, id);
-        None
-    }
-    /// The submission of a job version.
-    pub fn job_submission(&self, namespace: &str, id: &str, version: u64) -> Option<JobSubmission> {
-        let _ = (namespace, id, version);
-        None
-    }
-    /// All allocations (optionally one namespace, ID prefix), sorted by ID.
-    pub fn allocs(&self, namespace: Option<&str>, prefix: &str) -> Vec<Arc<Allocation>> {
-        let _ = (namespace, prefix);
-        vec![]
-    }
-    /// One allocation by full ID.
-    pub fn alloc(&self, id: &str) -> Option<Arc<Allocation>> {
-        let _ = id;
-        None
-    }
-    /// Allocations of a job.
-    pub fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
-        let _ = (namespace, job_id);
-        vec![]
-    }
-    /// Allocations on a node.
-    pub fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
-        let _ = node_id;
-        vec![]
-    }
-    /// Allocations created by an eval.
-    pub fn allocs_by_eval(&self, eval_id: &str) -> Vec<Arc<Allocation>> {
-        let _ = eval_id;
-        vec![]
-    }
-    /// Evaluations (optionally one namespace, ID prefix), sorted by ID.
-    pub fn evals(&self, namespace: Option<&str>, prefix: &str) -> Vec<Arc<Evaluation>> {
-        let _ = (namespace, prefix);
-        vec![]
-    }
-    /// One evaluation.
-    pub fn eval(&self, id: &str) -> Option<Arc<Evaluation>> {
-        let _ = id;
-        None
-    }
-    /// Evaluations of a job.
-    pub fn evals_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Evaluation>> {
-        let _ = (namespace, job_id);
-        vec![]
-    }
-    /// Nodes (ID prefix), sorted by ID.
-    pub fn nodes(&self, prefix: &str) -> Vec<Arc<Node>> {
-        let _ = prefix;
-        vec![]
-    }
-    /// One node.
-    pub fn node(&self, id: &str) -> Option<Arc<Node>> {
-        let _ = id;
-        None
-    }
-}
+#[cfg(test)]
+mod tests;

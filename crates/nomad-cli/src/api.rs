@@ -1,0 +1,286 @@
+//! A small typed client for Nomad's HTTP API, with errors worded like the Go `api` package's.
+
+use std::io::Read;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Connection settings of a client (from the general options).
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Base address, e.g. `http://127.0.0.1:4646`.
+    pub address: String,
+    /// `?region=` for every request when set.
+    pub region: String,
+    /// `?namespace=` for every request when set.
+    pub namespace: String,
+    /// Sent as `X-Nomad-Token` when set.
+    pub token: String,
+    /// `NOMAD_HTTP_AUTH` (`user[:pass]`), sent as basic auth.
+    pub http_auth: String,
+}
+
+/// An API error: either a non-2xx answer or a transport failure; `Display` matches the Go client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// The agent answered with a non-success status.
+    Status { code: u16, body: String },
+    /// The request never got an answer (connection refused, bad address, ...).
+    Transport(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Status { code, body } => write!(f, "Unexpected response code: {code} ({body})"),
+            ApiError::Transport(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// The status code, for non-2xx answers.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { code, .. } => Some(*code),
+            ApiError::Transport(_) => None,
+        }
+    }
+
+    /// Whether the agent could not be reached at all.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ApiError::Transport(_))
+    }
+}
+
+/// A blocking HTTP client bound to one agent address.
+#[derive(Debug, Clone)]
+pub struct Client {
+    cfg: ClientConfig,
+    agent: ureq::Agent,
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters kept).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment (Go `url.PathEscape`: `/` becomes `%2F`).
+pub fn path_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b',' | b';' | b'='
+            | b':' | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn method_word(m: &str) -> String {
+    // Go's url.Error prints the method capitalised like "Get", "Put", "Delete".
+    let lower = m.to_ascii_lowercase();
+    let mut c = lower.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hp = rest.split(['/', '?']).next().unwrap_or(rest);
+    if hp.contains(':') {
+        hp.to_string()
+    } else if url.starts_with("https://") {
+        format!("{hp}:443")
+    } else {
+        format!("{hp}:80")
+    }
+}
+
+fn transport_error(method: &str, url: &str, e: &ureq::Error) -> ApiError {
+    let hp = host_port(url);
+    let detail = match e {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!("dial tcp {hp}: connect: connection refused"),
+            std::io::ErrorKind::TimedOut => format!("dial tcp {hp}: i/o timeout"),
+            _ => format!("dial tcp {hp}: {io}"),
+        },
+        ureq::Error::HostNotFound => {
+            let host = hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(&hp);
+            format!("dial tcp: lookup {host}: no such host")
+        }
+        ureq::Error::ConnectionFailed => format!("dial tcp {hp}: connect: connection failed"),
+        other => other.to_string(),
+    };
+    ApiError::Transport(format!("{} \"{url}\": {detail}", method_word(method)))
+}
+
+impl Client {
+    /// A client for `cfg`.
+    pub fn new(cfg: ClientConfig) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Client { cfg, agent }
+    }
+
+    /// The configured agent address.
+    pub fn address(&self) -> &str {
+        &self.cfg.address
+    }
+
+    /// The namespace requests go to (empty = agent default).
+    pub fn namespace(&self) -> &str {
+        &self.cfg.namespace
+    }
+
+    /// Overrides the namespace (e.g. from the jobspec).
+    pub fn set_namespace(&mut self, ns: &str) {
+        self.cfg.namespace = ns.to_string();
+    }
+
+    /// Overrides the region (e.g. from the jobspec).
+    pub fn set_region(&mut self, r: &str) {
+        self.cfg.region = r.to_string();
+    }
+
+    /// The full URL of `path` with `query` plus region/namespace parameters.
+    pub fn url(&self, path: &str, query: &[(&str, String)]) -> String {
+        let mut params: Vec<String> = Vec::new();
+        if !self.cfg.region.is_empty() && !query.iter().any(|(k, _)| *k == "region") {
+            params.push(format!("region={}", query_escape(&self.cfg.region)));
+        }
+        if !self.cfg.namespace.is_empty() && !query.iter().any(|(k, _)| *k == "namespace") {
+            params.push(format!("namespace={}", query_escape(&self.cfg.namespace)));
+        }
+        for (k, v) in query {
+            params.push(format!("{}={}", query_escape(k), query_escape(v)));
+        }
+        let base = self.cfg.address.trim_end_matches('/');
+        if params.is_empty() {
+            format!("{base}{path}")
+        } else {
+            params.sort();
+            format!("{base}{path}?{}", params.join("&"))
+        }
+    }
+
+    fn decorate<B>(&self, mut req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        if !self.cfg.token.is_empty() {
+            req = req.header("X-Nomad-Token", self.cfg.token.as_str());
+        }
+        if !self.cfg.http_auth.is_empty() {
+            let enc = base64_encode(self.cfg.http_auth.as_bytes());
+            req = req.header("Authorization", format!("Basic {enc}"));
+        }
+        req
+    }
+
+    fn finish(
+        &self,
+        method: &str,
+        url: &str,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+        let mut resp = res.map_err(|e| transport_error(method, url, &e))?;
+        let code = resp.status().as_u16();
+        if !(200..300).contains(&code) {
+            let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+            return Err(ApiError::Status { code, body: body.trim_end().to_string() });
+        }
+        Ok(resp)
+    }
+
+    fn decode<T: DeserializeOwned>(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<T, ApiError> {
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_string()
+            .map_err(|e| ApiError::Transport(format!("error reading response from {url}: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| ApiError::Transport(format!("error decoding response from {url}: {e}")))
+    }
+
+    /// GET `path` and decode JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.get(&url)).call();
+        let resp = self.finish("GET", &url, res)?;
+        Self::decode(&url, resp)
+    }
+
+    /// PUT `path` with a JSON body and decode the JSON answer.
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.put(&url)).send_json(body);
+        let resp = self.finish("PUT", &url, res)?;
+        Self::decode(&url, resp)
+    }
+
+    /// DELETE `path` and decode the JSON answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.delete(&url)).call();
+        let resp = self.finish("DELETE", &url, res)?;
+        Self::decode(&url, resp)
+    }
+
+    /// GET `path` and return the body as a stream (log frames).
+    pub fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<Box<dyn Read + Send>, ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.get(&url)).call();
+        let resp = self.finish("GET", &url, res)?;
+        Ok(Box::new(resp.into_body().into_reader()))
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_region_and_namespace() {
+        let c = Client::new(ClientConfig {
+            address: "http://127.0.0.1:4646/".into(),
+            namespace: "prod".into(),
+            ..Default::default()
+        });
+        assert_eq!(c.url("/v1/jobs", &[("prefix", "a b".into())]), "http://127.0.0.1:4646/v1/jobs?namespace=prod&prefix=a+b");
+        let c = Client::new(ClientConfig { address: "http://h:1".into(), ..Default::default() });
+        assert_eq!(c.url("/v1/jobs", &[]), "http://h:1/v1/jobs");
+        assert_eq!(path_escape("a/periodic-1"), "a%2Fperiodic-1");
+    }
+
+    #[test]
+    fn error_wording() {
+        let e = ApiError::Status { code: 404, body: "job not found".into() };
+        assert_eq!(e.to_string(), "Unexpected response code: 404 (job not found)");
+        let io = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = transport_error("GET", "http://127.0.0.1:4646/v1/jobs", &io);
+        assert_eq!(
+            e.to_string(),
+            "Get \"http://127.0.0.1:4646/v1/jobs\": dial tcp 127.0.0.1:4646: connect: connection refused"
+        );
+    }
+}

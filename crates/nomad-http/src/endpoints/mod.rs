@@ -1,0 +1,84 @@
+//! The route table: prefix match on the decoded path after `/v1/`, then per-endpoint suffix
+//! matching (see [`jobs::job_specific`]).
+
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::Ctx;
+
+pub(crate) mod agent;
+pub(crate) mod allocs;
+pub(crate) mod evals;
+pub(crate) mod fs;
+pub(crate) mod jobs;
+pub(crate) mod nodes;
+
+/// Routes `rest` (the decoded path without `/v1/`).
+pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
+    if let Some(tail) = rest.strip_prefix("job/") {
+        return jobs::job_specific(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("allocation/") {
+        return allocs::alloc_specific(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("evaluation/") {
+        return evals::eval_specific(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("node/") {
+        return nodes::node_specific(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("client/fs/") {
+        return fs::fs_request(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("client/allocation/") {
+        return fs::client_alloc(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("deployment/") {
+        return jobs::deployment_specific(ctx, tail).await;
+    }
+    if let Some(tail) = rest.strip_prefix("namespace/") {
+        return agent::namespace(ctx, tail).await;
+    }
+    if rest.starts_with("acl/") {
+        return Err(ApiError::bad_request("ACL support disabled"));
+    }
+    match rest {
+        "jobs" => jobs::jobs(ctx).await,
+        "jobs/parse" => jobs::parse(ctx).await,
+        "validate/job" => jobs::validate(ctx).await,
+        "deployments" => jobs::deployments(ctx).await,
+        "allocations" => allocs::list(ctx).await,
+        "evaluations" => evals::list(ctx).await,
+        "evaluations/count" => evals::count(ctx).await,
+        "nodes" => nodes::list(ctx).await,
+        "namespaces" => agent::namespaces(ctx).await,
+        "agent/self" => agent::agent_self(ctx).await,
+        "agent/members" => agent::members(ctx).await,
+        "agent/health" => agent::health(ctx).await,
+        "agent/servers" => agent::servers(ctx).await,
+        "status/leader" => agent::leader(ctx).await,
+        "status/peers" => agent::peers(ctx).await,
+        "regions" => agent::regions(ctx).await,
+        "metrics" => agent::metrics(ctx).await,
+        "client/stats" => fs::client_stats(ctx).await,
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// Checks the method is GET (or HEAD).
+pub(crate) fn require_get(ctx: &Ctx) -> Result<(), ApiError> {
+    if ctx.is_get() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_method())
+    }
+}
+
+/// Checks the method is PUT or POST.
+pub(crate) fn require_write(ctx: &Ctx) -> Result<(), ApiError> {
+    if ctx.is_write() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_method())
+    }
+}
