@@ -50,6 +50,10 @@ fn info(msg: &str) {
     println!("==> {msg}");
 }
 
+fn error(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
 fn output(msg: &str) {
     if msg.is_empty() {
         println!();
@@ -162,7 +166,7 @@ impl<'a> Monitor<'a> {
                 let eval: Evaluation = match self.client.get(&path, &[]) {
                     Ok(e) => e,
                     Err(_) => {
-                        info(&format!("No evaluation with id {eval_id:?} found"));
+                        error(&format!("No evaluation with id {eval_id:?} found"));
                         return 1;
                     }
                 };
@@ -170,7 +174,7 @@ impl<'a> Monitor<'a> {
                     match self.client.get(&format!("/v1/evaluation/{}/allocations", path_escape(&eval.id)), &[]) {
                         Ok(a) => a,
                         Err(e) => {
-                            info(&format!("{}: Error reading allocations: {e}", now_formatted()));
+                            error(&format!("{}: Error reading allocations: {e}", now_formatted()));
                             return 1;
                         }
                     };

@@ -26,15 +26,15 @@ enum Slot {
     /// Terminal but counts (batch success, failed without reschedule attempts left).
     Done,
     /// Same group spec, newer job: rewrite in place.
-    InPlace(Allocation),
+    InPlace,
     /// Changed group spec: stop and replace.
-    Destructive(Allocation),
+    Destructive,
     /// Failed and may be rescheduled; carries the reschedule delay (ns).
-    Reschedule(Allocation, i64),
+    Reschedule(i64),
     /// Its node is down: stop as lost and replace.
-    Lost(Allocation),
+    Lost,
     /// On a draining node and marked for migration: stop and replace.
-    Migrate(Allocation),
+    Migrate,
 }
 
 pub(crate) fn schedule(s: &mut Sched<'_, '_>, job: Option<&Job>) {
@@ -80,21 +80,21 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
                     continue; // already replaced
                 }
                 match reschedule_delay(&a, tg, job, now) {
-                    Some(delay) => Slot::Reschedule(a.clone(), delay),
+                    Some(delay) => Slot::Reschedule(delay),
                     None => Slot::Done,
                 }
             }
             _ => {
                 let draining = s.node(&a.node_id).is_some_and(|n| n.drain_strategy.is_some());
                 if s.node_lost(&a.node_id) {
-                    Slot::Lost(a.clone())
+                    Slot::Lost
                 } else if draining && a.desired_transition.migrate == Some(true) {
-                    Slot::Migrate(a.clone())
+                    Slot::Migrate
                 } else if needs_update(&a, job) {
                     if destructive(s, &a, job, tg) {
-                        Slot::Destructive(a.clone())
+                        Slot::Destructive
                     } else {
-                        Slot::InPlace(a.clone())
+                        Slot::InPlace
                     }
                 } else {
                     Slot::Keep
@@ -109,7 +109,7 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
     if slots.len() > count {
         let mut removable: Vec<usize> = (0..slots.len()).filter(|&i| !matches!(slots[i].1, Slot::Done)).collect();
         removable.sort_by_key(|&i| {
-            let needs_replacement = matches!(slots[i].1, Slot::Lost(_) | Slot::Reschedule(..));
+            let needs_replacement = matches!(slots[i].1, Slot::Lost | Slot::Reschedule(_));
             (!needs_replacement, std::cmp::Reverse(slots[i].0))
         });
         let excess = slots.len() - count;
@@ -121,7 +121,7 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
                 continue;
             }
             match slot {
-                Slot::Lost(_) => s.stop(&a, desc::ALLOC_LOST, Some(ALLOC_CLIENT_LOST)),
+                Slot::Lost => s.stop(&a, desc::ALLOC_LOST, Some(ALLOC_CLIENT_LOST)),
                 _ => s.stop(&a, desc::ALLOC_NOT_NEEDED, None),
             }
         }
@@ -131,14 +131,14 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
     // In-place updates and lost stops first, so placements see the freed resources.
     for (_, slot, a) in &slots {
         match slot {
-            Slot::InPlace(_) => {
+            Slot::InPlace => {
                 let mut u = a.clone();
                 u.job = Some(Box::new(job.clone()));
                 u.eval_id = s.eval.id.clone();
                 u.modify_time = now;
                 s.add_alloc(u);
             }
-            Slot::Lost(_) => s.stop(a, desc::ALLOC_LOST, Some(ALLOC_CLIENT_LOST)),
+            Slot::Lost => s.stop(a, desc::ALLOC_LOST, Some(ALLOC_CLIENT_LOST)),
             _ => {}
         }
     }
@@ -146,13 +146,13 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
     let used: BTreeSet<u64> = slots.iter().map(|(i, _, _)| *i).collect();
     for (idx, slot, a) in &slots {
         match slot {
-            Slot::Destructive(_) => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_UPDATING), None))),
-            Slot::Migrate(_) => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_MIGRATING), None))),
-            Slot::Reschedule(_, delay) => {
+            Slot::Destructive => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_UPDATING), None))),
+            Slot::Migrate => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_MIGRATING), None))),
+            Slot::Reschedule(delay) => {
                 place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_RESCHEDULED), Some(*delay))))
             }
-            Slot::Lost(_) => place(s, job, tg, *idx, Some((a, None, None))),
-            Slot::Keep | Slot::Done | Slot::InPlace(_) => {}
+            Slot::Lost => place(s, job, tg, *idx, Some((a, None, None))),
+            Slot::Keep | Slot::Done | Slot::InPlace => {}
         }
     }
     let missing = count.saturating_sub(slots.len());

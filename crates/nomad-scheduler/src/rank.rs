@@ -191,7 +191,7 @@ pub(crate) fn fit(node: &Node, usage: &NodeUsage, ask: &ResourceAsk, seed: &str)
         let mut used = usage.ports.clone();
         used.extend(parse_port_spec(&node.reserved_resources.networks.reserved_host_ports));
         let ip = host_ip(node);
-        let mut mapping = |p: &Port, value: i64| AllocatedPortMapping {
+        let mapping = |p: &Port, value: i64| AllocatedPortMapping {
             label: p.label.clone(),
             value,
             to: if p.to == -1 { value } else { p.to },

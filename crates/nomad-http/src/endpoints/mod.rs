@@ -11,6 +11,7 @@ pub(crate) mod allocs;
 pub(crate) mod evals;
 pub(crate) mod fs;
 pub(crate) mod jobs;
+mod jobspec_glue;
 pub(crate) mod nodes;
 
 /// Routes `rest` (the decoded path without `/v1/`).

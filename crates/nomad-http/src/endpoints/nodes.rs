@@ -1,0 +1,87 @@
+//! `/v1/nodes`, `/v1/node/<id>[/allocations]`.
+
+use axum::response::Response;
+use nomad_state::Table;
+
+use super::{allocs::alloc_full, require_get, require_write};
+use crate::error::ApiError;
+use crate::query::{json, Meta};
+use crate::Ctx;
+
+/// `GET /v1/nodes` (`?prefix=`, `?resources=`, `?os=`).
+pub(crate) async fn list(ctx: Ctx) -> Result<Response, ApiError> {
+    require_get(&ctx)?;
+    let server = ctx.server()?;
+    let resources = ctx.params.bool_or("resources", false)?;
+    let os = ctx.params.bool_or("os", false)?;
+    let prefix = ctx.opts.prefix.clone();
+    let (stubs, index) = server
+        .blocking_query(&[Table::Nodes], &ctx.opts.query_options(), |snap| {
+            snap.nodes(&prefix)
+                .iter()
+                .map(|n| {
+                    let mut s = n.stub();
+                    if resources {
+                        s.node_resources = Some(n.node_resources.clone());
+                        s.reserved_resources = Some(n.reserved_resources.clone());
+                    }
+                    if os {
+                        s.attributes = Some(
+                            n.attributes
+                                .iter()
+                                .filter(|(k, _)| k.starts_with("os."))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        );
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let (page, next_token) = ctx.opts.paginate(stubs, |s| s.id.clone());
+    json(&page, ctx.pretty(), Meta::Read { index, next_token })
+}
+
+/// `/v1/node/<id>[/<op>]`.
+pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiError> {
+    if let Some(id) = tail.strip_suffix("/allocations") {
+        return allocations(ctx, id).await;
+    }
+    for (suffix, what) in [
+        ("/evaluate", "Node evaluate"),
+        ("/drain", "Node drain"),
+        ("/eligibility", "Node eligibility changes"),
+        ("/purge", "Node purge"),
+    ] {
+        if tail.ends_with(suffix) {
+            require_write(&ctx)?;
+            return Err(ApiError::not_supported(what));
+        }
+    }
+    require_get(&ctx)?;
+    let server = ctx.server()?;
+    let (node, index) = server
+        .blocking_query(&[Table::Nodes], &ctx.opts.query_options(), |snap| snap.node(tail))
+        .await;
+    let node = node.ok_or_else(|| ApiError::not_found("node not found"))?;
+    let mut node = (*node).clone();
+    node.secret_id = String::new();
+    let drain = node.drain_strategy.as_ref().is_some_and(|d| !d.is_null());
+    let mut v = serde_json::to_value(&node).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("Drain".into(), serde_json::Value::Bool(drain));
+    }
+    json(&v, ctx.pretty(), Meta::read(index))
+}
+
+async fn allocations(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    require_get(&ctx)?;
+    let server = ctx.server()?;
+    let (allocs, index) = server
+        .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |snap| {
+            snap.allocs_by_node(id).iter().map(|a| alloc_full(a)).collect::<Vec<_>>()
+        })
+        .await;
+    json(&allocs, ctx.pretty(), Meta::read(index))
+}
