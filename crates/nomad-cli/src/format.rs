@@ -204,6 +204,16 @@ pub fn json_pretty<T: serde::Serialize>(v: &T) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// `{"Job": {...}}` with the job's fields in struct order, 4-space indent.
+pub fn job_wrapped_json(job: &nomad_structs::Job) -> String {
+    #[derive(serde::Serialize)]
+    struct Wrapped<'a> {
+        #[serde(rename = "Job")]
+        job: &'a nomad_structs::Job,
+    }
+    json_pretty(&Wrapped { job })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

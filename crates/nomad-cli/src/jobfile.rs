@@ -92,7 +92,7 @@ impl JobGetter {
                 flags.insert(k.to_string(), val.to_string());
             }
         }
-        let opts = nomad_jobspec::ParseOptions {
+        let opts = crate::jobspec_shim::ParseOptions {
             filename: name,
             var_args: self.vars.clone(),
             var_files,
@@ -100,7 +100,7 @@ impl JobGetter {
             strict: self.strict,
             base_dir,
         };
-        let job = nomad_jobspec::parse_job(&source, &opts).map_err(|e| format!("Error parsing job file from {jpath}:\n{e}"))?;
+        let job = crate::jobspec_shim::parse_job(&source, &opts).map_err(|e| format!("Error parsing job file from {jpath}:\n{e}"))?;
         let sub = JobSubmission {
             source,
             format: "hcl2".into(),

@@ -1,1 +1,92 @@
-fn main() {}
+//! The `nomad` command line: a Nomad-compatible CLI over the HTTP API, plus `nomad agent`.
+//!
+//! Each subcommand lives in `commands/` and parses its own flags with Go `flag` rules
+//! (`goflag`); general options (`meta`) are added to every API command; `api` is the typed
+//! HTTP client. Exit codes follow Nomad: 0 ok, 1 error, 2 placement failures (job run/stop).
+#![forbid(unsafe_code)]
+
+mod api;
+mod commands;
+mod format;
+mod goflag;
+mod jobfile;
+mod jobspec_shim;
+mod meta;
+mod monitor;
+
+use commands::{alloc, eval, job, node, status, version};
+
+const HELP: &str = "Usage: nomad [-version] [-help] <command> [args]
+
+Common commands:
+    run         Register a job and watch it being scheduled
+    stop        Stop a running job
+    status      Show the status of jobs
+    alloc       Work with allocations
+    job         Work with jobs
+    node        Work with client nodes
+    agent       Run a Nomad agent
+
+Other commands:
+    eval        Work with evaluations
+    init        Write an example job file
+    inspect     Print a registered job as JSON
+    logs        Stream the logs of a task
+    validate    Check a job file for errors
+    version     Print the Nomad version
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = dispatch(&args);
+    std::process::exit(code);
+}
+
+#[cfg(feature = "agent")]
+fn run_agent(args: &[String]) -> i32 {
+    nomad_agent::cli::run(args.to_vec())
+}
+
+#[cfg(not(feature = "agent"))]
+fn run_agent(_args: &[String]) -> i32 {
+    eprintln!("agent not built");
+    1
+}
+
+fn dispatch(args: &[String]) -> i32 {
+    let Some(cmd) = args.first() else {
+        eprintln!("{}", HELP.trim_end());
+        return 1;
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "-h" | "-help" | "--help" | "help" => {
+            println!("{}", HELP.trim_end());
+            0
+        }
+        "-v" | "-version" | "--version" | "version" => version::run(rest),
+        "agent" => run_agent(rest),
+        "job" => job::run(rest),
+        "alloc" => alloc::run(rest),
+        "node" => node::run(rest),
+        "eval" => eval::run(rest),
+        "run" => job::run::run(rest),
+        "stop" => job::stop::run(rest),
+        "status" => status::run(rest),
+        "init" => job::init::run(rest),
+        "validate" => job::validate::run(rest),
+        "inspect" => job::inspect::run(rest),
+        "logs" => alloc::logs::run(rest),
+        "alloc-status" => alloc::status::run(rest),
+        "node-status" => node::status::run(rest),
+        "eval-status" => eval::status::run(rest),
+        "exec" => {
+            eprintln!("nomad exec is not available in this build yet");
+            1
+        }
+        other => {
+            eprintln!("Unknown command: {other:?}\n\n{}", HELP.trim_end());
+            127
+        }
+    }
+}

@@ -230,16 +230,19 @@ impl LogMon {
     }
 
     /// Drains what the task wrote so far and stops collecting.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for h in self.handles {
+        for h in std::mem::take(&mut self.handles) {
             let _ = h.await;
         }
     }
+}
 
-    /// Stops without draining (agent shutdown: the copier is reattached on restore).
-    pub fn abort(self) {
-        for h in self.handles {
+impl Drop for LogMon {
+    /// Dropped without [`LogMon::shutdown`] (agent shutdown): stop copying without draining;
+    /// the copier is reattached on restore.
+    fn drop(&mut self) {
+        for h in &self.handles {
             h.abort();
         }
     }

@@ -241,7 +241,7 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
     let alloc = inp.alloc;
     let task = inp.task;
     let job = alloc.job.as_deref();
-    let mut set = |env: &mut BTreeMap<String, String>, k: &str, v: String| {
+    let set = |env: &mut BTreeMap<String, String>, k: &str, v: String| {
         if !v.is_empty() {
             env.insert(k.to_string(), v);
         }

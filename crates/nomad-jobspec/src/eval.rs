@@ -33,7 +33,12 @@ impl Source<'_> {
         (line, col)
     }
 
-    pub fn diag(&self, span: Option<Range<usize>>, summary: impl Into<String>, detail: impl Into<String>) -> Diagnostic {
+    pub fn diag(
+        &self,
+        span: Option<Range<usize>>,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             filename: self.filename.to_string(),
             pos: span.map(|r| self.line_col(r.start)),
@@ -60,7 +65,12 @@ impl Scope {
     pub fn new() -> Scope {
         let mut ctx = hcl::eval::Context::new();
         crate::funcs::declare_all(&mut ctx);
-        Scope { ctx, bound: HashSet::new(), var_names: HashSet::new(), local_names: HashSet::new() }
+        Scope {
+            ctx,
+            bound: HashSet::new(),
+            var_names: HashSet::new(),
+            local_names: HashSet::new(),
+        }
     }
 
     /// A child scope with one more variable (dynamic block iterators).
@@ -115,7 +125,13 @@ impl Scope {
         }
     }
 
-    fn rewrite(&self, src: &Source, e: &mut Expression, extra: &mut Vec<String>, errs: &mut Vec<Diagnostic>) {
+    fn rewrite(
+        &self,
+        src: &Source,
+        e: &mut Expression,
+        extra: &mut Vec<String>,
+        errs: &mut Vec<Diagnostic>,
+    ) {
         if self.runtime_ref(e, extra) {
             let text = src.slice(&e.span()).unwrap_or("").trim().to_string();
             *e = Expression::from(format!("${{{text}}}"));
@@ -134,7 +150,9 @@ impl Scope {
                 }
             }
             Expression::StringTemplate(t) => self.rewrite_template(src, t, extra, errs),
-            Expression::HeredocTemplate(h) => self.rewrite_template(src, &mut h.template, extra, errs),
+            Expression::HeredocTemplate(h) => {
+                self.rewrite_template(src, &mut h.template, extra, errs)
+            }
             Expression::Parenthesis(p) => self.rewrite(src, p.inner_mut(), extra, errs),
             Expression::Conditional(c) => {
                 self.rewrite(src, &mut c.cond_expr, extra, errs);
@@ -149,19 +167,29 @@ impl Scope {
             Expression::Traversal(t) => {
                 if let Expression::Variable(root) = &t.expr {
                     let root = root.as_str().to_string();
-                    if let Some(TraversalOperator::GetAttr(name)) = t.operators.first().map(|o| o.value()) {
+                    if let Some(TraversalOperator::GetAttr(name)) =
+                        t.operators.first().map(|o| o.value())
+                    {
                         let name = name.as_str();
-                        if root == "var" && !self.var_names.contains(name) && !extra.iter().any(|n| n == "var") {
+                        if root == "var"
+                            && !self.var_names.contains(name)
+                            && !extra.iter().any(|n| n == "var")
+                        {
                             errs.push(src.diag(
                                 t.span(),
                                 "Reference to undeclared input variable",
                                 format!("An input variable with the name {name:?} has not been declared."),
                             ));
-                        } else if root == "local" && !self.local_names.contains(name) && !extra.iter().any(|n| n == "local") {
+                        } else if root == "local"
+                            && !self.local_names.contains(name)
+                            && !extra.iter().any(|n| n == "local")
+                        {
                             errs.push(src.diag(
                                 t.span(),
                                 "Reference to undeclared local value",
-                                format!("A local value with the name {name:?} has not been declared."),
+                                format!(
+                                    "A local value with the name {name:?} has not been declared."
+                                ),
                             ));
                         }
                     }
@@ -199,14 +227,24 @@ impl Scope {
         }
     }
 
-    fn rewrite_template(&self, src: &Source, t: &mut Template, extra: &mut Vec<String>, errs: &mut Vec<Diagnostic>) {
+    fn rewrite_template(
+        &self,
+        src: &Source,
+        t: &mut Template,
+        extra: &mut Vec<String>,
+        errs: &mut Vec<Diagnostic>,
+    ) {
         for el in t.iter_mut() {
             match el {
                 Element::Interpolation(interp) => {
                     if self.runtime_ref(&interp.expr, extra) {
                         let span = el.span();
                         let text = src.slice(&span).unwrap_or("").to_string();
-                        let text = if text.starts_with("${") { text } else { format!("${{{text}}}") };
+                        let text = if text.starts_with("${") {
+                            text
+                        } else {
+                            format!("${{{text}}}")
+                        };
                         *el = Element::from(text);
                     } else {
                         self.rewrite(src, &mut interp.expr, extra, errs);
@@ -244,8 +282,14 @@ fn describe_eval_error(err: &hcl::eval::Error) -> (String, String) {
             "Call to unknown function".into(),
             format!("There is no function named {:?}.", name.to_string()),
         ),
-        ErrorKind::FuncCall(name, msg) => ("Error in function call".into(), format!("Call to function {:?} failed: {msg}.", name.to_string())),
-        ErrorKind::UndefinedVar(name) => ("Unknown variable".into(), format!("There is no variable named {:?}.", name.to_string())),
+        ErrorKind::FuncCall(name, msg) => (
+            "Error in function call".into(),
+            format!("Call to function {:?} failed: {msg}.", name.to_string()),
+        ),
+        ErrorKind::UndefinedVar(name) => (
+            "Unknown variable".into(),
+            format!("There is no variable named {:?}.", name.to_string()),
+        ),
         _ => ("Invalid expression".into(), err.kind().to_string()),
     }
 }
@@ -367,7 +411,9 @@ pub(crate) fn number_to_string(n: &hcl::Number) -> String {
 
 pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         _ => None,
     }
 }
@@ -395,13 +441,16 @@ pub(crate) fn to_json(v: &Value) -> serde_json::Value {
                 if f.fract() == 0.0 && f.abs() < 9e15 {
                     serde_json::Value::from(f as i64)
                 } else {
-                    serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+                    serde_json::Number::from_f64(f)
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number)
                 }
             }
         }
         Value::String(s) => serde_json::Value::String(s.clone()),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
-        Value::Object(o) => serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -420,7 +469,9 @@ pub(crate) fn from_json(v: &serde_json::Value) -> Value {
         }
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
     }
 }
 
@@ -516,22 +567,35 @@ impl VarType {
 
     /// Converts a value to this type (cty's `convert.Convert`, simplified).
     pub fn convert(&self, v: Value) -> Result<Value, String> {
-        let fail = |t: &VarType, v: &Value| Err(format!("{} required, got {}", t.describe(), type_name(v)));
+        let fail = |t: &VarType, v: &Value| {
+            Err(format!("{} required, got {}", t.describe(), type_name(v)))
+        };
         match self {
             VarType::Any => Ok(v),
             _ if v.is_null() => Ok(v),
-            VarType::String => as_string(&v).map(Value::String).map_or_else(|| fail(self, &v), Ok),
+            VarType::String => as_string(&v)
+                .map(Value::String)
+                .map_or_else(|| fail(self, &v), Ok),
             VarType::Number => match &v {
                 Value::Number(_) => Ok(v),
                 Value::String(s) => s
                     .trim()
                     .parse::<i64>()
                     .map(Value::from)
-                    .or_else(|_| s.trim().parse::<f64>().ok().and_then(hcl::Number::from_f64).map(Value::Number).ok_or(()))
+                    .or_else(|_| {
+                        s.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .and_then(hcl::Number::from_f64)
+                            .map(Value::Number)
+                            .ok_or(())
+                    })
                     .map_err(|_| format!("a number is required, got string {s:?}")),
                 _ => fail(self, &v),
             },
-            VarType::Bool => as_bool(&v).map(Value::Bool).map_or_else(|| fail(self, &v), Ok),
+            VarType::Bool => as_bool(&v)
+                .map(Value::Bool)
+                .map_or_else(|| fail(self, &v), Ok),
             VarType::List(t) | VarType::Set(t) => match v {
                 Value::Array(a) => {
                     let mut out: Vec<Value> = Vec::with_capacity(a.len());
@@ -560,7 +624,9 @@ impl VarType {
                 Value::Object(mut o) => {
                     let mut out = hcl::Map::new();
                     for (k, t) in fields {
-                        let e = o.shift_remove(k).ok_or_else(|| format!("attribute {k:?} is required"))?;
+                        let e = o
+                            .shift_remove(k)
+                            .ok_or_else(|| format!("attribute {k:?} is required"))?;
                         out.insert(k.clone(), t.convert(e)?);
                     }
                     Ok(Value::Object(out))
@@ -568,9 +634,12 @@ impl VarType {
                 other => fail(self, &other),
             },
             VarType::Tuple(ts) => match v {
-                Value::Array(a) if a.len() == ts.len() => {
-                    a.into_iter().zip(ts).map(|(e, t)| t.convert(e)).collect::<Result<Vec<_>, _>>().map(Value::Array)
-                }
+                Value::Array(a) if a.len() == ts.len() => a
+                    .into_iter()
+                    .zip(ts)
+                    .map(|(e, t)| t.convert(e))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array),
                 other => fail(self, &other),
             },
         }

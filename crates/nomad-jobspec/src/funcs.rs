@@ -41,7 +41,10 @@ fn s(v: &Value) -> Result<String, String> {
 fn f(v: &Value) -> Result<f64, String> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| "invalid number".to_string()),
-        Value::String(st) => st.trim().parse::<f64>().map_err(|_| format!("a number is required, got string {st:?}")),
+        Value::String(st) => st
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("a number is required, got string {st:?}")),
         other => Err(format!("number required, got {}", type_name(other))),
     }
 }
@@ -111,18 +114,26 @@ fn trimspace(a: FuncArgs) -> R {
 }
 fn trimprefix(a: FuncArgs) -> R {
     let (x, p) = (s(&a[0])?, s(&a[1])?);
-    Ok(Value::String(x.strip_prefix(p.as_str()).unwrap_or(&x).to_string()))
+    Ok(Value::String(
+        x.strip_prefix(p.as_str()).unwrap_or(&x).to_string(),
+    ))
 }
 fn trimsuffix(a: FuncArgs) -> R {
     let (x, p) = (s(&a[0])?, s(&a[1])?);
-    Ok(Value::String(x.strip_suffix(p.as_str()).unwrap_or(&x).to_string()))
+    Ok(Value::String(
+        x.strip_suffix(p.as_str()).unwrap_or(&x).to_string(),
+    ))
 }
 fn trim(a: FuncArgs) -> R {
     let (x, cs) = (s(&a[0])?, s(&a[1])?);
-    Ok(Value::String(x.trim_matches(|c| cs.contains(c)).to_string()))
+    Ok(Value::String(
+        x.trim_matches(|c| cs.contains(c)).to_string(),
+    ))
 }
 fn chomp(a: FuncArgs) -> R {
-    Ok(Value::String(s(&a[0])?.trim_end_matches(['\n', '\r']).to_string()))
+    Ok(Value::String(
+        s(&a[0])?.trim_end_matches(['\n', '\r']).to_string(),
+    ))
 }
 fn replace(a: FuncArgs) -> R {
     Ok(Value::String(s(&a[0])?.replace(&s(&a[1])?, &s(&a[2])?)))
@@ -142,7 +153,9 @@ fn substr(a: FuncArgs) -> R {
         return Err("offset out of range".into());
     }
     let end = if n < 0 { len } else { (off + n).min(len) };
-    Ok(Value::String(st[off as usize..end as usize].iter().collect()))
+    Ok(Value::String(
+        st[off as usize..end as usize].iter().collect(),
+    ))
 }
 fn join(a: FuncArgs) -> R {
     let sep = s(&a[0])?;
@@ -157,7 +170,11 @@ fn split(a: FuncArgs) -> R {
     if st.is_empty() {
         return Ok(Value::Array(vec![Value::String(String::new())]));
     }
-    Ok(Value::Array(st.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()))
+    Ok(Value::Array(
+        st.split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect(),
+    ))
 }
 fn regex_replace(a: FuncArgs) -> R {
     let (st, pat, rep) = (s(&a[0])?, s(&a[1])?, s(&a[2])?);
@@ -172,7 +189,11 @@ fn regex_replace(a: FuncArgs) -> R {
         out.push_str(&st[last..m.start()]);
         expand_replacement(&rep, &st, &caps, &re, &mut out);
         last = m.end();
-        start = if m.is_empty() { m.end() + st[m.end()..].chars().next().map_or(1, char::len_utf8) } else { m.end() };
+        start = if m.is_empty() {
+            m.end() + st[m.end()..].chars().next().map_or(1, char::len_utf8)
+        } else {
+            m.end()
+        };
     }
     out.push_str(st.get(last..).unwrap_or(""));
     Ok(Value::String(out))
@@ -200,13 +221,19 @@ fn expand_replacement(
                     None => (String::new(), k + 1),
                 }
             } else {
-                let e = b[k + 1..].iter().position(|c| !(c.is_alphanumeric() || *c == '_')).map_or(b.len(), |p| k + 1 + p);
+                let e = b[k + 1..]
+                    .iter()
+                    .position(|c| !(c.is_alphanumeric() || *c == '_'))
+                    .map_or(b.len(), |p| k + 1 + p);
                 (b[k + 1..e].iter().collect::<String>(), e)
             };
             if !name.is_empty() {
                 let span = match name.parse::<usize>() {
                     Ok(n) => caps.get_group(n),
-                    Err(_) => re.group_info().to_index(regex_automata::PatternID::ZERO, &name).and_then(|n| caps.get_group(n)),
+                    Err(_) => re
+                        .group_info()
+                        .to_index(regex_automata::PatternID::ZERO, &name)
+                        .and_then(|n| caps.get_group(n)),
                 };
                 if let Some(sp) = span {
                     out.push_str(&hay[sp.start..sp.end]);
@@ -240,12 +267,16 @@ fn format_fn(a: FuncArgs) -> R {
                 break;
             }
         }
-        let Some(verb) = chars.next() else { return Err("format string ends with an incomplete verb".into()) };
+        let Some(verb) = chars.next() else {
+            return Err("format string ends with an incomplete verb".into());
+        };
         if verb == '%' {
             out.push('%');
             continue;
         }
-        let v = vals.next().ok_or_else(|| format!("not enough arguments for %{verb}"))?;
+        let v = vals
+            .next()
+            .ok_or_else(|| format!("not enough arguments for %{verb}"))?;
         let (left, width, prec) = parse_spec(&spec);
         let text = match verb {
             's' => s(v)?,
@@ -265,7 +296,11 @@ fn format_fn(a: FuncArgs) -> R {
             'e' => format!("{:e}", f(v)?),
             other => return Err(format!("unsupported format verb %{other}")),
         };
-        let text = if verb == 's' { prec.map_or(text.clone(), |p| text.chars().take(p).collect()) } else { text };
+        let text = if verb == 's' {
+            prec.map_or(text.clone(), |p| text.chars().take(p).collect())
+        } else {
+            text
+        };
         let pad = width.saturating_sub(text.chars().count());
         if left {
             out.push_str(&text);
@@ -281,7 +316,10 @@ fn format_fn(a: FuncArgs) -> R {
 
 fn parse_spec(spec: &str) -> (bool, usize, Option<usize>) {
     let left = spec.contains('-');
-    let digits: String = spec.chars().filter(|c| c.is_ascii_digit() || *c == '.').collect();
+    let digits: String = spec
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     let mut it = digits.splitn(2, '.');
     let width = it.next().and_then(|w| w.parse().ok()).unwrap_or(0);
     let prec = it.next().and_then(|p| p.parse().ok());
@@ -320,7 +358,10 @@ fn lookup(a: FuncArgs) -> R {
     let k = s(&a[1])?;
     match m.get(&k) {
         Some(v) => Ok(v.clone()),
-        None => a.get(2).cloned().ok_or_else(|| format!("the given key {k:?} does not exist in the map")),
+        None => a
+            .get(2)
+            .cloned()
+            .ok_or_else(|| format!("the given key {k:?} does not exist in the map")),
     }
 }
 fn element(a: FuncArgs) -> R {
@@ -338,7 +379,11 @@ fn contains(a: FuncArgs) -> R {
     Ok(Value::Bool(list(&a[0])?.contains(&a[1])))
 }
 fn index_fn(a: FuncArgs) -> R {
-    list(&a[0])?.iter().position(|v| *v == a[1]).map(|p| Value::from(p as i64)).ok_or_else(|| "item not found".into())
+    list(&a[0])?
+        .iter()
+        .position(|v| *v == a[1])
+        .map(|p| Value::from(p as i64))
+        .ok_or_else(|| "item not found".into())
 }
 fn coalesce(a: FuncArgs) -> R {
     a.iter()
@@ -347,10 +392,18 @@ fn coalesce(a: FuncArgs) -> R {
         .ok_or_else(|| "no non-null, non-empty-string arguments".into())
 }
 fn coalescelist(a: FuncArgs) -> R {
-    a.iter().find(|v| matches!(v, Value::Array(x) if !x.is_empty())).cloned().ok_or_else(|| "no non-empty list arguments".into())
+    a.iter()
+        .find(|v| matches!(v, Value::Array(x) if !x.is_empty()))
+        .cloned()
+        .ok_or_else(|| "no non-empty list arguments".into())
 }
 fn compact(a: FuncArgs) -> R {
-    Ok(Value::Array(list(&a[0])?.into_iter().filter(|v| !v.is_null() && !matches!(v, Value::String(x) if x.is_empty())).collect()))
+    Ok(Value::Array(
+        list(&a[0])?
+            .into_iter()
+            .filter(|v| !v.is_null() && !matches!(v, Value::String(x) if x.is_empty()))
+            .collect(),
+    ))
 }
 fn keys(a: FuncArgs) -> R {
     let mut k: Vec<String> = obj(&a[0])?.keys().cloned().collect();
@@ -361,7 +414,9 @@ fn values(a: FuncArgs) -> R {
     let m = obj(&a[0])?;
     let mut k: Vec<&String> = m.keys().collect();
     k.sort();
-    Ok(Value::Array(k.into_iter().filter_map(|k| m.get(k).cloned()).collect()))
+    Ok(Value::Array(
+        k.into_iter().filter_map(|k| m.get(k).cloned()).collect(),
+    ))
 }
 fn reverse(a: FuncArgs) -> R {
     let mut l = list(&a[0])?;
@@ -447,15 +502,23 @@ fn floor(a: FuncArgs) -> R {
 }
 fn min(a: FuncArgs) -> R {
     let n = a.iter().map(f).collect::<Result<Vec<_>, _>>()?;
-    n.into_iter().reduce(f64::min).map(num).ok_or_else(|| "must pass at least one number".into())
+    n.into_iter()
+        .reduce(f64::min)
+        .map(num)
+        .ok_or_else(|| "must pass at least one number".into())
 }
 fn max(a: FuncArgs) -> R {
     let n = a.iter().map(f).collect::<Result<Vec<_>, _>>()?;
-    n.into_iter().reduce(f64::max).map(num).ok_or_else(|| "must pass at least one number".into())
+    n.into_iter()
+        .reduce(f64::max)
+        .map(num)
+        .ok_or_else(|| "must pass at least one number".into())
 }
 fn parseint(a: FuncArgs) -> R {
     let (st, base) = (s(&a[0])?, i(&a[1])?);
-    i64::from_str_radix(&st, base as u32).map(Value::from).map_err(|e| format!("cannot parse {st:?} as a base {base} integer: {e}"))
+    i64::from_str_radix(&st, base as u32)
+        .map(Value::from)
+        .map_err(|e| format!("cannot parse {st:?} as a base {base} integer: {e}"))
 }
 
 // --- conversions
@@ -472,9 +535,9 @@ fn tonumber(a: FuncArgs) -> R {
     }
     match &a[0] {
         Value::Number(_) => Ok(a[0].clone()),
-        Value::String(st) => {
-            crate::eval::VarType::Number.convert(Value::String(st.clone())).map_err(|_| format!("cannot convert {st:?} to number"))
-        }
+        Value::String(st) => crate::eval::VarType::Number
+            .convert(Value::String(st.clone()))
+            .map_err(|_| format!("cannot convert {st:?} to number")),
         other => Err(format!("cannot convert {} to number", type_name(other))),
     }
 }
@@ -482,7 +545,9 @@ fn tobool(a: FuncArgs) -> R {
     if a[0].is_null() {
         return Ok(Value::Null);
     }
-    as_bool(&a[0]).map(Value::Bool).ok_or_else(|| format!("cannot convert {} to bool", type_name(&a[0])))
+    as_bool(&a[0])
+        .map(Value::Bool)
+        .ok_or_else(|| format!("cannot convert {} to bool", type_name(&a[0])))
 }
 fn tolist(a: FuncArgs) -> R {
     Ok(Value::Array(list(&a[0])?))
@@ -494,26 +559,44 @@ fn tomap(a: FuncArgs) -> R {
     Ok(Value::Object(obj(&a[0])?))
 }
 fn jsonencode(a: FuncArgs) -> R {
-    serde_json::to_string(&to_json(&a[0])).map(Value::String).map_err(|e| e.to_string())
+    serde_json::to_string(&to_json(&a[0]))
+        .map(Value::String)
+        .map_err(|e| e.to_string())
 }
 fn jsondecode(a: FuncArgs) -> R {
-    let v: serde_json::Value = serde_json::from_str(&s(&a[0])?).map_err(|e| format!("invalid JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&s(&a[0])?).map_err(|e| format!("invalid JSON: {e}"))?;
     Ok(from_json(&v))
 }
 fn base64encode(a: FuncArgs) -> R {
-    Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s(&a[0])?)))
+    Ok(Value::String(
+        base64::engine::general_purpose::STANDARD.encode(s(&a[0])?),
+    ))
 }
 fn base64decode(a: FuncArgs) -> R {
-    let b = base64::engine::general_purpose::STANDARD.decode(s(&a[0])?).map_err(|e| format!("failed to decode base64 data: {e}"))?;
-    String::from_utf8(b).map(Value::String).map_err(|_| "the result of decoding the provided string is not valid UTF-8".into())
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(s(&a[0])?)
+        .map_err(|e| format!("failed to decode base64 data: {e}"))?;
+    String::from_utf8(b)
+        .map(Value::String)
+        .map_err(|_| "the result of decoding the provided string is not valid UTF-8".into())
 }
 
 // --- filesystem
 
 fn file(a: FuncArgs) -> R {
     let p = PathBuf::from(s(&a[0])?);
-    let full = if p.is_absolute() { p.clone() } else { BASE_DIR.with(|b| b.borrow().clone()).unwrap_or_default().join(&p) };
-    std::fs::read_to_string(&full).map(Value::String).map_err(|e| format!("failed to read {}: {e}", p.display()))
+    let full = if p.is_absolute() {
+        p.clone()
+    } else {
+        BASE_DIR
+            .with(|b| b.borrow().clone())
+            .unwrap_or_default()
+            .join(&p)
+    };
+    std::fs::read_to_string(&full)
+        .map(Value::String)
+        .map_err(|e| format!("failed to read {}: {e}", p.display()))
 }
 
 /// Declares every function in `ctx`.
@@ -581,7 +664,11 @@ pub(crate) fn declare_all(ctx: &mut Context) {
         ("file", file, 1, false),
     ];
     for (name, func, n, var) in table {
-        let def = if *var { variadic(*func, *n) } else { fixed(*func, *n) };
+        let def = if *var {
+            variadic(*func, *n)
+        } else {
+            fixed(*func, *n)
+        };
         ctx.declare_func(*name, def);
     }
 }

@@ -21,8 +21,15 @@ pub(crate) struct Dec<'a> {
 }
 
 impl Dec<'_> {
-    pub fn err(&self, span: Option<Range<usize>>, summary: impl Into<String>, detail: impl Into<String>) {
-        self.diags.borrow_mut().push(self.src.diag(span, summary, detail));
+    pub fn err(
+        &self,
+        span: Option<Range<usize>>,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.diags
+            .borrow_mut()
+            .push(self.src.diag(span, summary, detail));
     }
 
     pub fn push(&self, d: Diagnostic) {
@@ -80,7 +87,11 @@ impl<'a> Reader<'a> {
             let item = BlockItem {
                 ident: b.ident.as_str().to_string(),
                 ident_span: b.ident.span(),
-                labels: b.labels.iter().map(|l| (l.as_str().to_string(), l.span())).collect(),
+                labels: b
+                    .labels
+                    .iter()
+                    .map(|l| (l.as_str().to_string(), l.span()))
+                    .collect(),
                 body: &b.body,
                 scope: scope.clone(),
             };
@@ -92,7 +103,12 @@ impl<'a> Reader<'a> {
                 blocks.push((item, Cell::new(false)));
             }
         }
-        Reader { d, scope, attrs, blocks }
+        Reader {
+            d,
+            scope,
+            attrs,
+            blocks,
+        }
     }
 
     pub fn of(&self, b: &BlockItem<'a>) -> Reader<'a> {
@@ -100,29 +116,34 @@ impl<'a> Reader<'a> {
     }
 
     pub fn attr(&self, name: &str) -> Option<&'a Attribute> {
-        self.attrs.iter().find(|(a, _)| a.key.as_str() == name).map(|(a, used)| {
-            used.set(true);
-            *a
-        })
-    }
-
-    pub fn has_attr(&self, name: &str) -> bool {
-        self.attrs.iter().any(|(a, _)| a.key.as_str() == name)
+        self.attrs
+            .iter()
+            .find(|(a, _)| a.key.as_str() == name)
+            .map(|(a, used)| {
+                used.set(true);
+                *a
+            })
     }
 
     /// All attributes, marking them used (free-form bodies).
     pub fn all_attrs(&self) -> Vec<&'a Attribute> {
-        self.attrs.iter().map(|(a, u)| {
-            u.set(true);
-            *a
-        }).collect()
+        self.attrs
+            .iter()
+            .map(|(a, u)| {
+                u.set(true);
+                *a
+            })
+            .collect()
     }
 
     pub fn all_blocks(&self) -> Vec<BlockItem<'a>> {
-        self.blocks.iter().map(|(b, u)| {
-            u.set(true);
-            b.clone()
-        }).collect()
+        self.blocks
+            .iter()
+            .map(|(b, u)| {
+                u.set(true);
+                b.clone()
+            })
+            .collect()
     }
 
     pub fn eval(&self, e: &Expression) -> Option<Value> {
@@ -174,11 +195,19 @@ impl<'a> Reader<'a> {
             }
             // Nomad (cty) would convert a numeric string; the brief asks for strictness here.
             Value::String(s) => {
-                self.type_err(name, span, &format!("a number is required, got string {s:?}"));
+                self.type_err(
+                    name,
+                    span,
+                    &format!("a number is required, got string {s:?}"),
+                );
                 None
             }
             other => {
-                self.type_err(name, span, &format!("a number is required, got {}", type_name(other)));
+                self.type_err(
+                    name,
+                    span,
+                    &format!("a number is required, got {}", type_name(other)),
+                );
                 None
             }
         }
@@ -200,13 +229,24 @@ impl<'a> Reader<'a> {
             Value::String(s) => match nomad_structs::duration::parse_go_duration(s) {
                 Ok(ns) => Some(ns),
                 Err(e) => {
-                    self.d.err(span, "Unsuitable value type", format!("Unsuitable duration value: {e}"));
+                    self.d.err(
+                        span,
+                        "Unsuitable value type",
+                        format!("Unsuitable duration value: {e}"),
+                    );
                     None
                 }
             },
             Value::Number(_) => as_i64(&v),
             other => {
-                self.d.err(span, "Unsuitable value type", format!("Unsuitable value: expected a string but found {}", type_name(other)));
+                self.d.err(
+                    span,
+                    "Unsuitable value type",
+                    format!(
+                        "Unsuitable value: expected a string but found {}",
+                        type_name(other)
+                    ),
+                );
                 None
             }
         }
@@ -224,10 +264,6 @@ impl<'a> Reader<'a> {
         out
     }
 
-    pub fn json(&self, name: &str) -> Option<serde_json::Value> {
-        self.val(name).map(|(v, _)| to_json(&v))
-    }
-
     pub fn blocks(&self, name: &str) -> Vec<BlockItem<'a>> {
         self.blocks
             .iter()
@@ -237,10 +273,6 @@ impl<'a> Reader<'a> {
                 b.clone()
             })
             .collect()
-    }
-
-    pub fn has_block(&self, name: &str) -> bool {
-        self.blocks.iter().any(|(b, _)| b.ident == name)
     }
 
     /// At most one block of this type.
@@ -276,7 +308,11 @@ impl<'a> Reader<'a> {
         if let Some(a) = attr {
             let v = self.eval(&a.value)?;
             let Value::Object(o) = v else {
-                self.d.err(a.value.span(), "Unsuitable value type", "Unsuitable value: map of string required");
+                self.d.err(
+                    a.value.span(),
+                    "Unsuitable value type",
+                    "Unsuitable value: map of string required",
+                );
                 return None;
             };
             let mut out = BTreeMap::new();
@@ -287,7 +323,11 @@ impl<'a> Reader<'a> {
                     }
                     None if v.is_null() => {}
                     None => {
-                        self.d.err(a.value.span(), "Unsuitable value type", "Unsuitable value: map of string required");
+                        self.d.err(
+                            a.value.span(),
+                            "Unsuitable value type",
+                            "Unsuitable value: map of string required",
+                        );
                         return None;
                     }
                 }
@@ -310,7 +350,11 @@ impl<'a> Reader<'a> {
                 }
             }
             for nb in r.all_blocks() {
-                self.d.err(nb.ident_span.clone(), "Unsupported block type", format!("Blocks of type {:?} are not expected here.", nb.ident));
+                self.d.err(
+                    nb.ident_span.clone(),
+                    "Unsupported block type",
+                    format!("Blocks of type {:?} are not expected here.", nb.ident),
+                );
             }
         }
         out
@@ -332,7 +376,9 @@ impl<'a> Reader<'a> {
                 m.insert(l.clone(), acc);
                 serde_json::Value::Object(m)
             });
-            let entry = out.entry(b.ident.clone()).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            let entry = out
+                .entry(b.ident.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
             if let serde_json::Value::Array(list) = entry {
                 list.push(wrapped);
             }
@@ -347,7 +393,10 @@ impl<'a> Reader<'a> {
                 self.d.err(
                     a.key.span(),
                     "Unsupported argument",
-                    format!("An argument named {:?} is not expected here.", a.key.as_str()),
+                    format!(
+                        "An argument named {:?} is not expected here.",
+                        a.key.as_str()
+                    ),
                 );
             }
         }
@@ -370,7 +419,12 @@ pub(crate) fn labels(d: &Dec, b: &BlockItem, names: &[&str]) -> Option<Vec<Strin
         d.err(
             b.ident_span.clone(),
             format!("Missing {missing} for {}", b.ident),
-            format!("All {} blocks must have {} labels ({}).", b.ident, names.len(), names.join(", ")),
+            format!(
+                "All {} blocks must have {} labels ({}).",
+                b.ident,
+                names.len(),
+                names.join(", ")
+            ),
         );
         return None;
     }
@@ -379,9 +433,18 @@ pub(crate) fn labels(d: &Dec, b: &BlockItem, names: &[&str]) -> Option<Vec<Strin
         let detail = if names.is_empty() {
             format!("No labels are expected for {} blocks.", b.ident)
         } else {
-            format!("Only {} labels ({}) are expected for {} blocks.", names.len(), names.join(", "), b.ident)
+            format!(
+                "Only {} labels ({}) are expected for {} blocks.",
+                names.len(),
+                names.join(", "),
+                b.ident
+            )
         };
-        d.err(span.clone(), format!("Extraneous label for {}", b.ident), detail);
+        d.err(
+            span.clone(),
+            format!("Extraneous label for {}", b.ident),
+            detail,
+        );
         return None;
     }
     Some(b.labels.iter().map(|(l, _)| l.clone()).collect())
@@ -393,14 +456,20 @@ pub(crate) fn no_labels(d: &Dec, b: &BlockItem) -> bool {
 
 /// Expands `dynamic "<type>" { for_each, iterator, labels, content {} }`.
 fn expand_dynamic<'a>(d: &'a Dec<'a>, item: &BlockItem<'a>) -> Vec<BlockItem<'a>> {
-    let Some(lbls) = labels(d, item, &["type"]) else { return Vec::new() };
+    let Some(lbls) = labels(d, item, &["type"]) else {
+        return Vec::new();
+    };
     let ty = lbls[0].clone();
     let r = Reader::new(d, item.body, item.scope.clone());
     let iter_name = match r.attr("iterator") {
         Some(a) => match &a.value {
             Expression::Variable(v) => v.as_str().to_string(),
             _ => {
-                d.err(a.value.span(), "Invalid dynamic iterator name", "Dynamic iterator must be a single variable name.");
+                d.err(
+                    a.value.span(),
+                    "Invalid dynamic iterator name",
+                    "Dynamic iterator must be a single variable name.",
+                );
                 return Vec::new();
             }
         },
@@ -411,21 +480,47 @@ fn expand_dynamic<'a>(d: &'a Dec<'a>, item: &BlockItem<'a>) -> Vec<BlockItem<'a>
     let content = r.block("content");
     r.finish();
     let Some(for_each) = for_each else {
-        d.err(item.ident_span.clone(), "Missing required argument", "The argument \"for_each\" is required, but no definition was found.");
+        d.err(
+            item.ident_span.clone(),
+            "Missing required argument",
+            "The argument \"for_each\" is required, but no definition was found.",
+        );
         return Vec::new();
     };
     let Some(content) = content else {
-        d.err(item.ident_span.clone(), "Missing required block", "A \"content\" block is required for a dynamic block.");
+        d.err(
+            item.ident_span.clone(),
+            "Missing required block",
+            "A \"content\" block is required for a dynamic block.",
+        );
         return Vec::new();
     };
     no_labels(d, &content);
-    let Some(coll) = item.scope.eval(&d.src, &for_each.value).map_err(|e| d.push(e)).ok() else { return Vec::new() };
+    let Some(coll) = item
+        .scope
+        .eval(&d.src, &for_each.value)
+        .map_err(|e| d.push(e))
+        .ok()
+    else {
+        return Vec::new();
+    };
     let pairs: Vec<(Value, Value)> = match coll {
-        Value::Array(a) => a.into_iter().enumerate().map(|(i, v)| (Value::from(i as i64), v)).collect(),
+        Value::Array(a) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Value::from(i as i64), v))
+            .collect(),
         Value::Object(o) => o.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
         Value::Null => Vec::new(),
         other => {
-            d.err(for_each.value.span(), "Invalid dynamic for_each value", format!("Cannot use a {} value in for_each. An iterable collection is required.", type_name(&other)));
+            d.err(
+                for_each.value.span(),
+                "Invalid dynamic for_each value",
+                format!(
+                    "Cannot use a {} value in for_each. An iterable collection is required.",
+                    type_name(&other)
+                ),
+            );
             return Vec::new();
         }
     };
@@ -443,11 +538,21 @@ fn expand_dynamic<'a>(d: &'a Dec<'a>, item: &BlockItem<'a>) -> Vec<BlockItem<'a>
                         gen_labels.push((as_string(&l).unwrap_or_default(), la.value.span()));
                     }
                 }
-                Ok(_) => d.err(la.value.span(), "Invalid dynamic labels", "labels must be a list of strings."),
+                Ok(_) => d.err(
+                    la.value.span(),
+                    "Invalid dynamic labels",
+                    "labels must be a list of strings.",
+                ),
                 Err(e) => d.push(e),
             }
         }
-        out.push(BlockItem { ident: ty.clone(), ident_span: item.ident_span.clone(), labels: gen_labels, body: content.body, scope });
+        out.push(BlockItem {
+            ident: ty.clone(),
+            ident_span: item.ident_span.clone(),
+            labels: gen_labels,
+            body: content.body,
+            scope,
+        });
     }
     out
 }

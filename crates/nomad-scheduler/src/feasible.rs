@@ -19,8 +19,16 @@ pub const NODE_POOL_DEFAULT: &str = "default";
 
 /// Whether `node` belongs to the job's node pool (`all` matches any; empty means `default`).
 pub fn node_pool_matches(job: &Job, node: &Node) -> bool {
-    let want = if job.node_pool.is_empty() { NODE_POOL_DEFAULT } else { job.node_pool.as_str() };
-    let have = if node.node_pool.is_empty() { NODE_POOL_DEFAULT } else { node.node_pool.as_str() };
+    let want = if job.node_pool.is_empty() {
+        NODE_POOL_DEFAULT
+    } else {
+        job.node_pool.as_str()
+    };
+    let have = if node.node_pool.is_empty() {
+        NODE_POOL_DEFAULT
+    } else {
+        node.node_pool.as_str()
+    };
     want == NODE_POOL_ALL || want == have
 }
 
@@ -63,7 +71,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// The drivers a task group's tasks need.
 pub fn group_drivers(tg: &TaskGroup) -> BTreeSet<String> {
-    tg.tasks.iter().map(|t| t.driver.clone()).filter(|d| !d.is_empty()).collect()
+    tg.tasks
+        .iter()
+        .map(|t| t.driver.clone())
+        .filter(|d| !d.is_empty())
+        .collect()
 }
 
 /// Whether the node has every driver detected and healthy (or the legacy `driver.<name>`
@@ -71,7 +83,10 @@ pub fn group_drivers(tg: &TaskGroup) -> BTreeSet<String> {
 pub fn has_drivers(node: &Node, drivers: &BTreeSet<String>) -> bool {
     drivers.iter().all(|d| match node.drivers.get(d) {
         Some(info) => info.detected && info.healthy,
-        None => node.attributes.get(&format!("driver.{d}")).is_some_and(|v| parse_go_bool(v).unwrap_or(false)),
+        None => node
+            .attributes
+            .get(&format!("driver.{d}"))
+            .is_some_and(|v| parse_go_bool(v).unwrap_or(false)),
     })
 }
 
@@ -110,7 +125,10 @@ pub fn wants_distinct_hosts(constraints: &[Constraint]) -> bool {
 /// Checks constraints in order; returns the display form of the first one the node fails.
 /// distinct_hosts / distinct_property are skipped here (they depend on the plan).
 pub fn first_failed_constraint(node: &Node, constraints: &[Constraint]) -> Option<String> {
-    constraints.iter().find(|c| !meets_constraint(node, c)).map(|c| c.to_string())
+    constraints
+        .iter()
+        .find(|c| !meets_constraint(node, c))
+        .map(|c| c.to_string())
 }
 
 /// Resolves a constraint target against a node: `${...}` interpolations or a literal.
@@ -226,14 +244,20 @@ fn parse_version(s: &str) -> Option<Version> {
     if core.is_empty() {
         return None;
     }
-    let segs = core.split('.').map(|p| p.parse::<u64>().ok()).collect::<Option<Vec<_>>>()?;
+    let segs = core
+        .split('.')
+        .map(|p| p.parse::<u64>().ok())
+        .collect::<Option<Vec<_>>>()?;
     Some(Version { segs, pre })
 }
 
 fn cmp_version(a: &Version, b: &Version) -> std::cmp::Ordering {
     let n = a.segs.len().max(b.segs.len()).max(3);
     for i in 0..n {
-        let (x, y) = (a.segs.get(i).copied().unwrap_or(0), b.segs.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.segs.get(i).copied().unwrap_or(0),
+            b.segs.get(i).copied().unwrap_or(0),
+        );
         if x != y {
             return x.cmp(&y);
         }
@@ -287,8 +311,18 @@ pub fn version_matches(version: &str, constraints: &str, semver: bool) -> bool {
                 if let Some(last) = upper.last_mut() {
                     *last += 1;
                 }
-                let upper = Version { segs: upper, pre: None };
-                ord != Less && cmp_version(&Version { segs: v.segs.clone(), pre: None }, &upper) == Less
+                let upper = Version {
+                    segs: upper,
+                    pre: None,
+                };
+                ord != Less
+                    && cmp_version(
+                        &Version {
+                            segs: v.segs.clone(),
+                            pre: None,
+                        },
+                        &upper,
+                    ) == Less
             }
             _ => false,
         };
@@ -303,7 +337,11 @@ pub fn version_matches(version: &str, constraints: &str, semver: bool) -> bool {
 /// (Nomad's `EscapedComputedClass`).
 pub fn escapes_computed_class(constraints: &[Constraint]) -> bool {
     constraints.iter().any(|c| {
-        let unique = |t: &str| t.contains("${node.unique.") || t.contains("${attr.unique.") || t.contains("${meta.unique.");
+        let unique = |t: &str| {
+            t.contains("${node.unique.")
+                || t.contains("${attr.unique.")
+                || t.contains("${meta.unique.")
+        };
         unique(&c.l_target) || unique(&c.r_target)
     })
 }
@@ -332,11 +370,27 @@ mod tests {
         assert!(check_constraint(">=", Some("2.5"), Some("2.25")));
         assert!(check_constraint("is_set", Some(""), None));
         assert!(check_constraint("is_not_set", None, Some("x")));
-        assert!(check_constraint("regexp", Some("ubuntu-22.04"), Some("^ubuntu-2[0-9]")));
+        assert!(check_constraint(
+            "regexp",
+            Some("ubuntu-22.04"),
+            Some("^ubuntu-2[0-9]")
+        ));
         assert!(!check_constraint("regexp", Some("x"), Some("(")));
-        assert!(check_constraint("set_contains", Some("a, b,c"), Some("c,a")));
-        assert!(!check_constraint("set_contains_all", Some("a,b"), Some("a,z")));
-        assert!(check_constraint("set_contains_any", Some("a,b"), Some("z,b")));
+        assert!(check_constraint(
+            "set_contains",
+            Some("a, b,c"),
+            Some("c,a")
+        ));
+        assert!(!check_constraint(
+            "set_contains_all",
+            Some("a,b"),
+            Some("a,z")
+        ));
+        assert!(check_constraint(
+            "set_contains_any",
+            Some("a,b"),
+            Some("z,b")
+        ));
         assert!(!check_constraint("bogus", Some("a"), Some("a")));
     }
 

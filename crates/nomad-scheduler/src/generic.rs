@@ -1,14 +1,17 @@
 //! The generic scheduler (service and batch): reconcile each task group's existing allocs with
 //! its count, then place what is missing.
 //!
-//! Reschedule delays are not honoured yet: a failed alloc that may be rescheduled is replaced
-//! in the same pass (the computed delay is still recorded in its RescheduleTracker event).
+//! Reschedule delays: a failed alloc whose reschedule time (failure time + policy delay) is
+//! within a second, or whose FollowupEvalID is the eval being processed, is replaced now;
+//! otherwise a follow-up eval (`alloc-failure`, WaitUntil = reschedule time) is returned and the
+//! failed alloc is updated with its FollowupEvalID.
 //! Destructive updates are not rolled by `update.max_parallel`: all happen in one pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nomad_structs::{
-    Allocation, Job, ReschedulePolicy, TaskGroup, ALLOC_CLIENT_COMPLETE, ALLOC_CLIENT_FAILED, ALLOC_CLIENT_LOST,
+    Allocation, Job, ReschedulePolicy, TaskGroup, ALLOC_CLIENT_COMPLETE, ALLOC_CLIENT_FAILED,
+    ALLOC_CLIENT_LOST,
 };
 
 use crate::context::{PlaceRequest, Sched};
@@ -17,6 +20,8 @@ use crate::desc;
 const NS_PER_SEC: i64 = 1_000_000_000;
 /// Past reschedule events kept for groups with unlimited rescheduling.
 const MAX_PAST_RESCHEDULE_EVENTS: usize = 5;
+/// A reschedule due within this window happens now.
+const RESCHEDULE_WINDOW_NS: i64 = NS_PER_SEC;
 
 /// What to do with one slot (name index) of a group.
 #[derive(Debug, Clone)]
@@ -29,8 +34,10 @@ enum Slot {
     InPlace,
     /// Changed group spec: stop and replace.
     Destructive,
-    /// Failed and may be rescheduled; carries the reschedule delay (ns).
+    /// Failed and may be rescheduled now; carries the reschedule delay (ns).
     Reschedule(i64),
+    /// Failed, to be rescheduled at the given time (unix ns) by a follow-up eval.
+    RescheduleLater(i64),
     /// Its node is down: stop as lost and replace.
     Lost,
     /// On a draining node and marked for migration: stop and replace.
@@ -39,7 +46,9 @@ enum Slot {
 
 pub(crate) fn schedule(s: &mut Sched<'_, '_>, job: Option<&Job>) {
     let mut allocs = s.state.allocs_by_job(&s.eval.namespace, &s.eval.job_id);
-    allocs.sort_by(|a, b| (a.index(), a.create_index, &a.id).cmp(&(b.index(), b.create_index, &b.id)));
+    allocs.sort_by(|a, b| {
+        (a.index(), a.create_index, &a.id).cmp(&(b.index(), b.create_index, &b.id))
+    });
     let Some(job) = job.filter(|j| !j.stop) else {
         for a in allocs.iter().filter(|a| !a.terminal()) {
             s.stop(a, desc::ALLOC_NOT_NEEDED, None);
@@ -80,12 +89,23 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
                     continue; // already replaced
                 }
                 match reschedule_delay(&a, tg, job, now) {
-                    Some(delay) => Slot::Reschedule(delay),
+                    Some(delay) => {
+                        let at = failed_at(&a, now).saturating_add(delay);
+                        if at <= now + RESCHEDULE_WINDOW_NS || a.followup_eval_id == s.eval.id {
+                            Slot::Reschedule(delay)
+                        } else if !a.followup_eval_id.is_empty() {
+                            Slot::Done // a follow-up eval is already waiting for it
+                        } else {
+                            Slot::RescheduleLater(at)
+                        }
+                    }
                     None => Slot::Done,
                 }
             }
             _ => {
-                let draining = s.node(&a.node_id).is_some_and(|n| n.drain_strategy.is_some());
+                let draining = s
+                    .node(&a.node_id)
+                    .is_some_and(|n| n.drain_strategy.is_some());
                 if s.node_lost(&a.node_id) {
                     Slot::Lost
                 } else if draining && a.desired_transition.migrate == Some(true) {
@@ -107,9 +127,14 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
     // Scale down: drop the slots that would need a replacement first, then the highest indexes.
     let count = tg.count() as usize;
     if slots.len() > count {
-        let mut removable: Vec<usize> = (0..slots.len()).filter(|&i| !matches!(slots[i].1, Slot::Done)).collect();
+        let mut removable: Vec<usize> = (0..slots.len())
+            .filter(|&i| !matches!(slots[i].1, Slot::Done))
+            .collect();
         removable.sort_by_key(|&i| {
-            let needs_replacement = matches!(slots[i].1, Slot::Lost | Slot::Reschedule(_));
+            let needs_replacement = matches!(
+                slots[i].1,
+                Slot::Lost | Slot::Reschedule(_) | Slot::RescheduleLater(_)
+            );
             (!needs_replacement, std::cmp::Reverse(slots[i].0))
         });
         let excess = slots.len() - count;
@@ -129,8 +154,10 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
     }
 
     // In-place updates and lost stops first, so placements see the freed resources.
+    let mut later: BTreeMap<i64, Vec<Allocation>> = BTreeMap::new();
     for (_, slot, a) in &slots {
         match slot {
+            Slot::RescheduleLater(at) => later.entry(*at).or_default().push(a.clone()),
             Slot::InPlace => {
                 let mut u = a.clone();
                 u.job = Some(Box::new(job.clone()));
@@ -143,16 +170,43 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
         }
     }
 
+    for (at, allocs) in later {
+        let eval = s.follow_up_eval(at);
+        for a in allocs {
+            let mut u = a.clone();
+            u.followup_eval_id = eval.id.clone();
+            u.modify_time = now;
+            s.add_alloc(u);
+        }
+        s.follow_ups.push(eval);
+    }
+
     let used: BTreeSet<u64> = slots.iter().map(|(i, _, _)| *i).collect();
     for (idx, slot, a) in &slots {
         match slot {
-            Slot::Destructive => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_UPDATING), None))),
-            Slot::Migrate => place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_MIGRATING), None))),
-            Slot::Reschedule(delay) => {
-                place(s, job, tg, *idx, Some((a, Some(desc::ALLOC_RESCHEDULED), Some(*delay))))
-            }
+            Slot::Destructive => place(
+                s,
+                job,
+                tg,
+                *idx,
+                Some((a, Some(desc::ALLOC_UPDATING), None)),
+            ),
+            Slot::Migrate => place(
+                s,
+                job,
+                tg,
+                *idx,
+                Some((a, Some(desc::ALLOC_MIGRATING), None)),
+            ),
+            Slot::Reschedule(delay) => place(
+                s,
+                job,
+                tg,
+                *idx,
+                Some((a, Some(desc::ALLOC_RESCHEDULED), Some(*delay))),
+            ),
             Slot::Lost => place(s, job, tg, *idx, Some((a, None, None))),
-            Slot::Keep | Slot::Done | Slot::InPlace => {}
+            Slot::Keep | Slot::Done | Slot::InPlace | Slot::RescheduleLater(_) => {}
         }
     }
     let missing = count.saturating_sub(slots.len());
@@ -191,7 +245,11 @@ fn place(
         tg,
         name: name.clone(),
         candidates: s.ready_candidates(job),
-        penalty: prev.filter(|_| rescheduling).map(|(p, _, _)| p.node_id.clone()).into_iter().collect(),
+        penalty: prev
+            .filter(|_| rescheduling)
+            .map(|(p, _, _)| p.node_id.clone())
+            .into_iter()
+            .collect(),
         anti_affinity: true,
     };
     match s.select(&req) {
@@ -209,13 +267,15 @@ fn place(
             if let Some((p, Some(_), _)) = prev {
                 s.unstop(p);
             }
-            s.record_failure(&tg.name, Some(metric));
+            s.record_failure(&tg.name, Some(*metric));
         }
     }
 }
 
 fn needs_update(a: &Allocation, job: &Job) -> bool {
-    a.job.as_ref().is_none_or(|aj| aj.version != job.version || aj.create_index != job.create_index)
+    a.job
+        .as_ref()
+        .is_none_or(|aj| aj.version != job.version || aj.create_index != job.create_index)
 }
 
 /// A changed group spec (count, scaling and update/migrate/reschedule policies aside), changed
@@ -281,7 +341,9 @@ fn past_events(a: &Allocation) -> Vec<serde_json::Value> {
 }
 
 fn event_time(e: &serde_json::Value) -> i64 {
-    e.get("RescheduleTime").and_then(|v| v.as_i64()).unwrap_or(0)
+    e.get("RescheduleTime")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
 }
 
 /// `Some(delay)` when the failed alloc may be rescheduled now.
@@ -295,7 +357,10 @@ fn reschedule_delay(a: &Allocation, tg: &TaskGroup, job: &Job, now: i64) -> Opti
         if attempts <= 0 {
             return None;
         }
-        let recent = events.iter().filter(|e| interval <= 0 || event_time(e) > now - interval).count() as i64;
+        let recent = events
+            .iter()
+            .filter(|e| interval <= 0 || event_time(e) > now - interval)
+            .count() as i64;
         if recent >= attempts {
             return None;
         }
@@ -307,7 +372,12 @@ fn reschedule_delay(a: &Allocation, tg: &TaskGroup, job: &Job, now: i64) -> Opti
 fn compute_delay(p: &ReschedulePolicy, events: &[serde_json::Value]) -> i64 {
     let base = p.delay.unwrap_or(0).max(0);
     let max = p.max_delay.unwrap_or(0);
-    let last = |i: usize| events.get(events.len().wrapping_sub(i)).and_then(|e| e.get("Delay")).and_then(|v| v.as_i64());
+    let last = |i: usize| {
+        events
+            .get(events.len().wrapping_sub(i))
+            .and_then(|e| e.get("Delay"))
+            .and_then(|v| v.as_i64())
+    };
     let d = match p.delay_function.as_deref() {
         Some("exponential") => last(1).map_or(base, |d| d.saturating_mul(2)),
         Some("fibonacci") => match (last(1), last(2)) {
@@ -323,7 +393,13 @@ fn compute_delay(p: &ReschedulePolicy, events: &[serde_json::Value]) -> i64 {
     }
 }
 
-fn next_tracker(prev: &Allocation, tg: &TaskGroup, job: &Job, now: i64, delay: i64) -> serde_json::Value {
+fn next_tracker(
+    prev: &Allocation,
+    tg: &TaskGroup,
+    job: &Job,
+    now: i64,
+    delay: i64,
+) -> serde_json::Value {
     let p = effective_policy(tg, job);
     let mut events = past_events(prev);
     if p.unlimited == Some(true) {
@@ -339,4 +415,18 @@ fn next_tracker(prev: &Allocation, tg: &TaskGroup, job: &Job, now: i64, delay: i
         "Delay": delay,
     }));
     serde_json::json!({ "Events": events, "LastReschedule": "ok" })
+}
+
+/// When the alloc failed: its tasks' latest FinishedAt, else its ModifyTime, else now.
+fn failed_at(a: &Allocation, now: i64) -> i64 {
+    let finished = a
+        .task_states
+        .iter()
+        .flat_map(|m| m.values())
+        .filter_map(|t| t.finished_at.as_deref())
+        .filter_map(nomad_structs::parse_rfc3339_nanos)
+        .max();
+    finished
+        .or(Some(a.modify_time).filter(|t| *t > 0))
+        .unwrap_or(now)
 }

@@ -67,7 +67,9 @@ pub struct SchedulerContext<'a> {
 
 impl std::fmt::Debug for SchedulerContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchedulerContext").field("now_unix_nanos", &self.now_unix_nanos).finish_non_exhaustive()
+        f.debug_struct("SchedulerContext")
+            .field("now_unix_nanos", &self.now_unix_nanos)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +89,8 @@ pub struct Plan {
 impl Plan {
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.node_allocation.values().all(Vec::is_empty) && self.node_update.values().all(Vec::is_empty)
+        self.node_allocation.values().all(Vec::is_empty)
+            && self.node_update.values().all(Vec::is_empty)
     }
 }
 
@@ -102,7 +105,8 @@ pub struct ScheduleResult {
     /// A new `blocked` eval (TriggeredBy `queued-allocs`) when placements failed; never made
     /// when the eval being processed is itself blocked.
     pub blocked_eval: Option<Evaluation>,
-    /// Further evals to create (none yet: reschedule delays are not honoured in this version).
+    /// Further evals to create: `pending` evals with TriggeredBy `alloc-failure` and WaitUntil
+    /// set, for failed allocs whose reschedule delay has not passed.
     pub follow_up_evals: Vec<Evaluation>,
     /// The processed eval was `blocked` and placements still fail: keep it blocked.
     pub still_blocked: bool,
@@ -130,17 +134,25 @@ pub fn process_eval(
     ctx: &mut SchedulerContext<'_>,
 ) -> Result<ScheduleResult, SchedulerError> {
     let job = state.job(&eval.namespace, &eval.job_id);
-    let job_type = job.as_ref().map(|j| j.job_type.clone()).filter(|t| !t.is_empty()).unwrap_or_else(|| {
-        if eval.eval_type.is_empty() {
-            nomad_structs::JOB_TYPE_SERVICE.to_string()
-        } else {
-            eval.eval_type.clone()
-        }
-    });
+    let job_type = job
+        .as_ref()
+        .map(|j| j.job_type.clone())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            if eval.eval_type.is_empty() {
+                nomad_structs::JOB_TYPE_SERVICE.to_string()
+            } else {
+                eval.eval_type.clone()
+            }
+        });
     let mut s = context::Sched::new(eval, state, ctx);
     match job_type.as_str() {
-        nomad_structs::JOB_TYPE_SERVICE | nomad_structs::JOB_TYPE_BATCH => generic::schedule(&mut s, job.as_ref()),
-        nomad_structs::JOB_TYPE_SYSTEM | nomad_structs::JOB_TYPE_SYSBATCH => system::schedule(&mut s, job.as_ref()),
+        nomad_structs::JOB_TYPE_SERVICE | nomad_structs::JOB_TYPE_BATCH => {
+            generic::schedule(&mut s, job.as_ref())
+        }
+        nomad_structs::JOB_TYPE_SYSTEM | nomad_structs::JOB_TYPE_SYSBATCH => {
+            system::schedule(&mut s, job.as_ref())
+        }
         _ => {
             return Err(SchedulerError::UnknownJobType {
                 eval_id: eval.id.clone(),

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nomad_structs::{
     AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping, AllocatedResources,
-    AllocatedSharedResources, AllocatedTaskResources, Allocation, Lifecycle, NetworkResource, Node, Port,
-    TaskGroup,
+    AllocatedSharedResources, AllocatedTaskResources, Allocation, Lifecycle, NetworkResource, Node,
+    Port, TaskGroup,
 };
 
 /// Default dynamic port range when the node reports none.
@@ -59,7 +59,12 @@ impl ResourceAsk {
         ResourceAsk {
             cpu: tasks.iter().map(|t| t.cpu).sum(),
             memory_mb: tasks.iter().map(|t| t.memory_mb).sum(),
-            disk_mb: tg.ephemeral_disk.as_ref().and_then(|d| d.size_mb).unwrap_or(0).max(0),
+            disk_mb: tg
+                .ephemeral_disk
+                .as_ref()
+                .and_then(|d| d.size_mb)
+                .unwrap_or(0)
+                .max(0),
             tasks,
             network,
         }
@@ -101,7 +106,11 @@ impl NodeUsage {
             for n in ar.shared.networks.iter().flatten() {
                 self.add_network(n);
             }
-        } else if let Some(tg) = a.job.as_ref().and_then(|j| j.lookup_task_group(&a.task_group)) {
+        } else if let Some(tg) = a
+            .job
+            .as_ref()
+            .and_then(|j| j.lookup_task_group(&a.task_group))
+        {
             // Allocs written without AllocatedResources still hold what their group asks.
             let ask = ResourceAsk::for_group(tg);
             self.cpu += ask.cpu;
@@ -154,7 +163,11 @@ pub(crate) fn parse_port_spec(spec: &str) -> BTreeSet<i64> {
 
 /// The address ports are bound on.
 pub(crate) fn host_ip(node: &Node) -> String {
-    if let Some(ip) = node.attributes.get("unique.network.ip-address").filter(|s| !s.is_empty()) {
+    if let Some(ip) = node
+        .attributes
+        .get("unique.network.ip-address")
+        .filter(|s| !s.is_empty())
+    {
         return ip.clone();
     }
     node.node_resources
@@ -185,11 +198,18 @@ fn fnv1a(s: &str) -> u64 {
 /// Assigns ports, then checks cpu, memory and disk. `Err` carries the exhausted dimension, in
 /// Nomad's words (`network: reserved port collision http=80`, `cpu`, `memory`, `disk`).
 /// `seed` spreads dynamic port choices deterministically (alloc name + node ID).
-pub(crate) fn fit(node: &Node, usage: &NodeUsage, ask: &ResourceAsk, seed: &str) -> Result<Offer, String> {
+pub(crate) fn fit(
+    node: &Node,
+    usage: &NodeUsage,
+    ask: &ResourceAsk,
+    seed: &str,
+) -> Result<Offer, String> {
     let mut offer = Offer::default();
     if let Some(net) = &ask.network {
         let mut used = usage.ports.clone();
-        used.extend(parse_port_spec(&node.reserved_resources.networks.reserved_host_ports));
+        used.extend(parse_port_spec(
+            &node.reserved_resources.networks.reserved_host_ports,
+        ));
         let ip = host_ip(node);
         let mapping = |p: &Port, value: i64| AllocatedPortMapping {
             label: p.label.clone(),
@@ -199,7 +219,11 @@ pub(crate) fn fit(node: &Node, usage: &NodeUsage, ask: &ResourceAsk, seed: &str)
             ignore_collision: p.ignore_collision,
         };
         let mut out_net = NetworkResource {
-            mode: if net.mode.is_empty() { "host".to_string() } else { net.mode.clone() },
+            mode: if net.mode.is_empty() {
+                "host".to_string()
+            } else {
+                net.mode.clone()
+            },
             ip: ip.clone(),
             mbits: net.mbits,
             dns: net.dns.clone(),
@@ -209,25 +233,36 @@ pub(crate) fn fit(node: &Node, usage: &NodeUsage, ask: &ResourceAsk, seed: &str)
         };
         for p in &net.reserved_ports {
             if !p.ignore_collision && !used.insert(p.value) {
-                return Err(format!("network: reserved port collision {}={}", p.label, p.value));
+                return Err(format!(
+                    "network: reserved port collision {}={}",
+                    p.label, p.value
+                ));
             }
             offer.ports.push(mapping(p, p.value));
             out_net.reserved_ports.push(p.clone());
         }
-        let (mut lo, mut hi) = (node.node_resources.min_dynamic_port, node.node_resources.max_dynamic_port);
+        let (mut lo, mut hi) = (
+            node.node_resources.min_dynamic_port,
+            node.node_resources.max_dynamic_port,
+        );
         if lo <= 0 || hi <= 0 || lo > hi {
             (lo, hi) = (DEFAULT_MIN_DYNAMIC_PORT, DEFAULT_MAX_DYNAMIC_PORT);
         }
         let span = (hi - lo + 1) as u64;
         for p in &net.dynamic_ports {
             let start = (fnv1a(&format!("{seed}/{}", p.label)) % span) as i64;
-            let found = (0..span as i64).map(|i| lo + (start + i) % span as i64).find(|v| !used.contains(v));
+            let found = (0..span as i64)
+                .map(|i| lo + (start + i) % span as i64)
+                .find(|v| !used.contains(v));
             let Some(v) = found else {
                 return Err("network: dynamic port selection failed".to_string());
             };
             used.insert(v);
             offer.ports.push(mapping(p, v));
-            out_net.dynamic_ports.push(Port { value: v, ..p.clone() });
+            out_net.dynamic_ports.push(Port {
+                value: v,
+                ..p.clone()
+            });
         }
         offer.network = Some(out_net);
     }
@@ -248,7 +283,13 @@ pub(crate) fn fit(node: &Node, usage: &NodeUsage, ask: &ResourceAsk, seed: &str)
 /// BestFit-v3: fuller nodes score higher. Normalized to 0..=1.
 pub(crate) fn binpack_score(node: &Node, usage: &NodeUsage, ask: &ResourceAsk) -> f64 {
     let (cpu, mem, _) = capacity(node);
-    let free = |used: i64, cap: i64| if cap <= 0 { 0.0 } else { 1.0 - (used as f64 / cap as f64) };
+    let free = |used: i64, cap: i64| {
+        if cap <= 0 {
+            0.0
+        } else {
+            1.0 - (used as f64 / cap as f64)
+        }
+    };
     let free_cpu = free(usage.cpu + ask.cpu, cpu);
     let free_mem = free(usage.memory_mb + ask.memory_mb, mem);
     let total = 10f64.powf(free_cpu) + 10f64.powf(free_mem);
@@ -263,8 +304,14 @@ pub(crate) fn allocated_resources(ask: &ResourceAsk, offer: &Offer) -> Allocated
         tasks.insert(
             t.name.clone(),
             AllocatedTaskResources {
-                cpu: AllocatedCpuResources { cpu_shares: t.cpu, reserved_cores: None },
-                memory: AllocatedMemoryResources { memory_mb: t.memory_mb, memory_max_mb: t.memory_max_mb },
+                cpu: AllocatedCpuResources {
+                    cpu_shares: t.cpu,
+                    reserved_cores: None,
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb: t.memory_mb,
+                    memory_max_mb: t.memory_max_mb,
+                },
                 networks: None,
                 devices: None,
             },
@@ -277,7 +324,11 @@ pub(crate) fn allocated_resources(ask: &ResourceAsk, offer: &Offer) -> Allocated
         shared: AllocatedSharedResources {
             networks: offer.network.clone().map(|n| vec![n]),
             disk_mb: ask.disk_mb,
-            ports: if offer.network.is_some() { Some(offer.ports.clone()) } else { None },
+            ports: if offer.network.is_some() {
+                Some(offer.ports.clone())
+            } else {
+                None
+            },
         },
     }
 }
@@ -289,7 +340,10 @@ mod tests {
     #[test]
     fn port_spec() {
         let s = parse_port_spec("22, 80,8000-8002,bad,9-1");
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), vec![22, 80, 8000, 8001, 8002]);
+        assert_eq!(
+            s.into_iter().collect::<Vec<_>>(),
+            vec![22, 80, 8000, 8001, 8002]
+        );
     }
 
     #[test]
@@ -297,9 +351,19 @@ mod tests {
         let mut n = Node::default();
         n.node_resources.cpu.cpu_shares = 1000;
         n.node_resources.memory.memory_mb = 1000;
-        let ask = ResourceAsk { tasks: vec![], cpu: 100, memory_mb: 100, disk_mb: 0, network: None };
+        let ask = ResourceAsk {
+            tasks: vec![],
+            cpu: 100,
+            memory_mb: 100,
+            disk_mb: 0,
+            network: None,
+        };
         let empty = NodeUsage::default();
-        let half = NodeUsage { cpu: 500, memory_mb: 500, ..Default::default() };
+        let half = NodeUsage {
+            cpu: 500,
+            memory_mb: 500,
+            ..Default::default()
+        };
         assert!(binpack_score(&n, &half, &ask) > binpack_score(&n, &empty, &ask));
     }
 }

@@ -12,7 +12,13 @@ use crate::{desc, feasible};
 pub(crate) fn schedule(s: &mut Sched<'_, '_>, job: Option<&Job>) {
     let mut allocs = s.state.allocs_by_job(&s.eval.namespace, &s.eval.job_id);
     // Newest first per node, so the latest alloc is the one kept.
-    allocs.sort_by(|a, b| (&a.node_id, std::cmp::Reverse(a.create_index), &a.id).cmp(&(&b.node_id, std::cmp::Reverse(b.create_index), &b.id)));
+    allocs.sort_by(|a, b| {
+        (&a.node_id, std::cmp::Reverse(a.create_index), &a.id).cmp(&(
+            &b.node_id,
+            std::cmp::Reverse(b.create_index),
+            &b.id,
+        ))
+    });
     let Some(job) = job.filter(|j| !j.stop) else {
         for a in allocs.iter().filter(|a| !a.terminal()) {
             s.stop(a, desc::ALLOC_NOT_NEEDED, None);
@@ -21,7 +27,12 @@ pub(crate) fn schedule(s: &mut Sched<'_, '_>, job: Option<&Job>) {
     };
     let mut by_group: BTreeMap<String, BTreeMap<String, Vec<Allocation>>> = BTreeMap::new();
     for a in allocs.into_iter().filter(|a| !a.server_terminal()) {
-        by_group.entry(a.task_group.clone()).or_default().entry(a.node_id.clone()).or_default().push(a);
+        by_group
+            .entry(a.task_group.clone())
+            .or_default()
+            .entry(a.node_id.clone())
+            .or_default()
+            .push(a);
     }
     for (name, per_node) in &by_group {
         if job.lookup_task_group(name).is_none() {
@@ -49,7 +60,13 @@ pub(crate) fn schedule(s: &mut Sched<'_, '_>, job: Option<&Job>) {
     }
 }
 
-fn node_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, existing: Vec<Allocation>) {
+fn node_group(
+    s: &mut Sched<'_, '_>,
+    job: &Job,
+    tg: &TaskGroup,
+    node: &Node,
+    existing: Vec<Allocation>,
+) {
     let live: Vec<&Allocation> = existing.iter().filter(|a| !a.client_terminal()).collect();
     if s.node_lost(&node.id) {
         for a in live {
@@ -58,7 +75,10 @@ fn node_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, exi
         return;
     }
     if node.drain_strategy.is_some() {
-        for a in live.iter().filter(|a| a.desired_transition.migrate == Some(true)) {
+        for a in live
+            .iter()
+            .filter(|a| a.desired_transition.migrate == Some(true))
+        {
             s.stop(a, desc::ALLOC_NODE_TAINTED, None);
         }
         return;
@@ -82,14 +102,23 @@ fn node_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, exi
         for a in extra {
             s.stop(a, desc::ALLOC_NOT_NEEDED, None);
         }
-        let current = first.job.as_ref().is_some_and(|aj| aj.version == job.version && aj.create_index == job.create_index);
+        let current = first
+            .job
+            .as_ref()
+            .is_some_and(|aj| aj.version == job.version && aj.create_index == job.create_index);
         if current {
             return;
         }
         let changed = first.job.as_deref().is_some_and(|old| {
             old.meta != job.meta
                 || old.lookup_task_group(&tg.name).is_none_or(|old_tg| {
-                    let norm = |t: &TaskGroup| TaskGroup { count: None, scaling: None, update: None, migrate: None, ..t.clone() };
+                    let norm = |t: &TaskGroup| TaskGroup {
+                        count: None,
+                        scaling: None,
+                        update: None,
+                        migrate: None,
+                        ..t.clone()
+                    };
                     norm(old_tg) != norm(tg)
                 })
         });
@@ -105,14 +134,22 @@ fn node_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, exi
         return;
     }
     if job.job_type == nomad_structs::JOB_TYPE_SYSBATCH
-        && existing.iter().any(|a| a.client_status == ALLOC_CLIENT_COMPLETE)
+        && existing
+            .iter()
+            .any(|a| a.client_status == ALLOC_CLIENT_COMPLETE)
     {
         return; // the work ran to completion on this node
     }
     place(s, job, tg, node, None);
 }
 
-fn place(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, replaces: Option<&Allocation>) {
+fn place(
+    s: &mut Sched<'_, '_>,
+    job: &Job,
+    tg: &TaskGroup,
+    node: &Node,
+    replaces: Option<&Allocation>,
+) {
     if let Some(p) = replaces {
         s.stop(p, desc::ALLOC_UPDATING, None);
     }
@@ -137,7 +174,7 @@ fn place(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, node: &Node, replaces
             if let Some(p) = replaces {
                 s.unstop(p);
             }
-            s.record_failure(&tg.name, Some(metric));
+            s.record_failure(&tg.name, Some(*metric));
         }
     }
 }

@@ -29,6 +29,8 @@ use tables::Tables;
 pub const JOB_TRACKED_VERSIONS: usize = 6;
 
 /// One entry of the replicated log.
+// Commands are built once and moved into the log; boxing the job would change the public shape.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Upsert a job (version bumped when the spec changed) and optionally create its eval.

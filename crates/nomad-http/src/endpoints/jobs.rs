@@ -215,11 +215,14 @@ async fn job_op(ctx: Ctx, id: &str, op: &str) -> Result<Response, ApiError> {
 }
 
 async fn job_crud(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
-    match ctx.method {
-        ref m if *m == axum::http::Method::DELETE => deregister(ctx, id).await,
-        _ if ctx.is_get() => get_job(ctx, id).await,
-        _ if ctx.is_write() => register(ctx, Some(id)).await,
-        _ => Err(ApiError::invalid_method()),
+    if ctx.method == axum::http::Method::DELETE {
+        deregister(ctx, id).await
+    } else if ctx.is_get() {
+        get_job(ctx, id).await
+    } else if ctx.is_write() {
+        register(ctx, Some(id)).await
+    } else {
+        Err(ApiError::invalid_method())
     }
 }
 

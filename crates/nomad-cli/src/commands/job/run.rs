@@ -3,7 +3,7 @@
 use nomad_structs::{JobRegisterRequest, JobRegisterResponse};
 
 use crate::commands::{client_flags, error_hint, parse_flags, with_general};
-use crate::format::{json_pretty, FULL_ID, SHORT_ID};
+use crate::format::{job_wrapped_json, FULL_ID, SHORT_ID};
 use crate::jobfile::JobGetter;
 use crate::meta::Meta;
 use crate::monitor::Monitor;
@@ -114,7 +114,7 @@ pub fn run(args: &[String]) -> i32 {
     let multiregion = job.multiregion.as_ref().is_some_and(|p| !p.is_null());
 
     if fs.get_bool("output") {
-        println!("{}", json_pretty(&serde_json::json!({ "Job": job })));
+        println!("{}", job_wrapped_json(&job));
         return 0;
     }
 
@@ -133,7 +133,6 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
 
-    let job_id = job.id.clone();
     let req = JobRegisterRequest {
         submission: Some(submission),
         job: Some(job),
@@ -169,6 +168,5 @@ pub fn run(args: &[String]) -> i32 {
         }
         return 0;
     }
-    let _ = job_id;
     Monitor::new(&client, length).monitor(&resp.eval_id)
 }

@@ -1,0 +1,19 @@
+//! `nomad eval <subcommand>`.
+
+pub mod status;
+
+/// Dispatches `nomad eval ...`.
+pub fn run(args: &[String]) -> i32 {
+    const HELP: &str = "Usage: nomad eval <subcommand> [options] [args]\n\n  Inspect evaluations.\n\nSubcommands:\n    status    Show an evaluation's status\n";
+    match args.first().map(String::as_str) {
+        Some("status") => status::run(&args[1..]),
+        Some("-h" | "-help" | "--help") => {
+            println!("{}", HELP.trim_end());
+            0
+        }
+        _ => {
+            eprintln!("{}", HELP.trim_end());
+            1
+        }
+    }
+}

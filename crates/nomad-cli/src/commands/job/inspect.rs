@@ -1,0 +1,106 @@
+//! `nomad job inspect`: print a registered job as JSON.
+
+use nomad_structs::Job;
+
+use crate::api::path_escape;
+use crate::commands::{client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::format::{job_wrapped_json, json_pretty};
+use crate::meta::Meta;
+
+fn help() -> String {
+    with_general(
+        "Usage: nomad job inspect [options] <job>
+Alias: nomad inspect
+
+  Prints the registered job as JSON, wrapped in {\"Job\": ...} so the output can
+  be sent back to the API.",
+        "Inspect Options:
+
+  -json
+    Print the bare job object.
+
+  -version <n>
+    Print a specific job version.",
+    )
+}
+
+/// Runs `nomad job inspect`.
+pub fn run(args: &[String]) -> i32 {
+    let help = help();
+    let mut fs = client_flags();
+    fs.bool("json", false).string("t", "").string("version", "").bool("hcl", false);
+    let rest = match parse_flags(&mut fs, args, &help) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let meta = Meta::from_flags(&fs);
+    let mut client = meta.client();
+    if rest.is_empty() && fs.get_bool("json") {
+        let jobs: serde_json::Value = match client.get("/v1/jobs", &[]) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("Error querying jobs: {e}");
+                return 1;
+            }
+        };
+        let jobs: Vec<nomad_structs::JobListStub> = serde_json::from_value(jobs).unwrap_or_default();
+        println!("{}", json_pretty(&jobs));
+        return 0;
+    }
+    if rest.len() != 1 {
+        eprintln!("This command takes one argument: <job>");
+        eprintln!("{}", error_hint("job inspect"));
+        return 1;
+    }
+    let (job_id, ns) = match job_id_by_prefix(&client, &meta, rest[0].trim()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    if !ns.is_empty() {
+        client.set_namespace(&ns);
+    }
+    let version = fs.get_str("version");
+    let job: Job = if version.is_empty() {
+        match client.get(&format!("/v1/job/{}", path_escape(&job_id)), &[]) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("Error inspecting job: {e}");
+                return 1;
+            }
+        }
+    } else {
+        let Ok(v) = version.parse::<u64>() else {
+            eprintln!("Error parsing version value {version:?}: invalid syntax");
+            return 1;
+        };
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Versions {
+            #[serde(rename = "Versions")]
+            versions: Vec<Job>,
+        }
+        let vs: Versions = match client.get(&format!("/v1/job/{}/versions", path_escape(&job_id)), &[]) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("Error inspecting job: {e}");
+                return 1;
+            }
+        };
+        match vs.versions.into_iter().find(|j| j.version == v) {
+            Some(j) => j,
+            None => {
+                eprintln!("Error inspecting job: job {job_id:?} at version {v} not found");
+                return 1;
+            }
+        }
+    };
+    if fs.get_bool("json") {
+        println!("{}", json_pretty(&job));
+    } else {
+        println!("{}", job_wrapped_json(&job));
+    }
+    0
+}

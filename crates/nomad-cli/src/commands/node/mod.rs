@@ -1,0 +1,30 @@
+//! `nomad node <subcommand>`.
+
+pub mod status;
+
+const HELP: &str = "Usage: nomad node <subcommand> [options] [args]
+
+  Inspect client nodes.
+
+Subcommands:
+    status    Show nodes and their allocations
+";
+
+/// Dispatches `nomad node ...`.
+pub fn run(args: &[String]) -> i32 {
+    let Some(sub) = args.first() else {
+        eprintln!("{}", HELP.trim_end());
+        return 1;
+    };
+    match sub.as_str() {
+        "status" => status::run(&args[1..]),
+        "-h" | "-help" | "--help" => {
+            println!("{}", HELP.trim_end());
+            0
+        }
+        other => {
+            eprintln!("Unknown node subcommand {other:?}\n\n{}", HELP.trim_end());
+            1
+        }
+    }
+}
