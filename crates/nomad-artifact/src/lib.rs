@@ -304,6 +304,13 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
     };
     let dest_dir = paths::create_dir_inside(&ctx, &dest_dir, &task_dir)
         .map_err(|e| e.unwrap_or(ArtifactError::DestinationEscapes { destination: destination.clone() }))?;
+    let plan = Plan {
+        name: parsed.name.clone(),
+        archive,
+        unpacking,
+        dest_dir: dest_dir.clone(),
+        dest_file,
+    };
 
     match &parsed.source {
         source::Source::File(path) => {
@@ -342,11 +349,11 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
                 return download::copy_dir(&ctx, &path, &dest_dir, req.max_size);
             }
             let tmp = download::local_to_temp(&ctx, &path, &task_dir, req.max_size, checksum.as_ref())?;
-            finish(&ctx, tmp, &parsed.name, archive, unpacking, &dest_dir, dest_file, opts)
+            finish(&ctx, tmp, &plan, opts)
         }
         source::Source::Http(url) => {
             let tmp = download::http_to_temp(&ctx, req, url, &task_dir, checksum.as_ref())?;
-            finish(&ctx, tmp, &parsed.name, archive, unpacking, &dest_dir, dest_file, opts)
+            finish(&ctx, tmp, &plan, opts)
         }
     }
 }
@@ -355,19 +362,16 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
 fn finish(
     ctx: &Ctx,
     tmp: download::Downloaded,
-    name: &str,
-    archive: Option<ArchiveKind>,
-    unpacking: bool,
-    dest_dir: &Path,
-    dest_file: Option<PathBuf>,
+    plan: &Plan,
     opts: &FetchOptions,
 ) -> Result<FetchResult, ArtifactError> {
     let bytes = tmp.bytes;
-    if let (true, Some(kind)) = (unpacking, archive) {
-        let files = unpack::unpack(ctx, kind, tmp.file.path(), dest_dir, name, opts)?;
+    let dest_dir = &plan.dest_dir;
+    if let (true, Some(kind)) = (plan.unpacking, plan.archive) {
+        let files = unpack::unpack(ctx, kind, tmp.file.path(), dest_dir, &plan.name, opts)?;
         return Ok(FetchResult { files, bytes });
     }
-    let Some(target) = dest_file else {
+    let Some(target) = &plan.dest_file else {
         // Unreachable: a file target is chosen whenever nothing is unpacked.
         return Err(ArtifactError::InvalidSource {
             artifact: ctx.artifact.clone(),
@@ -394,6 +398,19 @@ fn finish(
         files: vec![target],
         bytes,
     })
+}
+
+/// Where a fetched artifact goes.
+struct Plan {
+    /// The source's file name.
+    name: String,
+    archive: Option<ArchiveKind>,
+    /// Unpack (an archive, in mode any or dir) rather than place one file.
+    unpacking: bool,
+    /// Canonical directory to unpack into, or holding the file.
+    dest_dir: PathBuf,
+    /// The file path, when placing one file (only its file name is used, under `dest_dir`).
+    dest_file: Option<PathBuf>,
 }
 
 /// Per-fetch context: the (redacted) source for error messages.

@@ -41,14 +41,6 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    /// The status code, for non-2xx answers.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Status { code, .. } => Some(*code),
-            ApiError::Transport(_) => None,
-        }
-    }
-
     /// Whether the agent could not be reached at all.
     pub fn is_transport(&self) -> bool {
         matches!(self, ApiError::Transport(_))
@@ -133,16 +125,6 @@ impl Client {
     pub fn new(cfg: ClientConfig) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Client { cfg, agent }
-    }
-
-    /// The configured agent address.
-    pub fn address(&self) -> &str {
-        &self.cfg.address
-    }
-
-    /// The namespace requests go to (empty = agent default).
-    pub fn namespace(&self) -> &str {
-        &self.cfg.namespace
     }
 
     /// Overrides the namespace (e.g. from the jobspec).

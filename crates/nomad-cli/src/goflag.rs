@@ -164,6 +164,7 @@ impl FlagSet {
     }
 
     /// Whether the flag was given on the command line.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_set(&self, name: &str) -> bool {
         self.flags.get(name).is_some_and(|f| f.set)
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use nomad_structs::Job;
 
 /// Mirrors `nomad_jobspec::ParseOptions`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Default)]
 pub struct ParseOptions {
     pub filename: String,

@@ -7,6 +7,8 @@ use crate::goflag::{parse_go_bool, FlagSet};
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:4646";
 
 /// The general options after flags and environment were applied.
+// The TLS and colour settings are accepted and stored for the TLS transport to come.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
     /// Agent address (`-address`, `NOMAD_ADDR`).

@@ -4,13 +4,33 @@
 //! Invariants: every state change goes through [`Server::apply`] with IDs and timestamps chosen
 //! here, before the command is applied (so a Raft log can take over later). HTTP is not known
 //! here: callers get typed results and a [`ServerError`].
+//!
+//! Entry points: the endpoint methods on [`Server`] (`job_register`, `node_register`, ...),
+//! [`Server::blocking_query`] for reads, and [`Server::run`], which owns the scheduler workers
+//! (`worker.rs`), the delayed-eval timer and the heartbeat timers (`heartbeat.rs`). Every
+//! applied command is also shown to the eval broker (`eval_broker.rs`), which queues the
+//! pending evals it carries and keeps blocked ones until capacity may have changed.
 #![forbid(unsafe_code)]
 
+mod eval_broker;
+mod heartbeat;
+mod worker;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nomad_state::{Command, StateSnapshot, StateStore, Table};
+use nomad_state::{Command, StateError, StateSnapshot, StateStore, Table};
 use nomad_structs::*;
+
+use eval_broker::EvalBroker;
+use heartbeat::Heartbeats;
+pub use worker::SnapshotState;
+
+/// Longest (and default) wait of a blocking query.
+pub const MAX_BLOCKING_WAIT: Duration = Duration::from_secs(300);
+/// Default grace added to the heartbeat TTL before a node is marked down.
+pub const DEFAULT_HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 
 /// Server configuration.
 #[derive(Debug, Clone)]
@@ -53,6 +73,15 @@ pub enum ServerError {
     Internal(String),
 }
 
+impl From<StateError> for ServerError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::NotFound(what) => ServerError::NotFound(format!("{what} not found")),
+            StateError::Invalid(_) => ServerError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// Options of a (possibly blocking) read.
 #[derive(Debug, Clone, Default)]
 pub struct QueryOptions {
@@ -67,18 +96,88 @@ pub struct QueryOptions {
 pub struct Server {
     config: ServerConfig,
     state: Arc<StateStore>,
+    /// One writer at a time: index = last + 1 (Raft replaces this later).
+    write_lock: tokio::sync::Mutex<()>,
+    /// Makes the EnforceIndex check and the job write one step.
+    register_lock: tokio::sync::Mutex<()>,
+    broker: EvalBroker,
+    heartbeats: Heartbeats,
+}
+
+/// Wall-clock now in unix nanoseconds (the server, not the state store, reads the clock).
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 impl Server {
     /// A server with an empty state store.
     pub fn new(config: ServerConfig) -> Arc<Server> {
-        Arc::new(Server { config, state: StateStore::new() })
+        Server::with_state(config, StateStore::new())
+    }
+
+    /// A server over an existing state store (e.g. restored from a snapshot). Pending and
+    /// blocked evals in it are queued when [`Server::run`] starts.
+    pub fn with_state(config: ServerConfig, state: Arc<StateStore>) -> Arc<Server> {
+        Arc::new(Server {
+            config,
+            state,
+            write_lock: tokio::sync::Mutex::new(()),
+            register_lock: tokio::sync::Mutex::new(()),
+            broker: EvalBroker::default(),
+            heartbeats: Heartbeats::new(DEFAULT_HEARTBEAT_GRACE),
+        })
+    }
+
+    /// Changes the grace period added to the heartbeat TTL before a node is marked down.
+    pub fn set_heartbeat_grace(&self, grace: Duration) {
+        self.heartbeats.set_grace(grace);
     }
 
     /// Runs the eval broker, scheduler workers and heartbeat timers until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.restore_leader_state();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..self.config.num_schedulers.max(1) {
+            tasks.spawn(self.clone().worker_loop(n, shutdown.clone()));
+        }
+        tasks.spawn(self.clone().delay_loop(shutdown.clone()));
+        tasks.spawn(self.clone().heartbeat_loop(shutdown.clone()));
         let mut shutdown = shutdown;
-        let _ = shutdown.changed().await;
+        loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "server task ended abnormally");
+            }
+        }
+    }
+
+    /// Rebuilds the broker and heartbeat timers from the state (Nomad does this on gaining
+    /// leadership).
+    fn restore_leader_state(&self) {
+        let snap = self.state.snapshot();
+        for e in snap.evals(None, "") {
+            self.broker.observe(&e, self.delay_of(&e));
+        }
+        let ttl = self.config.heartbeat_ttl;
+        for n in snap.nodes("") {
+            if n.status != NODE_STATUS_DOWN {
+                self.heartbeats.reset(&n.id, ttl);
+            }
+        }
     }
 
     /// The configuration.
@@ -93,8 +192,42 @@ impl Server {
 
     /// Applies a command to the state (through Raft later). Returns its index.
     pub async fn apply(&self, cmd: Command) -> Result<u64, ServerError> {
+        let _guard = self.write_lock.lock().await;
         let index = self.state.latest_index() + 1;
-        self.state.apply(index, &cmd).map_err(|e| ServerError::Internal(e.to_string()))
+        self.state.apply(index, &cmd)?;
+        self.after_apply(&cmd);
+        Ok(index)
+    }
+
+    /// Shows an applied command to the broker: capacity changes unblock, new evals queue.
+    fn after_apply(&self, cmd: &Command) {
+        let unblock = match cmd {
+            Command::NodeRegister { node, .. } => node.status == NODE_STATUS_READY,
+            Command::NodeStatusUpdate { status, .. } => status == NODE_STATUS_READY,
+            Command::AllocClientUpdate { allocs, .. } => allocs.iter().any(Allocation::client_terminal),
+            Command::PlanApply { allocs_upsert, allocs_stop, .. } => {
+                !allocs_stop.is_empty() || allocs_upsert.iter().any(Allocation::terminal)
+            }
+            Command::AllocDesiredTransition { desired_status, .. } => {
+                desired_status.as_deref().is_some_and(|s| s == ALLOC_DESIRED_STOP || s == ALLOC_DESIRED_EVICT)
+            }
+            Command::JobRegister { .. } | Command::JobDeregister { .. } | Command::EvalsUpsert { .. } => false,
+        };
+        if unblock {
+            self.broker.unblock_all();
+        }
+        for e in cmd.evals() {
+            self.broker.observe(e, self.delay_of(e));
+        }
+    }
+
+    /// When a delayed eval (`WaitUntil` / `Wait`) becomes due, as a tokio instant.
+    fn delay_of(&self, e: &Evaluation) -> Option<tokio::time::Instant> {
+        let wait_ns = match e.wait_until.as_deref().and_then(parse_rfc3339_nanos) {
+            Some(until) => until.saturating_sub(now_nanos()),
+            None => e.wait,
+        };
+        (wait_ns > 0).then(|| tokio::time::Instant::now() + Duration::from_nanos(wait_ns.unsigned_abs()))
     }
 
     /// Runs `f` against a snapshot, blocking as Nomad's blocking queries do: when
@@ -104,57 +237,408 @@ impl Server {
     where
         F: Fn(&StateSnapshot) -> T,
     {
-        let _ = opts;
-        let snap = self.state.snapshot();
-        let idx = snap.index(tables).max(1);
-        (f(&snap), idx)
+        self.blocking_query_indexed(tables, opts, |snap| {
+            let v = f(snap);
+            (v, snap.index(tables))
+        })
+        .await
+    }
+
+    /// Like [`Server::blocking_query`], but `f` returns its own index (e.g. the highest
+    /// ModifyIndex of the objects it read); it is re-run whenever one of `tables` changes.
+    pub async fn blocking_query_indexed<T, F>(&self, tables: &[Table], opts: &QueryOptions, f: F) -> (T, u64)
+    where
+        F: Fn(&StateSnapshot) -> (T, u64),
+    {
+        let wait = if opts.wait.is_zero() || opts.wait > MAX_BLOCKING_WAIT { MAX_BLOCKING_WAIT } else { opts.wait };
+        // Deterministic jitter up to wait/16 spreads out clients that started together.
+        let jitter = (wait / 16) * (opts.min_index % 16) as u32 / 16;
+        let deadline = tokio::time::Instant::now() + wait + jitter;
+        loop {
+            let snap = self.state.snapshot();
+            let (v, idx) = f(&snap);
+            let idx = idx.max(1);
+            if opts.min_index == 0 || idx > opts.min_index {
+                return (v, idx);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return (v, idx);
+            }
+            self.state.wait_for_change(tables, snap.index_raw(tables), deadline - now).await;
+        }
     }
 
     /// `PUT /v1/jobs`: canonicalize, validate, register, create the eval.
     pub async fn job_register(&self, req: JobRegisterRequest) -> Result<JobRegisterResponse, ServerError> {
-        let _ = req;
-        Err(ServerError::Internal("not implemented".into()))
+        let Some(mut job) = req.job else {
+            return Err(ServerError::BadRequest("Job must be specified".into()));
+        };
+        if job.id.is_empty() {
+            return Err(ServerError::BadRequest("Job ID hasn't been provided".into()));
+        }
+        if !req.namespace.is_empty() {
+            job.namespace = req.namespace.clone();
+        } else if job.namespace.is_empty() {
+            job.namespace = "default".into();
+        }
+        if !req.region.is_empty() {
+            job.region = req.region.clone();
+        }
+        if job.region.is_empty() || job.region == "global" {
+            job.region = self.config.region.clone();
+        }
+        if req.eval_priority != 0 && !(1..=100).contains(&req.eval_priority) {
+            return Err(ServerError::BadRequest("Eval priority must be between 1 and 100 inclusively".into()));
+        }
+        if job.job_type == JOB_TYPE_SYSTEM && job.task_groups.iter().any(|tg| tg.scaling.as_ref().is_some_and(|s| !s.is_null())) {
+            return Err(ServerError::BadRequest(
+                "Task groups with job type system do not support scaling blocks".into(),
+            ));
+        }
+        canonicalize_job(&mut job);
+        let errs = validate_job(&job);
+        if !errs.is_empty() {
+            return Err(ServerError::Internal(multierror(&errs)));
+        }
+
+        let _guard = self.register_lock.lock().await;
+        let snap = self.state.snapshot();
+        let existing = snap.job(&job.namespace, &job.id);
+        if req.enforce_index {
+            let jmi = req.job_modify_index;
+            match &existing {
+                Some(_) if jmi == 0 => {
+                    return Err(ServerError::Internal("Enforcing job modify index 0: job already exists".into()))
+                }
+                Some(ex) if ex.job_modify_index != jmi => {
+                    return Err(ServerError::Internal(format!(
+                        "Enforcing job modify index {jmi}: job exists with conflicting job modify index: {}",
+                        ex.job_modify_index
+                    )))
+                }
+                None if jmi != 0 => {
+                    return Err(ServerError::Internal(format!(
+                        "Enforcing job modify index {jmi}: job does not exist"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let now = now_nanos();
+        let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
+            id: new_id(),
+            namespace: job.namespace.clone(),
+            priority: if req.eval_priority != 0 { req.eval_priority as i32 } else { job.priority },
+            eval_type: job.job_type.clone(),
+            triggered_by: TRIGGER_JOB_REGISTER.into(),
+            job_id: job.id.clone(),
+            status: EVAL_STATUS_PENDING.into(),
+            create_time: now,
+            modify_time: now,
+            ..Default::default()
+        });
+        let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+        let (namespace, id) = (job.namespace.clone(), job.id.clone());
+        let index = self.apply(Command::JobRegister { job, eval, submission: req.submission, now }).await?;
+        let job_modify_index = self.state.snapshot().job(&namespace, &id).map(|j| j.job_modify_index).unwrap_or(index);
+        tracing::info!(job_id = %id, namespace = %namespace, eval_id = %eval_id, index, "job registered");
+        Ok(JobRegisterResponse {
+            eval_create_index: if eval_id.is_empty() { 0 } else { index },
+            eval_id,
+            job_modify_index,
+            index,
+            known_leader: true,
+            ..Default::default()
+        })
     }
 
     /// `DELETE /v1/job/:id`. An unknown job gives an empty EvalID, as Nomad does.
     pub async fn job_deregister(&self, namespace: &str, job_id: &str, purge: bool) -> Result<JobDeregisterResponse, ServerError> {
-        let _ = (namespace, job_id, purge);
-        Err(ServerError::Internal("not implemented".into()))
+        let namespace = if namespace.is_empty() { "default" } else { namespace };
+        let _guard = self.register_lock.lock().await;
+        let snap = self.state.snapshot();
+        let Some(job) = snap.job(namespace, job_id) else {
+            return Ok(JobDeregisterResponse { index: snap.index(&[Table::Jobs]), known_leader: true, ..Default::default() });
+        };
+        let now = now_nanos();
+        // Nomad gives the deregister eval the service type whatever the job's type; the
+        // scheduler picks the job's own scheduler when the job still exists.
+        let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
+            id: new_id(),
+            namespace: namespace.to_string(),
+            priority: job.priority,
+            eval_type: JOB_TYPE_SERVICE.into(),
+            triggered_by: TRIGGER_JOB_DEREGISTER.into(),
+            job_id: job_id.to_string(),
+            status: EVAL_STATUS_PENDING.into(),
+            create_time: now,
+            modify_time: now,
+            ..Default::default()
+        });
+        let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+        let index = self
+            .apply(Command::JobDeregister { namespace: namespace.to_string(), job_id: job_id.to_string(), purge, eval, now })
+            .await?;
+        tracing::info!(job_id, namespace, purge, eval_id = %eval_id, index, "job deregistered");
+        Ok(JobDeregisterResponse {
+            eval_create_index: if eval_id.is_empty() { 0 } else { index },
+            eval_id,
+            job_modify_index: index,
+            index,
+            known_leader: true,
+            ..Default::default()
+        })
     }
 
     /// `PUT /v1/job/:id/evaluate`: a new eval for the job.
     pub async fn job_evaluate(&self, namespace: &str, job_id: &str) -> Result<JobRegisterResponse, ServerError> {
-        let _ = (namespace, job_id);
-        Err(ServerError::Internal("not implemented".into()))
+        let namespace = if namespace.is_empty() { "default" } else { namespace };
+        let snap = self.state.snapshot();
+        let Some(job) = snap.job(namespace, job_id) else {
+            return Err(ServerError::NotFound("job not found".into()));
+        };
+        if job.periodic.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(ServerError::Internal("can't evaluate periodic job".into()));
+        }
+        if job.parameterized_job.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(ServerError::Internal("can't evaluate parameterized job".into()));
+        }
+        let now = now_nanos();
+        let eval = Evaluation {
+            id: new_id(),
+            namespace: namespace.to_string(),
+            priority: job.priority,
+            eval_type: job.job_type.clone(),
+            triggered_by: TRIGGER_JOB_REGISTER.into(),
+            job_id: job_id.to_string(),
+            job_modify_index: job.job_modify_index,
+            status: EVAL_STATUS_PENDING.into(),
+            create_time: now,
+            modify_time: now,
+            ..Default::default()
+        };
+        let eval_id = eval.id.clone();
+        let index = self.apply(Command::EvalsUpsert { evals: vec![eval] }).await?;
+        Ok(JobRegisterResponse {
+            eval_id,
+            eval_create_index: index,
+            job_modify_index: job.job_modify_index,
+            index,
+            known_leader: true,
+            ..Default::default()
+        })
     }
 
     /// `PUT /v1/allocation/:id/stop`.
+    ///
+    /// Nomad marks the alloc for migration and creates an `alloc-stop` eval; the scheduler
+    /// then stops it and places a replacement. Here the alloc is also set to DesiredStatus
+    /// `stop` ("alloc is being migrated") right away, so the stop does not depend on the
+    /// scheduler honouring `DesiredTransition.Migrate` on a node that is not draining; the
+    /// eval then places the replacement.
     pub async fn alloc_stop(&self, alloc_id: &str) -> Result<AllocStopResponse, ServerError> {
-        let _ = alloc_id;
-        Err(ServerError::Internal("not implemented".into()))
+        let snap = self.state.snapshot();
+        let Some(alloc) = snap.alloc(alloc_id) else {
+            return Err(ServerError::NotFound("allocation not found".into()));
+        };
+        let job = snap.job(&alloc.namespace, &alloc.job_id);
+        let (job_type, priority, jmi) = match (&job, alloc.job.as_deref()) {
+            (Some(j), _) | (None, Some(j)) => (j.job_type.clone(), j.priority, j.job_modify_index),
+            (None, None) => (JOB_TYPE_SERVICE.to_string(), 50, 0),
+        };
+        let now = now_nanos();
+        let eval = Evaluation {
+            id: new_id(),
+            namespace: alloc.namespace.clone(),
+            priority,
+            eval_type: job_type,
+            triggered_by: TRIGGER_ALLOC_STOP.into(),
+            job_id: alloc.job_id.clone(),
+            job_modify_index: jmi,
+            status: EVAL_STATUS_PENDING.into(),
+            create_time: now,
+            modify_time: now,
+            ..Default::default()
+        };
+        let eval_id = eval.id.clone();
+        let index = self
+            .apply(Command::AllocDesiredTransition {
+                alloc_ids: vec![alloc.id.clone()],
+                desired_status: Some(ALLOC_DESIRED_STOP.into()),
+                desired_description: Some(nomad_scheduler::desc::ALLOC_MIGRATING.into()),
+                transition: DesiredTransition { migrate: Some(true), ..Default::default() },
+                evals: vec![eval],
+                now,
+            })
+            .await?;
+        Ok(AllocStopResponse { eval_id, index })
     }
 
     /// Node.Register: upsert the node (status `ready`), returns the heartbeat TTL.
     pub async fn node_register(&self, node: Node) -> Result<Duration, ServerError> {
-        let _ = node;
-        Err(ServerError::Internal("not implemented".into()))
+        if node.id.is_empty() {
+            return Err(ServerError::BadRequest("missing node ID for client registration".into()));
+        }
+        let mut node = node;
+        let now = now_nanos();
+        let previous = self.state.snapshot().node(&node.id);
+        node.status = NODE_STATUS_READY.into();
+        node.status_updated_at = now.div_euclid(1_000_000_000);
+        if node.scheduling_eligibility.is_empty() {
+            node.scheduling_eligibility = NODE_ELIGIBLE.into();
+        }
+        if node.node_pool.is_empty() {
+            node.node_pool = "default".into();
+        }
+        let node_id = node.id.clone();
+        let index = self.apply(Command::NodeRegister { node, now }).await?;
+        let ttl = self.config.heartbeat_ttl;
+        self.heartbeats.reset(&node_id, ttl);
+        // A new node, or one coming back, gets evals for system jobs and its own jobs.
+        if previous.as_ref().is_none_or(|p| p.status != NODE_STATUS_READY) {
+            let evals = self.node_evals(&self.state.snapshot(), &node_id, index, true, now);
+            if !evals.is_empty() {
+                self.apply(Command::EvalsUpsert { evals }).await?;
+            }
+        }
+        tracing::info!(node_id = %node_id, index, "node registered");
+        Ok(ttl)
     }
 
     /// Node.UpdateStatus heartbeat: resets the node's TTL timer, returns the TTL.
     pub async fn node_heartbeat(&self, node_id: &str) -> Result<Duration, ServerError> {
-        let _ = node_id;
-        Err(ServerError::Internal("not implemented".into()))
+        let snap = self.state.snapshot();
+        let Some(node) = snap.node(node_id) else {
+            return Err(ServerError::NotFound("node not found".into()));
+        };
+        let ttl = self.config.heartbeat_ttl;
+        self.heartbeats.reset(node_id, ttl);
+        if node.status != NODE_STATUS_READY {
+            let now = now_nanos();
+            let evals = self.node_evals(&snap, node_id, node.modify_index, true, now);
+            self.apply(Command::NodeStatusUpdate { node_id: node_id.to_string(), status: NODE_STATUS_READY.into(), evals, now })
+                .await?;
+            tracing::info!(node_id, "node ready again after heartbeat");
+        }
+        Ok(ttl)
     }
 
     /// Node.GetClientAllocs: the node's allocations, blocking until their index passes `opts.min_index`.
+    ///
+    /// The index is the highest ModifyIndex among the node's allocs (the Allocs table index
+    /// when it has none), so a client wakes only for changes to its own allocs.
     pub async fn node_allocs(&self, node_id: &str, opts: &QueryOptions) -> Result<(Vec<Allocation>, u64), ServerError> {
-        let _ = (node_id, opts);
-        Err(ServerError::Internal("not implemented".into()))
+        Ok(self
+            .blocking_query_indexed(&[Table::Allocs], opts, |snap| {
+                let allocs: Vec<Allocation> = snap.allocs_by_node(node_id).iter().map(|a| (**a).clone()).collect();
+                let idx = allocs.iter().map(|a| a.modify_index).max().unwrap_or_else(|| snap.index(&[Table::Allocs]));
+                (allocs, idx)
+            })
+            .await)
     }
 
     /// Node.UpdateAlloc: client-side status of allocations (ClientStatus, ClientDescription, TaskStates).
+    ///
+    /// An alloc that newly failed gets an `alloc-failure` eval for its job, so the scheduler can
+    /// reschedule it per the group's policy.
     pub async fn node_update_allocs(&self, allocs: Vec<Allocation>) -> Result<u64, ServerError> {
-        let _ = allocs;
-        Err(ServerError::Internal("not implemented".into()))
+        let snap = self.state.snapshot();
+        let now = now_nanos();
+        let mut failed_jobs: BTreeMap<(String, String), (String, i32, u64)> = BTreeMap::new();
+        for u in &allocs {
+            let Some(ex) = snap.alloc(&u.id) else { continue };
+            if u.client_status == ALLOC_CLIENT_FAILED && ex.client_status != ALLOC_CLIENT_FAILED && !ex.server_terminal() {
+                let key = (ex.namespace.clone(), ex.job_id.clone());
+                let job = snap.job(&key.0, &key.1);
+                if let Some(j) = job.as_deref().or(ex.job.as_deref()) {
+                    failed_jobs.entry(key).or_insert((j.job_type.clone(), j.priority, j.job_modify_index));
+                }
+            }
+        }
+        let evals = failed_jobs
+            .into_iter()
+            .map(|((namespace, job_id), (eval_type, priority, jmi))| Evaluation {
+                id: new_id(),
+                namespace,
+                priority,
+                eval_type,
+                triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(),
+                job_id,
+                job_modify_index: jmi,
+                status: EVAL_STATUS_PENDING.into(),
+                create_time: now,
+                modify_time: now,
+                ..Default::default()
+            })
+            .collect();
+        self.apply(Command::AllocClientUpdate { allocs, evals, now }).await
+    }
+
+    /// `node-update` evals for a node that changed: one per job with a live alloc on it, plus
+    /// (when `system_jobs`) every running system/sysbatch job so it gets placed there.
+    fn node_evals(&self, snap: &StateSnapshot, node_id: &str, node_index: u64, system_jobs: bool, now: i64) -> Vec<Evaluation> {
+        let mut jobs: BTreeMap<(String, String), (String, i32)> = BTreeMap::new();
+        for a in snap.allocs_by_node(node_id) {
+            if a.terminal() {
+                continue;
+            }
+            let key = (a.namespace.clone(), a.job_id.clone());
+            let job = snap.job(&key.0, &key.1);
+            let (t, p) = match job.as_deref().or(a.job.as_deref()) {
+                Some(j) => (j.job_type.clone(), j.priority),
+                None => (JOB_TYPE_SERVICE.to_string(), 50),
+            };
+            jobs.entry(key).or_insert((t, p));
+        }
+        if system_jobs {
+            for j in snap.jobs(None, "") {
+                if j.is_system_like() && !j.stop {
+                    jobs.entry((j.namespace.clone(), j.id.clone())).or_insert((j.job_type.clone(), j.priority));
+                }
+            }
+        }
+        jobs.into_iter()
+            .map(|((namespace, job_id), (eval_type, priority))| Evaluation {
+                id: new_id(),
+                namespace,
+                priority,
+                eval_type,
+                triggered_by: TRIGGER_NODE_UPDATE.into(),
+                job_id,
+                node_id: node_id.to_string(),
+                node_modify_index: node_index,
+                status: EVAL_STATUS_PENDING.into(),
+                create_time: now,
+                modify_time: now,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// Marks a node whose heartbeat expired `down` and asks the scheduler to replace its allocs.
+    async fn node_missed_heartbeat(&self, node_id: &str) {
+        let snap = self.state.snapshot();
+        let Some(node) = snap.node(node_id) else { return };
+        if node.status == NODE_STATUS_DOWN {
+            return;
+        }
+        let now = now_nanos();
+        let evals = self.node_evals(&snap, node_id, node.modify_index, false, now);
+        match self
+            .apply(Command::NodeStatusUpdate { node_id: node_id.to_string(), status: NODE_STATUS_DOWN.into(), evals, now })
+            .await
+        {
+            Ok(index) => tracing::warn!(node_id, index, "node missed its heartbeat, marked down"),
+            Err(e) => tracing::error!(node_id, error = %e, "marking node down failed"),
+        }
+    }
+
+    /// Broker counts (ready + waiting, in flight, blocked, delayed), for tests and metrics.
+    pub fn broker_stats(&self) -> (usize, usize, usize, usize) {
+        self.broker.stats()
     }
 }
+
+#[cfg(test)]
+mod tests;
