@@ -66,7 +66,11 @@ impl Expected {
                     "sha256" => Algo::Sha256,
                     "sha512" => Algo::Sha512,
                     "file" => return Err(bad("checksum files are not supported")),
-                    _ => return Err(bad("unsupported checksum type (want md5, sha1, sha256 or sha512)")),
+                    _ => {
+                        return Err(bad(
+                            "unsupported checksum type (want md5, sha1, sha256 or sha512)",
+                        ))
+                    }
                 };
                 (algo, hex)
             }
@@ -142,8 +146,14 @@ mod tests {
 
     #[test]
     fn known_digests() {
-        assert_eq!(digest(Algo::Md5, b"abc"), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(digest(Algo::Sha1, b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            digest(Algo::Md5, b"abc"),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            digest(Algo::Sha1, b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             digest(Algo::Sha256, b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -153,7 +163,11 @@ mod tests {
 
     #[test]
     fn parsing() {
-        let e = Expected::parse(&ctx(), "SHA256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD").unwrap();
+        let e = Expected::parse(
+            &ctx(),
+            "SHA256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+        )
+        .unwrap();
         assert_eq!(e.algo, Algo::Sha256);
         assert!(e.hex.starts_with("ba78"));
         let e = Expected::parse(&ctx(), "900150983cd24fb0d6963f7d28e17f72").unwrap();

@@ -211,12 +211,17 @@ pub(crate) fn copy_dir(
             .map_err(|e| ctx.io("read directory", &from, e))?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            let kind = entry.file_type().map_err(|e| ctx.io("stat", &entry.path(), e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| ctx.io("stat", &entry.path(), e))?;
             let target = to.join(entry.file_name());
             if kind.is_dir() {
                 match std::fs::create_dir(&target) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() && !target.is_symlink() => {}
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AlreadyExists
+                            && target.is_dir()
+                            && !target.is_symlink() => {}
                     Err(e) => return Err(ctx.io("create directory", &target, e)),
                 }
                 stack.push((entry.path(), target));
@@ -227,14 +232,15 @@ pub(crate) fn copy_dir(
                 remove_if_symlink(ctx, &target)?;
                 let mut out = File::create(&target).map_err(|e| ctx.io("create", &target, e))?;
                 let remaining = (max_size != 0).then(|| max_size.saturating_sub(result.bytes));
-                let n = copy_limited(&mut input, &mut out, None, remaining).map_err(|e| match e {
-                    CopyError::Read(e) => ctx.io("read", &path, e),
-                    CopyError::Write(e) => ctx.io("write", &target, e),
-                    CopyError::TooLarge => ArtifactError::TooLarge {
-                        artifact: ctx.artifact.clone(),
-                        max_size,
-                    },
-                })?;
+                let n =
+                    copy_limited(&mut input, &mut out, None, remaining).map_err(|e| match e {
+                        CopyError::Read(e) => ctx.io("read", &path, e),
+                        CopyError::Write(e) => ctx.io("write", &target, e),
+                        CopyError::TooLarge => ArtifactError::TooLarge {
+                            artifact: ctx.artifact.clone(),
+                            max_size,
+                        },
+                    })?;
                 crate::paths::set_mode(ctx, &target, file_mode(&meta))?;
                 result.bytes += n;
                 result.files.push(target);

@@ -184,7 +184,9 @@ pub enum ArtifactError {
         reason: String,
     },
     /// The download is larger than `max_size`.
-    #[error("failed to download {artifact:?}: artifact exceeds the maximum size of {max_size} bytes")]
+    #[error(
+        "failed to download {artifact:?}: artifact exceeds the maximum size of {max_size} bytes"
+    )]
     TooLarge { artifact: String, max_size: u64 },
     /// The downloaded bytes do not hash to the expected checksum.
     #[error("checksum mismatch for {artifact:?}: expected {kind} {expected}, got {actual}")]
@@ -243,7 +245,10 @@ pub fn fetch(req: &ArtifactRequest) -> Result<FetchResult, ArtifactError> {
 }
 
 /// Fetches one artifact. Blocking: run it on a blocking thread.
-pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchResult, ArtifactError> {
+pub fn fetch_with(
+    req: &ArtifactRequest,
+    opts: &FetchOptions,
+) -> Result<FetchResult, ArtifactError> {
     let ctx = Ctx {
         artifact: paths::redact(&req.source),
     };
@@ -257,7 +262,9 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
     };
     // The lexical check first, so that nothing is created outside before the real check.
     let lexical_dest = paths::normalize(&destination);
-    if !lexical_dest.starts_with(paths::normalize(&req.task_dir)) && !lexical_dest.starts_with(&task_dir) {
+    if !lexical_dest.starts_with(paths::normalize(&req.task_dir))
+        && !lexical_dest.starts_with(&task_dir)
+    {
         return Err(ArtifactError::DestinationEscapes { destination });
     }
 
@@ -287,14 +294,14 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
                 None
             } else {
                 let name = match parsed.options.get("filename") {
-                    Some(n) if !n.is_empty() => paths::single_component(n).ok_or_else(|| {
-                        ArtifactError::InvalidOption {
+                    Some(n) if !n.is_empty() => {
+                        paths::single_component(n).ok_or_else(|| ArtifactError::InvalidOption {
                             artifact: ctx.artifact.clone(),
                             key: "filename".into(),
                             value: n.clone(),
                             reason: "must be a plain file name".into(),
-                        }
-                    })?,
+                        })?
+                    }
                     _ => parsed.name.clone(),
                 };
                 Some(lexical_dest.join(name))
@@ -302,8 +309,11 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
             (lexical_dest.clone(), file)
         }
     };
-    let dest_dir = paths::create_dir_inside(&ctx, &dest_dir, &task_dir)
-        .map_err(|e| e.unwrap_or(ArtifactError::DestinationEscapes { destination: destination.clone() }))?;
+    let dest_dir = paths::create_dir_inside(&ctx, &dest_dir, &task_dir).map_err(|e| {
+        e.unwrap_or(ArtifactError::DestinationEscapes {
+            destination: destination.clone(),
+        })
+    })?;
     let plan = Plan {
         name: parsed.name.clone(),
         archive,
@@ -348,7 +358,8 @@ pub fn fetch_with(req: &ArtifactRequest, opts: &FetchOptions) -> Result<FetchRes
                 }
                 return download::copy_dir(&ctx, &path, &dest_dir, req.max_size);
             }
-            let tmp = download::local_to_temp(&ctx, &path, &task_dir, req.max_size, checksum.as_ref())?;
+            let tmp =
+                download::local_to_temp(&ctx, &path, &task_dir, req.max_size, checksum.as_ref())?;
             finish(&ctx, tmp, &plan, opts)
         }
         source::Source::Http(url) => {
@@ -384,7 +395,10 @@ fn finish(
             artifact: ctx.artifact.clone(),
             op: "write",
             path: target,
-            err: std::io::Error::new(std::io::ErrorKind::IsADirectory, "destination is a directory"),
+            err: std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "destination is a directory",
+            ),
         });
     }
     paths::set_mode(ctx, tmp.file.path(), tmp.mode)?;
@@ -428,7 +442,11 @@ impl Ctx {
         }
     }
 
-    pub(crate) fn canonicalize(&self, path: &Path, op: &'static str) -> Result<PathBuf, ArtifactError> {
+    pub(crate) fn canonicalize(
+        &self,
+        path: &Path,
+        op: &'static str,
+    ) -> Result<PathBuf, ArtifactError> {
         std::fs::canonicalize(path).map_err(|e| self.io(op, path, e))
     }
 }

@@ -67,7 +67,9 @@ pub(crate) fn single_component(name: &str) -> Option<String> {
     let path = Path::new(name);
     let mut comps = path.components();
     match (comps.next(), comps.next()) {
-        (Some(Component::Normal(c)), None) if !name.contains('/') => Some(c.to_string_lossy().into_owned()),
+        (Some(Component::Normal(c)), None) if !name.contains('/') => {
+            Some(c.to_string_lossy().into_owned())
+        }
         _ => None,
     }
 }
@@ -97,7 +99,8 @@ pub(crate) fn create_dir_inside(
             Err(e) => return Err(Some(ctx.io("create directory", &existing, e))),
         }
     }
-    let mut real = std::fs::canonicalize(&existing).map_err(|e| Some(ctx.io("resolve", &existing, e)))?;
+    let mut real =
+        std::fs::canonicalize(&existing).map_err(|e| Some(ctx.io("resolve", &existing, e)))?;
     if !real.starts_with(root) {
         return Err(None);
     }
@@ -168,9 +171,15 @@ mod tests {
 
     #[test]
     fn normalize_and_safe_relative() {
-        assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
         assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
-        assert_eq!(safe_relative(Path::new("./a/b")), Some(PathBuf::from("a/b")));
+        assert_eq!(
+            safe_relative(Path::new("./a/b")),
+            Some(PathBuf::from("a/b"))
+        );
         assert_eq!(safe_relative(Path::new("../evil")), None);
         assert_eq!(safe_relative(Path::new("a/../../evil")), None);
         assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
@@ -180,8 +189,14 @@ mod tests {
     fn link_targets() {
         assert!(link_target_inside(Path::new("a/link"), Path::new("../b")));
         assert!(link_target_inside(Path::new("a/link"), Path::new("c/d")));
-        assert!(!link_target_inside(Path::new("a/link"), Path::new("../../b")));
-        assert!(!link_target_inside(Path::new("link"), Path::new("/etc/passwd")));
+        assert!(!link_target_inside(
+            Path::new("a/link"),
+            Path::new("../../b")
+        ));
+        assert!(!link_target_inside(
+            Path::new("link"),
+            Path::new("/etc/passwd")
+        ));
         assert!(!link_target_inside(Path::new("link"), Path::new("..")));
     }
 

@@ -42,7 +42,12 @@ pub(crate) fn parse(
     let is_file_url = lower.starts_with("file://");
     let kind = match forced.as_deref() {
         Some("http") | Some("https") if is_http => Kind::Http,
-        Some("http") | Some("https") => return Err(invalid(ctx, "the http getter needs an http:// or https:// URL")),
+        Some("http") | Some("https") => {
+            return Err(invalid(
+                ctx,
+                "the http getter needs an http:// or https:// URL",
+            ))
+        }
         Some("file") => Kind::File,
         Some(other) => {
             return Err(ArtifactError::UnsupportedGetter {
@@ -237,7 +242,12 @@ mod tests {
     fn forced_and_local() {
         let p = parse(&ctx(), "http::https://example.com/a", &BTreeMap::new()).unwrap();
         assert_eq!(p.source, Source::Http("https://example.com/a".into()));
-        let p = parse(&ctx(), "file:///tmp/x%20y.zip?archive=false", &BTreeMap::new()).unwrap();
+        let p = parse(
+            &ctx(),
+            "file:///tmp/x%20y.zip?archive=false",
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(p.source, Source::File("/tmp/x y.zip".into()));
         assert_eq!(p.options["archive"], "false");
         let p = parse(&ctx(), "local/a.txt", &BTreeMap::new()).unwrap();
@@ -256,7 +266,10 @@ mod tests {
             "ftp://example.com/x",
         ] {
             let err = parse(&ctx(), src, &BTreeMap::new()).unwrap_err();
-            assert!(matches!(err, ArtifactError::UnsupportedGetter { .. }), "{src}: {err}");
+            assert!(
+                matches!(err, ArtifactError::UnsupportedGetter { .. }),
+                "{src}: {err}"
+            );
         }
         assert!(parse(&ctx(), "", &BTreeMap::new()).is_err());
         assert!(parse(&ctx(), "http::/no/url", &BTreeMap::new()).is_err());

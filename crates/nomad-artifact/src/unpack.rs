@@ -56,8 +56,13 @@ impl ArchiveKind {
     pub fn detect(file_name: &str) -> Option<ArchiveKind> {
         let lower = file_name.to_ascii_lowercase();
         // Longest suffixes first: `.tar.gz` before `.gz`.
-        for ext in ["tar.gz", "tar.bz2", "tgz", "tbz2", "tbz", "tar", "zip", "gz", "bz2"] {
-            if lower.len() > ext.len() + 1 && lower.ends_with(ext) && lower[..lower.len() - ext.len()].ends_with('.') {
+        for ext in [
+            "tar.gz", "tar.bz2", "tgz", "tbz2", "tbz", "tar", "zip", "gz", "bz2",
+        ] {
+            if lower.len() > ext.len() + 1
+                && lower.ends_with(ext)
+                && lower[..lower.len() - ext.len()].ends_with('.')
+            {
                 return ArchiveKind::from_name(ext);
             }
         }
@@ -204,7 +209,10 @@ impl<'a> Unpacker<'a> {
             Ok(m) if m.is_dir() => Err(self.ctx.io(
                 "write",
                 target,
-                std::io::Error::new(std::io::ErrorKind::IsADirectory, "a directory is in the way"),
+                std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "a directory is in the way",
+                ),
             )),
             Ok(_) => std::fs::remove_file(target).map_err(|e| self.ctx.io("remove", target, e)),
             Err(_) => Ok(()),
@@ -266,10 +274,13 @@ impl<'a> Unpacker<'a> {
     // ---- tar ----
 
     fn tar_reader(&self, archive: &Path) -> Result<tar::Archive<Box<dyn Read>>, ArtifactError> {
-        let file = BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
+        let file =
+            BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
         let reader: Box<dyn Read> = match self.kind {
             ArchiveKind::TarGz => Box::new(flate2::read::MultiGzDecoder::new(file)),
-            ArchiveKind::TarBz2 => bz2_reader(file).ok_or_else(|| self.fail("bzip2 support is not built in"))?,
+            ArchiveKind::TarBz2 => {
+                bz2_reader(file).ok_or_else(|| self.fail("bzip2 support is not built in"))?
+            }
             _ => Box::new(file),
         };
         let mut ar = tar::Archive::new(reader);
@@ -291,9 +302,14 @@ impl<'a> Unpacker<'a> {
                 return Err(self.escapes(raw.display()));
             };
             match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     if rel.as_os_str().is_empty() {
-                        return Err(self.fail(format!("file entry {:?} has no name", raw.display().to_string())));
+                        return Err(self.fail(format!(
+                            "file entry {:?} has no name",
+                            raw.display().to_string()
+                        )));
                     }
                     self.charge(&mut budget, entry.size())?;
                 }
@@ -302,9 +318,18 @@ impl<'a> Unpacker<'a> {
                     let target = entry
                         .link_name()
                         .map_err(|e| self.fail(e))?
-                        .ok_or_else(|| self.fail(format!("symlink {:?} has no target", raw.display().to_string())))?;
+                        .ok_or_else(|| {
+                            self.fail(format!(
+                                "symlink {:?} has no target",
+                                raw.display().to_string()
+                            ))
+                        })?;
                     if rel.as_os_str().is_empty() || !link_target_inside(&rel, &target) {
-                        return Err(self.escapes(format!("{} -> {}", raw.display(), target.display())));
+                        return Err(self.escapes(format!(
+                            "{} -> {}",
+                            raw.display(),
+                            target.display()
+                        )));
                     }
                     self.charge(&mut budget, 0)?;
                 }
@@ -312,9 +337,18 @@ impl<'a> Unpacker<'a> {
                     let target = entry
                         .link_name()
                         .map_err(|e| self.fail(e))?
-                        .ok_or_else(|| self.fail(format!("hard link {:?} has no target", raw.display().to_string())))?;
+                        .ok_or_else(|| {
+                            self.fail(format!(
+                                "hard link {:?} has no target",
+                                raw.display().to_string()
+                            ))
+                        })?;
                     if rel.as_os_str().is_empty() || safe_relative(&target).is_none() {
-                        return Err(self.escapes(format!("{} => {}", raw.display(), target.display())));
+                        return Err(self.escapes(format!(
+                            "{} => {}",
+                            raw.display(),
+                            target.display()
+                        )));
                     }
                     self.charge(&mut budget, 0)?;
                 }
@@ -335,7 +369,9 @@ impl<'a> Unpacker<'a> {
                 return Err(self.escapes(raw.display()));
             };
             match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     let parent = self.parent_dir(&rel)?;
                     if let Some(file_name) = rel.file_name() {
                         self.clear(&parent.join(file_name))?;
@@ -375,7 +411,8 @@ impl<'a> Unpacker<'a> {
     // ---- zip ----
 
     fn zip(&mut self, archive: &Path) -> Result<(), ArtifactError> {
-        let file = BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
+        let file =
+            BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
         let mut zip = zip::ZipArchive::new(file).map_err(|e| self.fail(e))?;
 
         // Check everything first.
@@ -425,11 +462,14 @@ impl<'a> Unpacker<'a> {
                 let mut out = File::create(&path).map_err(|e| self.ctx.io("create", &path, e))?;
                 let limit = self.opts.decompression_size_limit;
                 let remaining = (limit != 0).then(|| limit.saturating_sub(written));
-                let n = copy_limited(&mut entry, &mut out, None, remaining).map_err(|e| match e {
-                    CopyError::Read(e) => self.fail(e),
-                    CopyError::Write(e) => self.ctx.io("write", &path, e),
-                    CopyError::TooLarge => self.fail(format!("unpacked size exceeds the limit of {limit} bytes")),
-                })?;
+                let n =
+                    copy_limited(&mut entry, &mut out, None, remaining).map_err(|e| match e {
+                        CopyError::Read(e) => self.fail(e),
+                        CopyError::Write(e) => self.ctx.io("write", &path, e),
+                        CopyError::TooLarge => {
+                            self.fail(format!("unpacked size exceeds the limit of {limit} bytes"))
+                        }
+                    })?;
                 written += n;
                 drop(out);
                 set_mode(self.ctx, &path, mode.unwrap_or(0o644))?;
@@ -442,14 +482,23 @@ impl<'a> Unpacker<'a> {
     // ---- single-file gzip / bzip2 ----
 
     fn single(&mut self, archive: &Path, name: &str) -> Result<(), ArtifactError> {
-        let file = BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
+        let file =
+            BufReader::new(File::open(archive).map_err(|e| self.ctx.io("open", archive, e))?);
         let mut reader: Box<dyn Read> = match self.kind {
-            ArchiveKind::Bz2 => bz2_reader(file).ok_or_else(|| self.fail("bzip2 support is not built in"))?,
+            ArchiveKind::Bz2 => {
+                bz2_reader(file).ok_or_else(|| self.fail("bzip2 support is not built in"))?
+            }
             _ => Box::new(flate2::read::MultiGzDecoder::new(file)),
         };
         let ext = format!(".{}", self.kind.as_str());
         let out_name = match name.len().checked_sub(ext.len()) {
-            Some(cut) if cut > 0 && name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(&ext) => &name[..cut],
+            Some(cut)
+                if cut > 0
+                    && name.is_char_boundary(cut)
+                    && name[cut..].eq_ignore_ascii_case(&ext) =>
+            {
+                &name[..cut]
+            }
             _ if !name.is_empty() => name,
             _ => "artifact",
         };
@@ -457,10 +506,14 @@ impl<'a> Unpacker<'a> {
         remove_if_symlink(self.ctx, &path)?;
         let mut out = File::create(&path).map_err(|e| self.ctx.io("create", &path, e))?;
         let limit = self.opts.decompression_size_limit;
-        copy_limited(&mut reader, &mut out, None, (limit != 0).then_some(limit)).map_err(|e| match e {
-            CopyError::Read(e) => self.fail(e),
-            CopyError::Write(e) => self.ctx.io("write", &path, e),
-            CopyError::TooLarge => self.fail(format!("unpacked size exceeds the limit of {limit} bytes")),
+        copy_limited(&mut reader, &mut out, None, (limit != 0).then_some(limit)).map_err(|e| {
+            match e {
+                CopyError::Read(e) => self.fail(e),
+                CopyError::Write(e) => self.ctx.io("write", &path, e),
+                CopyError::TooLarge => {
+                    self.fail(format!("unpacked size exceeds the limit of {limit} bytes"))
+                }
+            }
         })?;
         drop(out);
         set_mode(self.ctx, &path, 0o644)?;
@@ -473,7 +526,12 @@ impl<'a> Unpacker<'a> {
 fn read_link_target(entry: &mut dyn Read) -> std::io::Result<String> {
     let mut buf = Vec::new();
     entry.take(4096).read_to_end(&mut buf)?;
-    String::from_utf8(buf).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "symlink target is not UTF-8"))
+    String::from_utf8(buf).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "symlink target is not UTF-8",
+        )
+    })
 }
 
 #[cfg(feature = "bzip2")]
@@ -493,7 +551,10 @@ fn make_symlink(target: &Path, path: &Path) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn make_symlink(_target: &Path, _path: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "symlinks are not supported here"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "symlinks are not supported here",
+    ))
 }
 
 #[cfg(test)]
@@ -520,9 +581,18 @@ mod tests {
         let ctx = Ctx {
             artifact: "s".into(),
         };
-        assert_eq!(choose(&ctx, Some(&"false".into()), "a.zip", true).unwrap(), None);
-        assert_eq!(choose(&ctx, Some(&"tgz".into()), "a", true).unwrap(), Some(ArchiveKind::TarGz));
-        assert_eq!(choose(&ctx, None, "a.zip", true).unwrap(), Some(ArchiveKind::Zip));
+        assert_eq!(
+            choose(&ctx, Some(&"false".into()), "a.zip", true).unwrap(),
+            None
+        );
+        assert_eq!(
+            choose(&ctx, Some(&"tgz".into()), "a", true).unwrap(),
+            Some(ArchiveKind::TarGz)
+        );
+        assert_eq!(
+            choose(&ctx, None, "a.zip", true).unwrap(),
+            Some(ArchiveKind::Zip)
+        );
         assert!(choose(&ctx, Some(&"rar".into()), "a", true).is_err());
         assert!(choose(&ctx, None, "a.tar.xz", true).is_err());
         assert_eq!(choose(&ctx, None, "a.tar.xz", false).unwrap(), None);

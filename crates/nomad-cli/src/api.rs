@@ -32,7 +32,9 @@ pub enum ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Status { code, body } => write!(f, "Unexpected response code: {code} ({body})"),
+            ApiError::Status { code, body } => {
+                write!(f, "Unexpected response code: {code} ({body})")
+            }
             ApiError::Transport(m) => f.write_str(m),
         }
     }
@@ -59,7 +61,9 @@ pub fn query_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -72,8 +76,21 @@ pub fn path_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b',' | b';' | b'='
-            | b':' | b'@' => out.push(b as char),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'$'
+            | b'&'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -106,7 +123,9 @@ fn transport_error(method: &str, url: &str, e: &ureq::Error) -> ApiError {
     let hp = host_port(url);
     let detail = match e {
         ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => format!("dial tcp {hp}: connect: connection refused"),
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("dial tcp {hp}: connect: connection refused")
+            }
             std::io::ErrorKind::TimedOut => format!("dial tcp {hp}: i/o timeout"),
             _ => format!("dial tcp {hp}: {io}"),
         },
@@ -123,7 +142,10 @@ fn transport_error(method: &str, url: &str, e: &ureq::Error) -> ApiError {
 impl Client {
     /// A client for `cfg`.
     pub fn new(cfg: ClientConfig) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         Client { cfg, agent }
     }
 
@@ -178,24 +200,40 @@ impl Client {
         let mut resp = res.map_err(|e| transport_error(method, url, &e))?;
         let code = resp.status().as_u16();
         if !(200..300).contains(&code) {
-            let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
-            return Err(ApiError::Status { code, body: body.trim_end().to_string() });
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 20)
+                .read_to_string()
+                .unwrap_or_default();
+            return Err(ApiError::Status {
+                code,
+                body: body.trim_end().to_string(),
+            });
         }
         Ok(resp)
     }
 
-    fn decode<T: DeserializeOwned>(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<T, ApiError> {
+    fn decode<T: DeserializeOwned>(
+        url: &str,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, ApiError> {
         let text = resp
             .body_mut()
             .with_config()
             .limit(256 << 20)
             .read_to_string()
             .map_err(|e| ApiError::Transport(format!("error reading response from {url}: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| ApiError::Transport(format!("error decoding response from {url}: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| ApiError::Transport(format!("error decoding response from {url}: {e}")))
     }
 
     /// GET `path` and decode JSON.
-    pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ApiError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
         let url = self.url(path, query);
         let res = self.decorate(self.agent.get(&url)).call();
         let resp = self.finish("GET", &url, res)?;
@@ -216,7 +254,11 @@ impl Client {
     }
 
     /// DELETE `path` and decode the JSON answer.
-    pub fn delete<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ApiError> {
+    pub fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
         let url = self.url(path, query);
         let res = self.decorate(self.agent.delete(&url)).call();
         let resp = self.finish("DELETE", &url, res)?;
@@ -224,7 +266,11 @@ impl Client {
     }
 
     /// GET `path` and return the body as a stream (log frames).
-    pub fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<Box<dyn Read + Send>, ApiError> {
+    pub fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Box<dyn Read + Send>, ApiError> {
         let url = self.url(path, query);
         let res = self.decorate(self.agent.get(&url)).call();
         let resp = self.finish("GET", &url, res)?;
@@ -248,16 +294,28 @@ mod tests {
             namespace: "prod".into(),
             ..Default::default()
         });
-        assert_eq!(c.url("/v1/jobs", &[("prefix", "a b".into())]), "http://127.0.0.1:4646/v1/jobs?namespace=prod&prefix=a+b");
-        let c = Client::new(ClientConfig { address: "http://h:1".into(), ..Default::default() });
+        assert_eq!(
+            c.url("/v1/jobs", &[("prefix", "a b".into())]),
+            "http://127.0.0.1:4646/v1/jobs?namespace=prod&prefix=a+b"
+        );
+        let c = Client::new(ClientConfig {
+            address: "http://h:1".into(),
+            ..Default::default()
+        });
         assert_eq!(c.url("/v1/jobs", &[]), "http://h:1/v1/jobs");
         assert_eq!(path_escape("a/periodic-1"), "a%2Fperiodic-1");
     }
 
     #[test]
     fn error_wording() {
-        let e = ApiError::Status { code: 404, body: "job not found".into() };
-        assert_eq!(e.to_string(), "Unexpected response code: 404 (job not found)");
+        let e = ApiError::Status {
+            code: 404,
+            body: "job not found".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Unexpected response code: 404 (job not found)"
+        );
         let io = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let e = transport_error("GET", "http://127.0.0.1:4646/v1/jobs", &io);
         assert_eq!(

@@ -109,10 +109,12 @@ pub fn now_nanos() -> i64 {
 pub fn format_task_time(t: Option<&str>) -> String {
     match t {
         // Go's zero time; parsing it would not fit in i64 nanoseconds.
-        Some(s) if !s.is_empty() && !s.starts_with("0001-") => match nomad_structs::parse_rfc3339_nanos(s) {
-            Some(n) => format_unix_nanos(n),
-            None => "N/A".to_string(),
-        },
+        Some(s) if !s.is_empty() && !s.starts_with("0001-") => {
+            match nomad_structs::parse_rfc3339_nanos(s) {
+                Some(n) => format_unix_nanos(n),
+                None => "N/A".to_string(),
+            }
+        }
         _ => "N/A".to_string(),
     }
 }
@@ -125,7 +127,11 @@ pub fn pretty_time_diff(first: i64, now: i64) -> String {
     }
     let round = |n: i64| (n + 500_000_000).div_euclid(1_000_000_000);
     let (a, b) = (round(first), round(now));
-    let (mut u, suffix) = if b >= a { ((b - a) as u64, "ago") } else { ((a - b) as u64, "from now") };
+    let (mut u, suffix) = if b >= a {
+        ((b - a) as u64, "ago")
+    } else {
+        ((a - b) as u64, "from now")
+    };
     let mut parts: Vec<String> = Vec::new();
     let secs = u % 60;
     if secs > 0 {
@@ -174,7 +180,10 @@ pub fn pretty_time_diff(first: i64, now: i64) -> String {
 pub fn sanitize_uuid_prefix(prefix: &str) -> String {
     let hyphens = prefix.matches('-').count();
     let rem = (prefix.len() - hyphens) % 2;
-    prefix.get(..prefix.len() - rem).unwrap_or(prefix).to_string()
+    prefix
+        .get(..prefix.len() - rem)
+        .unwrap_or(prefix)
+        .to_string()
 }
 
 /// Bytes in IEC units with one decimal below 10 (go-humanize `IBytes`: "256 MiB", "1.5 GiB").
@@ -225,7 +234,10 @@ mod tests {
     #[test]
     fn kv_alignment() {
         let out = format_kv(&rows(&["ID|example", "Submit Date|x", "Datacenters|"]));
-        assert_eq!(out, "ID          = example\nSubmit Date = x\nDatacenters = <none>");
+        assert_eq!(
+            out,
+            "ID          = example\nSubmit Date = x\nDatacenters = <none>"
+        );
     }
 
     #[test]
@@ -244,7 +256,10 @@ mod tests {
         assert_eq!(pretty_time_diff(s, s + 3_723_000_000_000), "1h2m ago");
         assert_eq!(pretty_time_diff(s, s + 3_605_000_000_000), "1h5s ago");
         assert_eq!(pretty_time_diff(s + 10_000_000_000, s), "10s from now");
-        assert_eq!(pretty_time_diff(s, s + 86_400_000_000_000 * 45), "1mo15d ago");
+        assert_eq!(
+            pretty_time_diff(s, s + 86_400_000_000_000 * 45),
+            "1mo15d ago"
+        );
         assert_eq!(pretty_time_diff(0, s), "");
     }
 

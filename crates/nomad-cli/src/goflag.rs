@@ -42,7 +42,8 @@ impl FlagSet {
     }
 
     fn add(&mut self, name: &str, value: Value) -> &mut Self {
-        self.flags.insert(name.to_string(), Flag { value, set: false });
+        self.flags
+            .insert(name.to_string(), Flag { value, set: false });
         self
     }
 
@@ -95,7 +96,9 @@ impl FlagSet {
                 if name == "help" || name == "h" {
                     return Err(FlagError::Help);
                 }
-                return Err(FlagError::Invalid(format!("flag provided but not defined: -{name}")));
+                return Err(FlagError::Invalid(format!(
+                    "flag provided but not defined: -{name}"
+                )));
             };
             if let Value::Bool(b) = &mut flag.value {
                 match inline {
@@ -118,14 +121,22 @@ impl FlagSet {
                     i += 1;
                     args[i - 1].clone()
                 }
-                None => return Err(FlagError::Invalid(format!("flag needs an argument: -{name}"))),
+                None => {
+                    return Err(FlagError::Invalid(format!(
+                        "flag needs an argument: -{name}"
+                    )))
+                }
             };
             match &mut flag.value {
                 Value::Str(cur) => *cur = v,
                 Value::List(l) => l.push(v),
                 Value::Int(n) => match parse_go_int(&v) {
                     Some(parsed) => *n = parsed,
-                    None => return Err(FlagError::Invalid(format!("invalid value {v:?} for flag -{name}: parse error"))),
+                    None => {
+                        return Err(FlagError::Invalid(format!(
+                            "invalid value {v:?} for flag -{name}: parse error"
+                        )))
+                    }
                 },
                 Value::Bool(_) => unreachable!("bool flags are handled above"),
             }
@@ -136,7 +147,10 @@ impl FlagSet {
 
     /// A bool flag's value (false for unknown names).
     pub fn get_bool(&self, name: &str) -> bool {
-        matches!(self.flags.get(name).map(|f| &f.value), Some(Value::Bool(true)))
+        matches!(
+            self.flags.get(name).map(|f| &f.value),
+            Some(Value::Bool(true))
+        )
     }
 
     /// A string flag's value (empty for unknown names).
@@ -217,14 +231,20 @@ mod tests {
 
     fn set() -> FlagSet {
         let mut f = FlagSet::new();
-        f.bool("detach", false).bool("verbose", false).string("address", "").int("n", -1).list("var");
+        f.bool("detach", false)
+            .bool("verbose", false)
+            .string("address", "")
+            .int("n", -1)
+            .list("var");
         f
     }
 
     #[test]
     fn values_inline_and_separate() {
         let mut f = set();
-        let rest = f.parse(&args(&["-address=http://x:1", "--n", "5", "job.hcl"])).unwrap();
+        let rest = f
+            .parse(&args(&["-address=http://x:1", "--n", "5", "job.hcl"]))
+            .unwrap();
         assert_eq!(f.get_str("address"), "http://x:1");
         assert_eq!(f.get_int("n"), 5);
         assert_eq!(rest, args(&["job.hcl"]));
@@ -242,13 +262,16 @@ mod tests {
         assert!(f.get_bool("detach"));
         assert_eq!(rest, args(&["false"]));
         let mut f = set();
-        f.parse(&args(&["-detach=false", "--verbose=true"])).unwrap();
+        f.parse(&args(&["-detach=false", "--verbose=true"]))
+            .unwrap();
         assert!(!f.get_bool("detach"));
         assert!(f.get_bool("verbose"));
         let mut f = set();
         assert_eq!(
             f.parse(&args(&["-detach=maybe"])),
-            Err(FlagError::Invalid("invalid boolean value \"maybe\" for -detach: parse error".into()))
+            Err(FlagError::Invalid(
+                "invalid boolean value \"maybe\" for -detach: parse error".into()
+            ))
         );
     }
 
@@ -276,17 +299,35 @@ mod tests {
     #[test]
     fn errors_use_go_wording() {
         let mut f = set();
-        assert_eq!(f.parse(&args(&["-x"])), Err(FlagError::Invalid("flag provided but not defined: -x".into())));
+        assert_eq!(
+            f.parse(&args(&["-x"])),
+            Err(FlagError::Invalid(
+                "flag provided but not defined: -x".into()
+            ))
+        );
         let mut f = set();
-        assert_eq!(f.parse(&args(&["-address"])), Err(FlagError::Invalid("flag needs an argument: -address".into())));
+        assert_eq!(
+            f.parse(&args(&["-address"])),
+            Err(FlagError::Invalid(
+                "flag needs an argument: -address".into()
+            ))
+        );
         let mut f = set();
-        assert_eq!(f.parse(&args(&["---x"])), Err(FlagError::Invalid("bad flag syntax: ---x".into())));
+        assert_eq!(
+            f.parse(&args(&["---x"])),
+            Err(FlagError::Invalid("bad flag syntax: ---x".into()))
+        );
         let mut f = set();
-        assert_eq!(f.parse(&args(&["-=x"])), Err(FlagError::Invalid("bad flag syntax: -=x".into())));
+        assert_eq!(
+            f.parse(&args(&["-=x"])),
+            Err(FlagError::Invalid("bad flag syntax: -=x".into()))
+        );
         let mut f = set();
         assert_eq!(
             f.parse(&args(&["-n", "abc"])),
-            Err(FlagError::Invalid("invalid value \"abc\" for flag -n: parse error".into()))
+            Err(FlagError::Invalid(
+                "invalid value \"abc\" for flag -n: parse error".into()
+            ))
         );
     }
 

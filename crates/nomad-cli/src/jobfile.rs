@@ -24,7 +24,10 @@ pub struct JobGetter {
 impl JobGetter {
     /// Adds `-var`, `-var-file`, `-json` and `-hcl2-strict`.
     pub fn register(fs: &mut FlagSet) {
-        fs.list("var").list("var-file").bool("json", false).bool("hcl2-strict", true);
+        fs.list("var")
+            .list("var-file")
+            .bool("json", false)
+            .bool("hcl2-strict", true);
     }
 
     /// Reads the options back from parsed flags.
@@ -50,36 +53,65 @@ impl JobGetter {
     pub fn get(&self, jpath: &str) -> Result<(JobSubmission, Job), String> {
         let (source, name, base_dir) = if jpath == "-" {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| format!("Error reading stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("Error reading stdin: {e}"))?;
             (s, "stdin".to_string(), std::env::current_dir().ok())
         } else {
             if jpath.is_empty() {
                 return Err("Error jobfile path has to be specified.".to_string());
             }
             if jpath.contains("://") {
-                return Err(format!("Error getting jobfile from {jpath:?}: remote job files are not supported"));
+                return Err(format!(
+                    "Error getting jobfile from {jpath:?}: remote job files are not supported"
+                ));
             }
             let p = Path::new(jpath);
             let src = std::fs::read_to_string(p).map_err(|e| {
-                let abs = std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| PathBuf::from(p));
-                format!("Error getting jobfile from {jpath:?}: source path error: stat {}: {}", abs.display(), io_text(&e))
+                let abs = std::env::current_dir()
+                    .map(|d| d.join(p))
+                    .unwrap_or_else(|_| PathBuf::from(p));
+                format!(
+                    "Error getting jobfile from {jpath:?}: source path error: stat {}: {}",
+                    abs.display(),
+                    io_text(&e)
+                )
             })?;
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| jpath.to_string());
-            let dir = p.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| jpath.to_string());
+            let dir = p.parent().map(|d| {
+                if d.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    d.to_path_buf()
+                }
+            });
             (src, name, dir)
         };
 
         if self.json {
-            let job = parse_json_job(&source).map_err(|e| format!("Failed to parse JSON job: {e}"))?;
-            let sub = JobSubmission { source, format: "json".into(), variable_flags: None, variables: String::new() };
+            let job =
+                parse_json_job(&source).map_err(|e| format!("Failed to parse JSON job: {e}"))?;
+            let sub = JobSubmission {
+                source,
+                format: "json".into(),
+                variable_flags: None,
+                variables: String::new(),
+            };
             return Ok((sub, job));
         }
 
         let mut var_files = Vec::new();
         let mut variables = String::new();
         for f in &self.var_files {
-            let content = std::fs::read_to_string(f)
-                .map_err(|e| format!("Error parsing job file from {jpath}:\nfailed to read var file {f:?}: {}", io_text(&e)))?;
+            let content = std::fs::read_to_string(f).map_err(|e| {
+                format!(
+                    "Error parsing job file from {jpath}:\nfailed to read var file {f:?}: {}",
+                    io_text(&e)
+                )
+            })?;
             if !variables.is_empty() && !variables.ends_with('\n') {
                 variables.push('\n');
             }
@@ -92,7 +124,7 @@ impl JobGetter {
                 flags.insert(k.to_string(), val.to_string());
             }
         }
-        let opts = crate::jobspec_shim::ParseOptions {
+        let opts = nomad_jobspec::ParseOptions {
             filename: name,
             var_args: self.vars.clone(),
             var_files,
@@ -100,7 +132,8 @@ impl JobGetter {
             strict: self.strict,
             base_dir,
         };
-        let job = crate::jobspec_shim::parse_job(&source, &opts).map_err(|e| format!("Error parsing job file from {jpath}:\n{e}"))?;
+        let job = nomad_jobspec::parse_job(&source, &opts)
+            .map_err(|e| format!("Error parsing job file from {jpath}:\n{e}"))?;
         let sub = JobSubmission {
             source,
             format: "hcl2".into(),
@@ -150,7 +183,11 @@ mod tests {
 
     #[test]
     fn json_rejects_vars() {
-        let g = JobGetter { json: true, vars: vec!["a=1".into()], ..Default::default() };
+        let g = JobGetter {
+            json: true,
+            vars: vec!["a=1".into()],
+            ..Default::default()
+        };
         assert!(g.validate().is_err());
     }
 }

@@ -5,12 +5,23 @@
 //! HTTP client. Exit codes follow Nomad: 0 ok, 1 error, 2 placement failures (job run/stop).
 #![forbid(unsafe_code)]
 
+/// `println!` that ignores a closed stdout (e.g. `nomad job run -output x | head`) instead of panicking.
+macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod api;
 mod commands;
 mod format;
 mod goflag;
 mod jobfile;
-mod jobspec_shim;
 mod meta;
 mod monitor;
 
@@ -61,7 +72,7 @@ fn dispatch(args: &[String]) -> i32 {
     let rest = &args[1..];
     match cmd.as_str() {
         "-h" | "-help" | "--help" | "help" => {
-            println!("{}", HELP.trim_end());
+            outln!("{}", HELP.trim_end());
             0
         }
         "-v" | "-version" | "--version" | "version" => version::run(rest),

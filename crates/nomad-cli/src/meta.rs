@@ -39,8 +39,17 @@ pub struct Meta {
 
 /// Adds the general options to a command's flag set.
 pub fn register(fs: &mut FlagSet) {
-    for s in ["address", "region", "namespace", "token", "ca-cert", "ca-path", "client-cert", "client-key", "tls-server-name"]
-    {
+    for s in [
+        "address",
+        "region",
+        "namespace",
+        "token",
+        "ca-cert",
+        "ca-path",
+        "client-cert",
+        "client-key",
+        "tls-server-name",
+    ] {
         fs.string(s, "");
     }
     for b in ["no-color", "force-color", "insecure", "tls-skip-verify"] {

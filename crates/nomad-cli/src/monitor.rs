@@ -34,7 +34,10 @@ struct EvalState {
 
 impl EvalState {
     fn pending() -> Self {
-        EvalState { status: "pending".into(), ..Default::default() }
+        EvalState {
+            status: "pending".into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -47,7 +50,7 @@ pub struct Monitor<'a> {
 }
 
 fn info(msg: &str) {
-    println!("==> {msg}");
+    outln!("==> {msg}");
 }
 
 fn error(msg: &str) {
@@ -56,9 +59,9 @@ fn error(msg: &str) {
 
 fn output(msg: &str) {
     if msg.is_empty() {
-        println!();
+        outln!();
     } else {
-        println!("    {msg}");
+        outln!("    {msg}");
     }
 }
 
@@ -66,27 +69,42 @@ fn output(msg: &str) {
 pub fn format_alloc_metrics(m: &AllocMetric, prefix: &str) -> String {
     let mut out = String::new();
     if m.nodes_evaluated == 0 {
-        out.push_str(&format!("{prefix}* No nodes were eligible for evaluation\n"));
+        out.push_str(&format!(
+            "{prefix}* No nodes were eligible for evaluation\n"
+        ));
     }
     for (dc, n) in m.nodes_available.iter().flatten() {
         if *n == 0 {
-            out.push_str(&format!("{prefix}* No nodes are available in datacenter {dc:?}\n"));
+            out.push_str(&format!(
+                "{prefix}* No nodes are available in datacenter {dc:?}\n"
+            ));
         }
     }
     for (class, n) in m.class_filtered.iter().flatten() {
-        out.push_str(&format!("{prefix}* Class {class:?}: {n} nodes excluded by filter\n"));
+        out.push_str(&format!(
+            "{prefix}* Class {class:?}: {n} nodes excluded by filter\n"
+        ));
     }
     for (c, n) in m.constraint_filtered.iter().flatten() {
-        out.push_str(&format!("{prefix}* Constraint {c:?}: {n} nodes excluded by filter\n"));
+        out.push_str(&format!(
+            "{prefix}* Constraint {c:?}: {n} nodes excluded by filter\n"
+        ));
     }
     if m.nodes_exhausted > 0 {
-        out.push_str(&format!("{prefix}* Resources exhausted on {} nodes\n", m.nodes_exhausted));
+        out.push_str(&format!(
+            "{prefix}* Resources exhausted on {} nodes\n",
+            m.nodes_exhausted
+        ));
     }
     for (class, n) in m.class_exhausted.iter().flatten() {
-        out.push_str(&format!("{prefix}* Class {class:?} exhausted on {n} nodes\n"));
+        out.push_str(&format!(
+            "{prefix}* Class {class:?} exhausted on {n} nodes\n"
+        ));
     }
     for (dim, n) in m.dimension_exhausted.iter().flatten() {
-        out.push_str(&format!("{prefix}* Dimension {dim:?} exhausted on {n} nodes\n"));
+        out.push_str(&format!(
+            "{prefix}* Dimension {dim:?} exhausted on {n} nodes\n"
+        ));
     }
     for q in m.quota_exhausted.iter().flatten() {
         out.push_str(&format!("{prefix}* Quota limit hit {q:?}\n"));
@@ -96,27 +114,47 @@ pub fn format_alloc_metrics(m: &AllocMetric, prefix: &str) -> String {
 
 /// The `Task Group "x" (failed to place N allocation[s]):` header.
 pub fn failed_tg_header(tg: &str, m: &AllocMetric) -> String {
-    let noun = if m.coalesced_failures > 0 { "allocations" } else { "allocation" };
-    format!("Task Group {tg:?} (failed to place {} {noun}):", m.coalesced_failures + 1)
+    let noun = if m.coalesced_failures > 0 {
+        "allocations"
+    } else {
+        "allocation"
+    };
+    format!(
+        "Task Group {tg:?} (failed to place {} {noun}):",
+        m.coalesced_failures + 1
+    )
 }
 
 impl<'a> Monitor<'a> {
     /// A monitor printing IDs cut to `length`.
     pub fn new(client: &'a Client, length: usize) -> Self {
-        Monitor { client, length, state: EvalState::pending() }
+        Monitor {
+            client,
+            length,
+            state: EvalState::pending(),
+        }
     }
 
     fn update(&mut self, update: EvalState) {
         let now = now_formatted();
         let existing = &self.state;
         if existing.node.is_empty() && !update.node.is_empty() {
-            output(&format!("{now}: Evaluation triggered by node {:?}", limit(&update.node, self.length)));
+            output(&format!(
+                "{now}: Evaluation triggered by node {:?}",
+                limit(&update.node, self.length)
+            ));
         }
         if existing.job.is_empty() && !update.job.is_empty() {
-            output(&format!("{now}: Evaluation triggered by job {:?}", update.job));
+            output(&format!(
+                "{now}: Evaluation triggered by job {:?}",
+                update.job
+            ));
         }
         if existing.deployment.is_empty() && !update.deployment.is_empty() {
-            output(&format!("{now}: Evaluation within deployment: {:?}", limit(&update.deployment, self.length)));
+            output(&format!(
+                "{now}: Evaluation within deployment: {:?}",
+                limit(&update.deployment, self.length)
+            ));
         }
         let mut allocs: Vec<&AllocState> = update.allocs.values().collect();
         allocs.sort_by(|a, b| (a.index, &a.id).cmp(&(b.index, &b.id)));
@@ -136,7 +174,11 @@ impl<'a> Monitor<'a> {
                 )),
                 None => {}
                 Some(old) if old.client != alloc.client => {
-                    let desc = if alloc.client_desc.is_empty() { String::new() } else { format!(" ({})", alloc.client_desc) };
+                    let desc = if alloc.client_desc.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", alloc.client_desc)
+                    };
                     output(&format!(
                         "{now}: Allocation {:?} status changed: {:?} -> {:?}{desc}",
                         limit(&alloc.id, self.length),
@@ -148,8 +190,14 @@ impl<'a> Monitor<'a> {
             }
         }
         // Transitions to pending are not printed.
-        if !existing.status.is_empty() && update.status != "pending" && existing.status != update.status {
-            output(&format!("{now}: Evaluation status changed: {:?} -> {:?}", existing.status, update.status));
+        if !existing.status.is_empty()
+            && update.status != "pending"
+            && existing.status != update.status
+        {
+            output(&format!(
+                "{now}: Evaluation status changed: {:?} -> {:?}",
+                existing.status, update.status
+            ));
         }
         self.state = update;
     }
@@ -160,7 +208,11 @@ impl<'a> Monitor<'a> {
         let mut eval_id = eval_id.to_string();
         let mut sched_failure = false;
         loop {
-            info(&format!("{}: Monitoring evaluation {:?}", now_formatted(), limit(&eval_id, self.length)));
+            info(&format!(
+                "{}: Monitoring evaluation {:?}",
+                now_formatted(),
+                limit(&eval_id, self.length)
+            ));
             let eval = loop {
                 let path = format!("/v1/evaluation/{}", path_escape(&eval_id));
                 let eval: Evaluation = match self.client.get(&path, &[]) {
@@ -170,14 +222,19 @@ impl<'a> Monitor<'a> {
                         return 1;
                     }
                 };
-                let allocs: Vec<AllocListStub> =
-                    match self.client.get(&format!("/v1/evaluation/{}/allocations", path_escape(&eval.id)), &[]) {
-                        Ok(a) => a,
-                        Err(e) => {
-                            error(&format!("{}: Error reading allocations: {e}", now_formatted()));
-                            return 1;
-                        }
-                    };
+                let allocs: Vec<AllocListStub> = match self.client.get(
+                    &format!("/v1/evaluation/{}/allocations", path_escape(&eval.id)),
+                    &[],
+                ) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        error(&format!(
+                            "{}: Error reading allocations: {e}",
+                            now_formatted()
+                        ));
+                        return 1;
+                    }
+                };
                 let mut st = EvalState {
                     status: eval.status.clone(),
                     node: eval.node_id.clone(),
@@ -210,7 +267,11 @@ impl<'a> Monitor<'a> {
             let failed = eval.failed_tg_allocs.clone().unwrap_or_default();
             let now = now_formatted();
             if failed.is_empty() {
-                info(&format!("{now}: Evaluation {:?} finished with status {:?}", limit(&eval.id, self.length), eval.status));
+                info(&format!(
+                    "{now}: Evaluation {:?} finished with status {:?}",
+                    limit(&eval.id, self.length),
+                    eval.status
+                ));
             } else {
                 sched_failure = true;
                 info(&format!(
@@ -262,7 +323,11 @@ mod tests {
 
     #[test]
     fn metric_lines() {
-        let mut m = AllocMetric { nodes_evaluated: 2, nodes_exhausted: 1, ..Default::default() };
+        let mut m = AllocMetric {
+            nodes_evaluated: 2,
+            nodes_exhausted: 1,
+            ..Default::default()
+        };
         m.constraint_filtered = Some([("missing drivers".to_string(), 1)].into_iter().collect());
         m.dimension_exhausted = Some([("memory".to_string(), 1)].into_iter().collect());
         m.nodes_available = Some([("dc1".to_string(), 0)].into_iter().collect());
@@ -272,9 +337,21 @@ mod tests {
             "  * No nodes are available in datacenter \"dc1\"\n  * Constraint \"missing drivers\": 1 nodes excluded by filter\n  * Resources exhausted on 1 nodes\n  * Dimension \"memory\" exhausted on 1 nodes\n"
         );
         let none = AllocMetric::default();
-        assert_eq!(format_alloc_metrics(&none, "  "), "  * No nodes were eligible for evaluation\n");
-        assert_eq!(failed_tg_header("cache", &none), "Task Group \"cache\" (failed to place 1 allocation):");
-        let two = AllocMetric { coalesced_failures: 1, ..Default::default() };
-        assert_eq!(failed_tg_header("cache", &two), "Task Group \"cache\" (failed to place 2 allocations):");
+        assert_eq!(
+            format_alloc_metrics(&none, "  "),
+            "  * No nodes were eligible for evaluation\n"
+        );
+        assert_eq!(
+            failed_tg_header("cache", &none),
+            "Task Group \"cache\" (failed to place 1 allocation):"
+        );
+        let two = AllocMetric {
+            coalesced_failures: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            failed_tg_header("cache", &two),
+            "Task Group \"cache\" (failed to place 2 allocations):"
+        );
     }
 }

@@ -38,13 +38,19 @@ fn job_init_writes_once() {
     let d = tempfile::tempdir().unwrap();
     let out = nomad(d.path(), &["job", "init"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "Example job file written to example.nomad.hcl");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "Example job file written to example.nomad.hcl"
+    );
     let content = std::fs::read_to_string(d.path().join("example.nomad.hcl")).unwrap();
     assert!(content.contains("job \"example\""));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(d.path().join("example.nomad.hcl")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.path().join("example.nomad.hcl"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o007, 0, "no access for others: {mode:o}");
     }
     let again = nomad(d.path(), &["init"]);
@@ -68,7 +74,11 @@ fn job_run_output_prints_job_json() {
 #[test]
 fn job_run_output_json_input() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("j.json"), r#"{"Job":{"ID":"j1","TaskGroups":[]}}"#).unwrap();
+    std::fs::write(
+        d.path().join("j.json"),
+        r#"{"Job":{"ID":"j1","TaskGroups":[]}}"#,
+    )
+    .unwrap();
     let out = nomad(d.path(), &["run", "-json", "-output", "j.json"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("json");
@@ -78,15 +88,25 @@ fn job_run_output_json_input() {
 #[test]
 fn bad_hcl_fails_with_position() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("bad.nomad.hcl"), "job \"x\" {\n  group \"g\" {\n    count = \n  }\n}\n").unwrap();
+    std::fs::write(
+        d.path().join("bad.nomad.hcl"),
+        "job \"x\" {\n  group \"g\" {\n    count = \n  }\n}\n",
+    )
+    .unwrap();
     let port = closed_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let out = nomad(d.path(), &["job", "run", "-address", &addr, "bad.nomad.hcl"]);
+    let out = nomad(
+        d.path(),
+        &["job", "run", "-address", &addr, "bad.nomad.hcl"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.starts_with("Error getting job struct: "), "{err}");
     assert!(err.contains("bad.nomad.hcl:"), "{err}");
-    assert!(!err.contains("connection refused"), "must not contact the agent: {err}");
+    assert!(
+        !err.contains("connection refused"),
+        "must not contact the agent: {err}"
+    );
 }
 
 #[test]
@@ -124,7 +144,11 @@ fn connection_refused_is_reported() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("Error querying node status: Get"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Error querying node status: Get"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -133,9 +157,20 @@ fn validate_falls_back_to_local_checks() {
     std::fs::write(d.path().join("j.json"), r#"{"ID":"j1","Name":"j1","Type":"service","Datacenters":["dc1"],"TaskGroups":[{"Name":"g","Tasks":[{"Name":"t","Driver":"raw_exec","Config":{"command":"/bin/true"}}]}]}"#).unwrap();
     let port = closed_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let out = nomad(d.path(), &["job", "validate", "-json", "-address", &addr, "j.json"]);
+    let out = nomad(
+        d.path(),
+        &["job", "validate", "-json", "-address", &addr, "j.json"],
+    );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("Driver configuration not validated"), "{stdout}");
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Driver configuration not validated"),
+        "{stdout}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(stdout.contains("Job validation successful"), "{stdout}");
 }

@@ -1,9 +1,9 @@
 //! python-nomad (from PyPI) drives the agent unchanged: register a job, list jobs, read its
 //! allocations. `.ci/run` installs python-nomad; without it this test skips loudly.
 
+use nomad_testkit::DevAgent;
 use std::path::Path;
 use std::process::Command;
-use nomad_testkit::DevAgent;
 
 const SCRIPT: &str = r#"
 import sys, time, nomad
@@ -37,7 +37,11 @@ print("python-nomad OK")
 "#;
 
 fn python_nomad_available() -> bool {
-    Command::new("python3").args(["-c", "import nomad"]).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("python3")
+        .args(["-c", "import nomad"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -48,9 +52,16 @@ fn python_nomad_registers_and_reads() {
     }
     let agent = DevAgent::start(Path::new(env!("CARGO_BIN_EXE_nomad")), "");
     let port = agent.address.rsplit(':').next().unwrap().to_string();
-    let out = Command::new("python3").args(["-c", SCRIPT, "127.0.0.1", &port]).output().expect("run python3");
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, "127.0.0.1", &port])
+        .output()
+        .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python-nomad failed:\n{stdout}\n{stderr}\nagent:\n{}", agent.log());
+    assert!(
+        out.status.success(),
+        "python-nomad failed:\n{stdout}\n{stderr}\nagent:\n{}",
+        agent.log()
+    );
     assert!(stdout.contains("python-nomad OK"));
 }

@@ -35,23 +35,43 @@ pub struct AllocRunner {
 
 impl std::fmt::Debug for AllocRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AllocRunner").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("AllocRunner")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl AllocRunner {
     /// A runner for `alloc` (fresh) or for a persisted alloc (`restored`).
-    pub(crate) fn new(shared: Arc<Shared>, alloc: Allocation, restored: Option<BTreeMap<String, LocalTaskState>>) -> Arc<AllocRunner> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        alloc: Allocation,
+        restored: Option<BTreeMap<String, LocalTaskState>>,
+    ) -> Arc<AllocRunner> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let job_type = alloc.job.as_ref().map(|j| j.job_type.clone()).unwrap_or_default();
-        let group = alloc.job.as_ref().and_then(|j| j.lookup_task_group(&alloc.task_group)).cloned();
+        let job_type = alloc
+            .job
+            .as_ref()
+            .map(|j| j.job_type.clone())
+            .unwrap_or_default();
+        let group = alloc
+            .job
+            .as_ref()
+            .and_then(|j| j.lookup_task_group(&alloc.task_group))
+            .cloned();
         let mut restored = restored.unwrap_or_default();
         let mut tasks = BTreeMap::new();
         for t in group.iter().flat_map(|g| g.tasks.iter()) {
             let st = restored.remove(&t.name);
-            tasks.insert(t.name.clone(), Arc::new(TaskRunner::new(t.clone(), &job_type, st, tx.clone())));
+            tasks.insert(
+                t.name.clone(),
+                Arc::new(TaskRunner::new(t.clone(), &job_type, st, tx.clone())),
+            );
         }
-        let snapshot = tasks.iter().map(|(n, t)| (n.clone(), (t.stage, t.state()))).collect();
+        let snapshot = tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), (t.stage, t.state())))
+            .collect();
         let dir = AllocDir::new(&shared.config.alloc_dir, &alloc.id);
         Arc::new(AllocRunner {
             id: alloc.id.clone(),
@@ -90,12 +110,22 @@ impl AllocRunner {
 
     /// Current task states.
     pub fn task_states(&self) -> BTreeMap<String, TaskState> {
-        self.tasks.iter().map(|(n, t)| (n.clone(), t.state())).collect()
+        self.tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.state()))
+            .collect()
     }
 
     /// Starts the runner (alloc dir, task runners, state loop). Call once.
     pub(crate) fn start(self: &Arc<Self>) {
-        let Some(mut rx) = self.changed_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(mut rx) = self
+            .changed_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
         let me = self.clone();
         let h = tokio::spawn(async move {
             if let Err(e) = me.dir.build() {
@@ -141,7 +171,7 @@ impl AllocRunner {
                     }
                 }
             }
-            let _ = me.done.send(true);
+            me.done.send_replace(true);
         });
         *self.main.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
@@ -149,8 +179,12 @@ impl AllocRunner {
     /// Reacts to a task state change: gates, persistence, server update, sibling/leader kills.
     fn on_change(&self) {
         let states = self.task_states();
-        let snapshot = self.tasks.iter().map(|(n, t)| (n.clone(), (t.stage, states[n].clone()))).collect();
-        let _ = self.gates.send(snapshot);
+        let snapshot = self
+            .tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), (t.stage, states[n].clone())))
+            .collect();
+        self.gates.send_replace(snapshot);
         if self.destroyed.load(Ordering::SeqCst) {
             return;
         }
@@ -200,9 +234,19 @@ impl AllocRunner {
         }
         if event.is_none() {
             // Only sidecars left alive once every main task died.
-            let mains: Vec<_> = self.tasks.values().filter(|t| t.stage == Stage::Main).collect();
-            let main_dead = !mains.is_empty() && mains.iter().all(|t| states[&t.name].state == TASK_STATE_DEAD);
-            let live_sidecar = self.tasks.values().any(|t| t.stage.is_sidecar() && states[&t.name].state != TASK_STATE_DEAD);
+            let mains: Vec<_> = self
+                .tasks
+                .values()
+                .filter(|t| t.stage == Stage::Main)
+                .collect();
+            let main_dead = !mains.is_empty()
+                && mains
+                    .iter()
+                    .all(|t| states[&t.name].state == TASK_STATE_DEAD);
+            let live_sidecar = self
+                .tasks
+                .values()
+                .any(|t| t.stage.is_sidecar() && states[&t.name].state != TASK_STATE_DEAD);
             if main_dead && live_sidecar {
                 event = Some(TaskEvent::new(te::MAIN_DEAD, now_nanos()));
             }
@@ -215,7 +259,9 @@ impl AllocRunner {
             if tr.stage == Stage::Poststop || states[name].state == TASK_STATE_DEAD {
                 continue;
             }
-            tr.kill(KillRequest { event: Some(ev.clone()) });
+            tr.kill(KillRequest {
+                event: Some(ev.clone()),
+            });
         }
     }
 
@@ -223,7 +269,11 @@ impl AllocRunner {
         let Some(db) = &self.shared.db else { return };
         let st = LocalAllocState {
             alloc: self.alloc(),
-            tasks: self.tasks.iter().map(|(n, t)| (n.clone(), t.local_state())).collect(),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|(n, t)| (n.clone(), t.local_state()))
+                .collect(),
         };
         if let Err(e) = db.put(&st) {
             tracing::warn!(alloc = %self.id, error = %e, "failed to persist alloc state");
@@ -267,14 +317,21 @@ impl AllocRunner {
     /// Waits until every task runner finished (or `timeout`).
     pub async fn wait_done(&self, timeout: Duration) -> bool {
         let mut rx = self.done.subscribe();
-        let ok = tokio::time::timeout(timeout, rx.wait_for(|d| *d)).await.is_ok();
+        let ok = tokio::time::timeout(timeout, rx.wait_for(|d| *d))
+            .await
+            .is_ok();
         ok
     }
 
     /// GC: kills everything, removes the alloc dir and local state.
     pub(crate) async fn destroy(&self) {
         self.kill(true);
-        if self.main.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self
+            .main
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             self.wait_done(Duration::from_secs(60)).await;
         }
         self.destroyed.store(true, Ordering::SeqCst);

@@ -23,7 +23,9 @@ pub struct AllocDir {
 impl AllocDir {
     /// The alloc dir of `alloc_id` under the client's alloc root.
     pub fn new(alloc_root: &Path, alloc_id: &str) -> AllocDir {
-        AllocDir { root: alloc_root.join(alloc_id) }
+        AllocDir {
+            root: alloc_root.join(alloc_id),
+        }
     }
 
     /// `<A>/alloc`.

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use nomad_drivers::Driver;
-use nomad_structs::{DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeResources};
+use nomad_structs::{
+    DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeResources,
+};
 
 /// Disk reported when no `disk_total_mb` option is set.
 pub const DEFAULT_DISK_MB: i64 = 100 * 1024;
@@ -32,7 +34,9 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
     let mut mhz = 0f64;
     let mut model = String::new();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim(), v.trim());
         match k {
             "processor" => cores += 1,
@@ -45,7 +49,11 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
             _ => {}
         }
     }
-    CpuInfo { cores, mhz: mhz.round() as u64, model }
+    CpuInfo {
+        cores,
+        mhz: mhz.round() as u64,
+        model,
+    }
 }
 
 /// Parses `MemTotal` (kB) from `/proc/meminfo` into bytes.
@@ -119,10 +127,15 @@ pub fn host_facts(ip: &str) -> HostFacts {
     let cores = if cpu.cores > 0 {
         cpu.cores
     } else {
-        std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
     };
     // Nomad prefers the max frequency.
-    let max_khz: u64 = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").trim().parse().unwrap_or(0);
+    let max_khz: u64 = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let mhz = if max_khz > 0 {
         max_khz / 1000
     } else if cpu.mhz > 0 {
@@ -137,7 +150,10 @@ pub fn host_facts(ip: &str) -> HostFacts {
     a.insert("kernel.name".into(), std::env::consts::OS.to_string());
     a.insert("kernel.arch".into(), std::env::consts::ARCH.to_string());
     a.insert("kernel.version".into(), kernel_ver);
-    a.insert("os.name".into(), if os.is_empty() { "linux".into() } else { os });
+    a.insert(
+        "os.name".into(),
+        if os.is_empty() { "linux".into() } else { os },
+    );
     a.insert("os.version".into(), osv);
     a.insert("cpu.arch".into(), go_arch().to_string());
     a.insert("cpu.numcores".into(), cores.to_string());
@@ -150,10 +166,18 @@ pub fn host_facts(ip: &str) -> HostFacts {
     a.insert("memory.totalbytes".into(), mem.to_string());
     a.insert("unique.hostname".into(), hostname());
     a.insert("unique.network.ip-address".into(), ip.to_string());
-    a.insert("nomad.version".into(), nomad_structs::NOMAD_VERSION.to_string());
+    a.insert(
+        "nomad.version".into(),
+        nomad_structs::NOMAD_VERSION.to_string(),
+    );
     a.insert("nomad.revision".into(), NOMAD_REVISION.to_string());
     a.insert("nomad.service_discovery".into(), "true".into());
-    HostFacts { attributes: a, total_compute: total, cores, memory_mb: mem / 1024 / 1024 }
+    HostFacts {
+        attributes: a,
+        total_compute: total,
+        cores,
+        memory_mb: mem / 1024 / 1024,
+    }
 }
 
 /// Driver fingerprints: node attributes to add and the `Drivers` map.
@@ -193,7 +217,9 @@ pub fn node_resources(h: &HostFacts, disk_mb: i64, min_port: u16, max_port: u16)
             total_cpu_cores: h.cores.min(u32::from(u16::MAX)) as u16,
             reservable_cpu_cores: Some((0..h.cores.min(u32::from(u16::MAX)) as u16).collect()),
         },
-        memory: NodeMemoryResources { memory_mb: h.memory_mb as i64 },
+        memory: NodeMemoryResources {
+            memory_mb: h.memory_mb as i64,
+        },
         disk: NodeDiskResources { disk_mb },
         networks: None,
         node_networks: None,
@@ -211,12 +237,22 @@ mod tests {
     fn cpuinfo() {
         let t = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: 2199.998\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: 2400.100\n";
         let c = parse_cpuinfo(t);
-        assert_eq!(c, CpuInfo { cores: 2, mhz: 2400, model: "Intel(R) Xeon(R)".into() });
+        assert_eq!(
+            c,
+            CpuInfo {
+                cores: 2,
+                mhz: 2400,
+                model: "Intel(R) Xeon(R)".into()
+            }
+        );
     }
 
     #[test]
     fn meminfo_and_os() {
-        assert_eq!(parse_meminfo_total("MemTotal:       16314856 kB\nMemFree: 1 kB\n"), Some(16314856 * 1024));
+        assert_eq!(
+            parse_meminfo_total("MemTotal:       16314856 kB\nMemFree: 1 kB\n"),
+            Some(16314856 * 1024)
+        );
         assert_eq!(
             parse_os_release("NAME=\"Ubuntu\"\nID=ubuntu\nVERSION_ID=\"22.04\"\n"),
             ("ubuntu".into(), "22.04".into())

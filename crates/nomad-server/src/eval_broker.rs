@@ -25,7 +25,11 @@ pub(crate) struct EvalRef {
 
 impl EvalRef {
     pub(crate) fn of(e: &Evaluation) -> Self {
-        EvalRef { id: e.id.clone(), job: (e.namespace.clone(), e.job_id.clone()), priority: e.priority }
+        EvalRef {
+            id: e.id.clone(),
+            job: (e.namespace.clone(), e.job_id.clone()),
+            priority: e.priority,
+        }
     }
 }
 
@@ -124,7 +128,10 @@ impl EvalBroker {
         let retry = {
             let mut g = self.lock();
             // The pass that produced this blocked eval started before an unblock: retry now.
-            let stale = g.in_flight.get(&e.job).is_some_and(|(_, epoch)| *epoch < g.epoch);
+            let stale = g
+                .in_flight
+                .get(&e.job)
+                .is_some_and(|(_, epoch)| *epoch < g.epoch);
             if stale {
                 if g.in_flight.get(&e.job).is_some_and(|(id, _)| *id == e.id) {
                     // The eval being processed re-blocks: run it again once it is acked.
@@ -182,7 +189,10 @@ impl EvalBroker {
         let woke = {
             let mut g = self.lock();
             g.known.remove(&lease.eval.id);
-            if g.in_flight.get(&lease.eval.job).is_some_and(|(id, _)| *id == lease.eval.id) {
+            if g.in_flight
+                .get(&lease.eval.job)
+                .is_some_and(|(id, _)| *id == lease.eval.id)
+            {
                 g.in_flight.remove(&lease.eval.job);
             }
             let requeued = g.requeue.remove(&lease.eval.id);
@@ -190,8 +200,14 @@ impl EvalBroker {
                 g.known.insert(lease.eval.id.clone());
                 Self::push_ready(&mut g, lease.eval.clone());
             }
-            let next = g.waiting.get_mut(&lease.eval.job).and_then(VecDeque::pop_front);
-            if g.waiting.get(&lease.eval.job).is_some_and(VecDeque::is_empty) {
+            let next = g
+                .waiting
+                .get_mut(&lease.eval.job)
+                .and_then(VecDeque::pop_front);
+            if g.waiting
+                .get(&lease.eval.job)
+                .is_some_and(VecDeque::is_empty)
+            {
                 g.waiting.remove(&lease.eval.job);
             }
             match next {
@@ -246,7 +262,11 @@ mod tests {
     use super::*;
 
     fn r(id: &str, job: &str, priority: i32) -> EvalRef {
-        EvalRef { id: id.into(), job: ("default".into(), job.into()), priority }
+        EvalRef {
+            id: id.into(),
+            job: ("default".into(), job.into()),
+            priority,
+        }
     }
 
     #[test]

@@ -204,14 +204,20 @@ impl Server {
         let unblock = match cmd {
             Command::NodeRegister { node, .. } => node.status == NODE_STATUS_READY,
             Command::NodeStatusUpdate { status, .. } => status == NODE_STATUS_READY,
-            Command::AllocClientUpdate { allocs, .. } => allocs.iter().any(Allocation::client_terminal),
-            Command::PlanApply { allocs_upsert, allocs_stop, .. } => {
-                !allocs_stop.is_empty() || allocs_upsert.iter().any(Allocation::terminal)
+            Command::AllocClientUpdate { allocs, .. } => {
+                allocs.iter().any(Allocation::client_terminal)
             }
-            Command::AllocDesiredTransition { desired_status, .. } => {
-                desired_status.as_deref().is_some_and(|s| s == ALLOC_DESIRED_STOP || s == ALLOC_DESIRED_EVICT)
-            }
-            Command::JobRegister { .. } | Command::JobDeregister { .. } | Command::EvalsUpsert { .. } => false,
+            Command::PlanApply {
+                allocs_upsert,
+                allocs_stop,
+                ..
+            } => !allocs_stop.is_empty() || allocs_upsert.iter().any(Allocation::terminal),
+            Command::AllocDesiredTransition { desired_status, .. } => desired_status
+                .as_deref()
+                .is_some_and(|s| s == ALLOC_DESIRED_STOP || s == ALLOC_DESIRED_EVICT),
+            Command::JobRegister { .. }
+            | Command::JobDeregister { .. }
+            | Command::EvalsUpsert { .. } => false,
         };
         if unblock {
             self.broker.unblock_all();
@@ -227,13 +233,19 @@ impl Server {
             Some(until) => until.saturating_sub(now_nanos()),
             None => e.wait,
         };
-        (wait_ns > 0).then(|| tokio::time::Instant::now() + Duration::from_nanos(wait_ns.unsigned_abs()))
+        (wait_ns > 0)
+            .then(|| tokio::time::Instant::now() + Duration::from_nanos(wait_ns.unsigned_abs()))
     }
 
     /// Runs `f` against a snapshot, blocking as Nomad's blocking queries do: when
     /// `opts.min_index > 0`, waits until `f`'s returned index exceeds it or the wait passes.
     /// The index returned is never 0.
-    pub async fn blocking_query<T, F>(&self, tables: &[Table], opts: &QueryOptions, f: F) -> (T, u64)
+    pub async fn blocking_query<T, F>(
+        &self,
+        tables: &[Table],
+        opts: &QueryOptions,
+        f: F,
+    ) -> (T, u64)
     where
         F: Fn(&StateSnapshot) -> T,
     {
@@ -246,11 +258,20 @@ impl Server {
 
     /// Like [`Server::blocking_query`], but `f` returns its own index (e.g. the highest
     /// ModifyIndex of the objects it read); it is re-run whenever one of `tables` changes.
-    pub async fn blocking_query_indexed<T, F>(&self, tables: &[Table], opts: &QueryOptions, f: F) -> (T, u64)
+    pub async fn blocking_query_indexed<T, F>(
+        &self,
+        tables: &[Table],
+        opts: &QueryOptions,
+        f: F,
+    ) -> (T, u64)
     where
         F: Fn(&StateSnapshot) -> (T, u64),
     {
-        let wait = if opts.wait.is_zero() || opts.wait > MAX_BLOCKING_WAIT { MAX_BLOCKING_WAIT } else { opts.wait };
+        let wait = if opts.wait.is_zero() || opts.wait > MAX_BLOCKING_WAIT {
+            MAX_BLOCKING_WAIT
+        } else {
+            opts.wait
+        };
         // Deterministic jitter up to wait/16 spreads out clients that started together.
         let jitter = (wait / 16) * (opts.min_index % 16) as u32 / 16;
         let deadline = tokio::time::Instant::now() + wait + jitter;
@@ -265,17 +286,24 @@ impl Server {
             if now >= deadline {
                 return (v, idx);
             }
-            self.state.wait_for_change(tables, snap.index_raw(tables), deadline - now).await;
+            self.state
+                .wait_for_change(tables, snap.index_raw(tables), deadline - now)
+                .await;
         }
     }
 
     /// `PUT /v1/jobs`: canonicalize, validate, register, create the eval.
-    pub async fn job_register(&self, req: JobRegisterRequest) -> Result<JobRegisterResponse, ServerError> {
+    pub async fn job_register(
+        &self,
+        req: JobRegisterRequest,
+    ) -> Result<JobRegisterResponse, ServerError> {
         let Some(mut job) = req.job else {
             return Err(ServerError::BadRequest("Job must be specified".into()));
         };
         if job.id.is_empty() {
-            return Err(ServerError::BadRequest("Job ID hasn't been provided".into()));
+            return Err(ServerError::BadRequest(
+                "Job ID hasn't been provided".into(),
+            ));
         }
         if !req.namespace.is_empty() {
             job.namespace = req.namespace.clone();
@@ -289,9 +317,16 @@ impl Server {
             job.region = self.config.region.clone();
         }
         if req.eval_priority != 0 && !(1..=100).contains(&req.eval_priority) {
-            return Err(ServerError::BadRequest("Eval priority must be between 1 and 100 inclusively".into()));
+            return Err(ServerError::BadRequest(
+                "Eval priority must be between 1 and 100 inclusively".into(),
+            ));
         }
-        if job.job_type == JOB_TYPE_SYSTEM && job.task_groups.iter().any(|tg| tg.scaling.as_ref().is_some_and(|s| !s.is_null())) {
+        if job.job_type == JOB_TYPE_SYSTEM
+            && job
+                .task_groups
+                .iter()
+                .any(|tg| tg.scaling.as_ref().is_some_and(|s| !s.is_null()))
+        {
             return Err(ServerError::BadRequest(
                 "Task groups with job type system do not support scaling blocks".into(),
             ));
@@ -329,7 +364,11 @@ impl Server {
         let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
             id: new_id(),
             namespace: job.namespace.clone(),
-            priority: if req.eval_priority != 0 { req.eval_priority as i32 } else { job.priority },
+            priority: if req.eval_priority != 0 {
+                req.eval_priority as i32
+            } else {
+                job.priority
+            },
             eval_type: job.job_type.clone(),
             triggered_by: TRIGGER_JOB_REGISTER.into(),
             job_id: job.id.clone(),
@@ -340,8 +379,20 @@ impl Server {
         });
         let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
         let (namespace, id) = (job.namespace.clone(), job.id.clone());
-        let index = self.apply(Command::JobRegister { job, eval, submission: req.submission, now }).await?;
-        let job_modify_index = self.state.snapshot().job(&namespace, &id).map(|j| j.job_modify_index).unwrap_or(index);
+        let index = self
+            .apply(Command::JobRegister {
+                job,
+                eval,
+                submission: req.submission,
+                now,
+            })
+            .await?;
+        let job_modify_index = self
+            .state
+            .snapshot()
+            .job(&namespace, &id)
+            .map(|j| j.job_modify_index)
+            .unwrap_or(index);
         tracing::info!(job_id = %id, namespace = %namespace, eval_id = %eval_id, index, "job registered");
         Ok(JobRegisterResponse {
             eval_create_index: if eval_id.is_empty() { 0 } else { index },
@@ -354,12 +405,25 @@ impl Server {
     }
 
     /// `DELETE /v1/job/:id`. An unknown job gives an empty EvalID, as Nomad does.
-    pub async fn job_deregister(&self, namespace: &str, job_id: &str, purge: bool) -> Result<JobDeregisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() { "default" } else { namespace };
+    pub async fn job_deregister(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        purge: bool,
+    ) -> Result<JobDeregisterResponse, ServerError> {
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
         let _guard = self.register_lock.lock().await;
         let snap = self.state.snapshot();
         let Some(job) = snap.job(namespace, job_id) else {
-            return Ok(JobDeregisterResponse { index: snap.index(&[Table::Jobs]), known_leader: true, ..Default::default() });
+            return Ok(JobDeregisterResponse {
+                index: snap.index(&[Table::Jobs]),
+                known_leader: true,
+                ..Default::default()
+            });
         };
         let now = now_nanos();
         // Nomad gives the deregister eval the service type whatever the job's type; the
@@ -378,7 +442,13 @@ impl Server {
         });
         let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
         let index = self
-            .apply(Command::JobDeregister { namespace: namespace.to_string(), job_id: job_id.to_string(), purge, eval, now })
+            .apply(Command::JobDeregister {
+                namespace: namespace.to_string(),
+                job_id: job_id.to_string(),
+                purge,
+                eval,
+                now,
+            })
             .await?;
         tracing::info!(job_id, namespace, purge, eval_id = %eval_id, index, "job deregistered");
         Ok(JobDeregisterResponse {
@@ -392,8 +462,16 @@ impl Server {
     }
 
     /// `PUT /v1/job/:id/evaluate`: a new eval for the job.
-    pub async fn job_evaluate(&self, namespace: &str, job_id: &str) -> Result<JobRegisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() { "default" } else { namespace };
+    pub async fn job_evaluate(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<JobRegisterResponse, ServerError> {
+        let namespace = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
         let snap = self.state.snapshot();
         let Some(job) = snap.job(namespace, job_id) else {
             return Err(ServerError::NotFound("job not found".into()));
@@ -402,7 +480,9 @@ impl Server {
             return Err(ServerError::Internal("can't evaluate periodic job".into()));
         }
         if job.parameterized_job.as_ref().is_some_and(|p| !p.is_null()) {
-            return Err(ServerError::Internal("can't evaluate parameterized job".into()));
+            return Err(ServerError::Internal(
+                "can't evaluate parameterized job".into(),
+            ));
         }
         let now = now_nanos();
         let eval = Evaluation {
@@ -419,7 +499,9 @@ impl Server {
             ..Default::default()
         };
         let eval_id = eval.id.clone();
-        let index = self.apply(Command::EvalsUpsert { evals: vec![eval] }).await?;
+        let index = self
+            .apply(Command::EvalsUpsert { evals: vec![eval] })
+            .await?;
         Ok(JobRegisterResponse {
             eval_id,
             eval_create_index: index,
@@ -443,9 +525,9 @@ impl Server {
             return Err(ServerError::NotFound("allocation not found".into()));
         };
         let job = snap.job(&alloc.namespace, &alloc.job_id);
-        let (job_type, priority, jmi) = match (&job, alloc.job.as_deref()) {
-            (Some(j), _) | (None, Some(j)) => (j.job_type.clone(), j.priority, j.job_modify_index),
-            (None, None) => (JOB_TYPE_SERVICE.to_string(), 50, 0),
+        let (job_type, priority, jmi) = match job.as_deref().or(alloc.job.as_deref()) {
+            Some(j) => (j.job_type.clone(), j.priority, j.job_modify_index),
+            None => (JOB_TYPE_SERVICE.to_string(), 50, 0),
         };
         let now = now_nanos();
         let eval = Evaluation {
@@ -467,7 +549,10 @@ impl Server {
                 alloc_ids: vec![alloc.id.clone()],
                 desired_status: Some(ALLOC_DESIRED_STOP.into()),
                 desired_description: Some(nomad_scheduler::desc::ALLOC_MIGRATING.into()),
-                transition: DesiredTransition { migrate: Some(true), ..Default::default() },
+                transition: DesiredTransition {
+                    migrate: Some(true),
+                    ..Default::default()
+                },
                 evals: vec![eval],
                 now,
             })
@@ -478,7 +563,9 @@ impl Server {
     /// Node.Register: upsert the node (status `ready`), returns the heartbeat TTL.
     pub async fn node_register(&self, node: Node) -> Result<Duration, ServerError> {
         if node.id.is_empty() {
-            return Err(ServerError::BadRequest("missing node ID for client registration".into()));
+            return Err(ServerError::BadRequest(
+                "missing node ID for client registration".into(),
+            ));
         }
         let mut node = node;
         let now = now_nanos();
@@ -496,7 +583,10 @@ impl Server {
         let ttl = self.config.heartbeat_ttl;
         self.heartbeats.reset(&node_id, ttl);
         // A new node, or one coming back, gets evals for system jobs and its own jobs.
-        if previous.as_ref().is_none_or(|p| p.status != NODE_STATUS_READY) {
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.status != NODE_STATUS_READY)
+        {
             let evals = self.node_evals(&self.state.snapshot(), &node_id, index, true, now);
             if !evals.is_empty() {
                 self.apply(Command::EvalsUpsert { evals }).await?;
@@ -517,8 +607,13 @@ impl Server {
         if node.status != NODE_STATUS_READY {
             let now = now_nanos();
             let evals = self.node_evals(&snap, node_id, node.modify_index, true, now);
-            self.apply(Command::NodeStatusUpdate { node_id: node_id.to_string(), status: NODE_STATUS_READY.into(), evals, now })
-                .await?;
+            self.apply(Command::NodeStatusUpdate {
+                node_id: node_id.to_string(),
+                status: NODE_STATUS_READY.into(),
+                evals,
+                now,
+            })
+            .await?;
             tracing::info!(node_id, "node ready again after heartbeat");
         }
         Ok(ttl)
@@ -528,11 +623,23 @@ impl Server {
     ///
     /// The index is the highest ModifyIndex among the node's allocs (the Allocs table index
     /// when it has none), so a client wakes only for changes to its own allocs.
-    pub async fn node_allocs(&self, node_id: &str, opts: &QueryOptions) -> Result<(Vec<Allocation>, u64), ServerError> {
+    pub async fn node_allocs(
+        &self,
+        node_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<Allocation>, u64), ServerError> {
         Ok(self
             .blocking_query_indexed(&[Table::Allocs], opts, |snap| {
-                let allocs: Vec<Allocation> = snap.allocs_by_node(node_id).iter().map(|a| (**a).clone()).collect();
-                let idx = allocs.iter().map(|a| a.modify_index).max().unwrap_or_else(|| snap.index(&[Table::Allocs]));
+                let allocs: Vec<Allocation> = snap
+                    .allocs_by_node(node_id)
+                    .iter()
+                    .map(|a| (**a).clone())
+                    .collect();
+                let idx = allocs
+                    .iter()
+                    .map(|a| a.modify_index)
+                    .max()
+                    .unwrap_or_else(|| snap.index(&[Table::Allocs]));
                 (allocs, idx)
             })
             .await)
@@ -547,37 +654,56 @@ impl Server {
         let now = now_nanos();
         let mut failed_jobs: BTreeMap<(String, String), (String, i32, u64)> = BTreeMap::new();
         for u in &allocs {
-            let Some(ex) = snap.alloc(&u.id) else { continue };
-            if u.client_status == ALLOC_CLIENT_FAILED && ex.client_status != ALLOC_CLIENT_FAILED && !ex.server_terminal() {
+            let Some(ex) = snap.alloc(&u.id) else {
+                continue;
+            };
+            if u.client_status == ALLOC_CLIENT_FAILED
+                && ex.client_status != ALLOC_CLIENT_FAILED
+                && !ex.server_terminal()
+            {
                 let key = (ex.namespace.clone(), ex.job_id.clone());
                 let job = snap.job(&key.0, &key.1);
                 if let Some(j) = job.as_deref().or(ex.job.as_deref()) {
-                    failed_jobs.entry(key).or_insert((j.job_type.clone(), j.priority, j.job_modify_index));
+                    failed_jobs.entry(key).or_insert((
+                        j.job_type.clone(),
+                        j.priority,
+                        j.job_modify_index,
+                    ));
                 }
             }
         }
         let evals = failed_jobs
             .into_iter()
-            .map(|((namespace, job_id), (eval_type, priority, jmi))| Evaluation {
-                id: new_id(),
-                namespace,
-                priority,
-                eval_type,
-                triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(),
-                job_id,
-                job_modify_index: jmi,
-                status: EVAL_STATUS_PENDING.into(),
-                create_time: now,
-                modify_time: now,
-                ..Default::default()
-            })
+            .map(
+                |((namespace, job_id), (eval_type, priority, jmi))| Evaluation {
+                    id: new_id(),
+                    namespace,
+                    priority,
+                    eval_type,
+                    triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(),
+                    job_id,
+                    job_modify_index: jmi,
+                    status: EVAL_STATUS_PENDING.into(),
+                    create_time: now,
+                    modify_time: now,
+                    ..Default::default()
+                },
+            )
             .collect();
-        self.apply(Command::AllocClientUpdate { allocs, evals, now }).await
+        self.apply(Command::AllocClientUpdate { allocs, evals, now })
+            .await
     }
 
     /// `node-update` evals for a node that changed: one per job with a live alloc on it, plus
     /// (when `system_jobs`) every running system/sysbatch job so it gets placed there.
-    fn node_evals(&self, snap: &StateSnapshot, node_id: &str, node_index: u64, system_jobs: bool, now: i64) -> Vec<Evaluation> {
+    fn node_evals(
+        &self,
+        snap: &StateSnapshot,
+        node_id: &str,
+        node_index: u64,
+        system_jobs: bool,
+        now: i64,
+    ) -> Vec<Evaluation> {
         let mut jobs: BTreeMap<(String, String), (String, i32)> = BTreeMap::new();
         for a in snap.allocs_by_node(node_id) {
             if a.terminal() {
@@ -594,7 +720,8 @@ impl Server {
         if system_jobs {
             for j in snap.jobs(None, "") {
                 if j.is_system_like() && !j.stop {
-                    jobs.entry((j.namespace.clone(), j.id.clone())).or_insert((j.job_type.clone(), j.priority));
+                    jobs.entry((j.namespace.clone(), j.id.clone()))
+                        .or_insert((j.job_type.clone(), j.priority));
                 }
             }
         }
@@ -619,14 +746,21 @@ impl Server {
     /// Marks a node whose heartbeat expired `down` and asks the scheduler to replace its allocs.
     async fn node_missed_heartbeat(&self, node_id: &str) {
         let snap = self.state.snapshot();
-        let Some(node) = snap.node(node_id) else { return };
+        let Some(node) = snap.node(node_id) else {
+            return;
+        };
         if node.status == NODE_STATUS_DOWN {
             return;
         }
         let now = now_nanos();
         let evals = self.node_evals(&snap, node_id, node.modify_index, false, now);
         match self
-            .apply(Command::NodeStatusUpdate { node_id: node_id.to_string(), status: NODE_STATUS_DOWN.into(), evals, now })
+            .apply(Command::NodeStatusUpdate {
+                node_id: node_id.to_string(),
+                status: NODE_STATUS_DOWN.into(),
+                evals,
+                now,
+            })
             .await
         {
             Ok(index) => tracing::warn!(node_id, index, "node missed its heartbeat, marked down"),

@@ -19,30 +19,64 @@ impl Tables {
         // Jobs whose status must be recomputed once the command is in.
         let mut touched: BTreeSet<JobKey> = BTreeSet::new();
         match cmd {
-            Command::JobRegister { job, eval, submission, now } => {
-                self.job_register(index, job, eval.as_ref(), submission.as_ref(), *now, &mut touched)?
-            }
-            Command::JobDeregister { namespace, job_id, purge, eval, now } => {
-                self.job_deregister(index, namespace, job_id, *purge, eval.as_ref(), *now, &mut touched)?
-            }
+            Command::JobRegister {
+                job,
+                eval,
+                submission,
+                now,
+            } => self.job_register(
+                index,
+                job,
+                eval.as_ref(),
+                submission.as_ref(),
+                *now,
+                &mut touched,
+            )?,
+            Command::JobDeregister {
+                namespace,
+                job_id,
+                purge,
+                eval,
+                now,
+            } => self.job_deregister(
+                index,
+                namespace,
+                job_id,
+                *purge,
+                eval.as_ref(),
+                *now,
+                &mut touched,
+            )?,
             Command::EvalsUpsert { evals } => {
                 for e in evals {
                     self.upsert_eval(index, e.clone(), &mut touched);
                 }
             }
             Command::NodeRegister { node, now } => self.node_register(index, node, *now)?,
-            Command::NodeStatusUpdate { node_id, status, evals, now } => {
+            Command::NodeStatusUpdate {
+                node_id,
+                status,
+                evals,
+                now,
+            } => {
                 self.node_status_update(index, node_id, status, *now)?;
                 for e in evals {
                     self.upsert_eval(index, e.clone(), &mut touched);
                 }
             }
-            Command::PlanApply { allocs_upsert, allocs_stop, evals, now } => {
+            Command::PlanApply {
+                allocs_upsert,
+                allocs_stop,
+                evals,
+                now,
+            } => {
                 for a in allocs_upsert {
                     self.plan_upsert_alloc(index, a, *now, &mut touched);
                 }
                 for (id, desc) in allocs_stop {
-                    let Some(existing) = self.allocs.get(id).cloned() else { continue };
+                    let Some(existing) = self.allocs.get(id).cloned() else {
+                        continue;
+                    };
                     let mut a = (*existing).clone();
                     a.desired_status = ALLOC_DESIRED_STOP.to_string();
                     a.desired_description = desc.clone();
@@ -74,7 +108,9 @@ impl Tables {
                 now,
             } => {
                 for id in alloc_ids {
-                    let Some(existing) = self.allocs.get(id).cloned() else { continue };
+                    let Some(existing) = self.allocs.get(id).cloned() else {
+                        continue;
+                    };
                     let mut a = (*existing).clone();
                     merge_transition(&mut a.desired_transition, transition);
                     if let Some(s) = desired_status {
@@ -218,10 +254,14 @@ impl Tables {
     fn insert_job_version(&mut self, index: u64, job: Job, submission: Option<&JobSubmission>) {
         let key: JobKey = (job.namespace.clone(), job.id.clone());
         let job = Arc::new(job);
-        let versions = Arc::make_mut(&mut self.job_versions).entry(key.clone()).or_default();
+        let versions = Arc::make_mut(&mut self.job_versions)
+            .entry(key.clone())
+            .or_default();
         let v = Arc::make_mut(versions);
         // A purged and re-registered job restarts at version 0: drop the old history.
-        if v.first().is_some_and(|prev| prev.create_index != job.create_index) {
+        if v.first()
+            .is_some_and(|prev| prev.create_index != job.create_index)
+        {
             v.clear();
         }
         v.retain(|old| old.version != job.version);
@@ -229,7 +269,10 @@ impl Tables {
         v.truncate(JOB_TRACKED_VERSIONS);
         let kept: BTreeSet<u64> = v.iter().map(|j| j.version).collect();
         if let Some(s) = submission {
-            Arc::make_mut(&mut self.submissions).insert((key.0.clone(), key.1.clone(), job.version), Arc::new(s.clone()));
+            Arc::make_mut(&mut self.submissions).insert(
+                (key.0.clone(), key.1.clone(), job.version),
+                Arc::new(s.clone()),
+            );
         }
         let stale: Vec<_> = self
             .submissions
@@ -250,7 +293,9 @@ impl Tables {
 
     /// Creates the job's summary, or adds groups the job gained.
     fn ensure_summary(&mut self, index: u64, key: &JobKey) {
-        let Some(job) = self.jobs.get(key).cloned() else { return };
+        let Some(job) = self.jobs.get(key).cloned() else {
+            return;
+        };
         let mut summary = match self.job_summaries.get(key) {
             Some(s) => (**s).clone(),
             None => JobSummary {
@@ -302,7 +347,8 @@ impl Tables {
 
         // A successful eval makes the job's blocked evals moot; a new blocked eval replaces
         // the job's older one (at most one blocked eval per job).
-        let successful = eval.status == EVAL_STATUS_COMPLETE && eval.failed_tg_allocs.as_ref().is_none_or(|f| f.is_empty());
+        let successful = eval.status == EVAL_STATUS_COMPLETE
+            && eval.failed_tg_allocs.as_ref().is_none_or(|f| f.is_empty());
         let blocked = eval.status == EVAL_STATUS_BLOCKED;
         if successful || blocked {
             let description = if successful {
@@ -335,7 +381,13 @@ impl Tables {
     /// An alloc from a plan: new placements, in-place updates, and stops/evictions of existing
     /// allocs. The client-side fields of an existing alloc are kept (the plan's copy may be
     /// stale), except a scheduler-set `lost`/`unknown` client status.
-    fn plan_upsert_alloc(&mut self, index: u64, alloc: &Allocation, now: i64, touched: &mut BTreeSet<JobKey>) {
+    fn plan_upsert_alloc(
+        &mut self,
+        index: u64,
+        alloc: &Allocation,
+        now: i64,
+        touched: &mut BTreeSet<JobKey>,
+    ) {
         let mut a = alloc.clone();
         let existing = self.allocs.get(&a.id).cloned();
         match &existing {
@@ -355,8 +407,10 @@ impl Tables {
                 a.create_index = ex.create_index;
                 a.create_time = ex.create_time;
                 a.task_states = ex.task_states.clone();
-                let scheduler_status = matches!(a.client_status.as_str(), ALLOC_CLIENT_LOST | ALLOC_CLIENT_UNKNOWN)
-                    && a.client_status != ex.client_status
+                let scheduler_status = matches!(
+                    a.client_status.as_str(),
+                    ALLOC_CLIENT_LOST | ALLOC_CLIENT_UNKNOWN
+                ) && a.client_status != ex.client_status
                     && !ex.client_terminal();
                 if !scheduler_status {
                     a.client_status = ex.client_status.clone();
@@ -373,7 +427,10 @@ impl Tables {
             }
         }
         if a.job.is_none() {
-            a.job = self.jobs.get(&(a.namespace.clone(), a.job_id.clone())).map(|j| Box::new((**j).clone()));
+            a.job = self
+                .jobs
+                .get(&(a.namespace.clone(), a.job_id.clone()))
+                .map(|j| Box::new((**j).clone()));
         }
         a.modify_index = index;
         a.alloc_modify_index = index;
@@ -385,9 +442,17 @@ impl Tables {
     }
 
     /// Merges what the client reports into the server's copy (Nomad's `nestedUpdateAllocFromClient`).
-    fn client_update_alloc(&mut self, index: u64, update: &Allocation, now: i64, touched: &mut BTreeSet<JobKey>) {
+    fn client_update_alloc(
+        &mut self,
+        index: u64,
+        update: &Allocation,
+        now: i64,
+        touched: &mut BTreeSet<JobKey>,
+    ) {
         // Unknown allocs (already garbage collected) are ignored, as Nomad does.
-        let Some(existing) = self.allocs.get(&update.id).cloned() else { return };
+        let Some(existing) = self.allocs.get(&update.id).cloned() else {
+            return;
+        };
         let mut a = (*existing).clone();
         if !update.client_status.is_empty() {
             a.client_status = update.client_status.clone();
@@ -407,9 +472,13 @@ impl Tables {
     /// Moves the alloc between the summary's buckets when its client status changed.
     fn summary_on_alloc(&mut self, index: u64, old: Option<&Allocation>, new: &Allocation) {
         let key: JobKey = (new.namespace.clone(), new.job_id.clone());
-        let Some(s) = self.job_summaries.get(&key) else { return };
+        let Some(s) = self.job_summaries.get(&key) else {
+            return;
+        };
         let mut s = (**s).clone();
-        let Some(tg) = s.summary.get_mut(&new.task_group) else { return };
+        let Some(tg) = s.summary.get_mut(&new.task_group) else {
+            return;
+        };
         match old {
             None => {
                 if let Some(b) = bucket(tg, &new.client_status) {
@@ -441,7 +510,11 @@ impl Tables {
             return Err(StateError::Invalid("node without ID".into()));
         }
         let mut n = node.clone();
-        let secs = if n.status_updated_at != 0 { n.status_updated_at } else { now.div_euclid(1_000_000_000) };
+        let secs = if n.status_updated_at != 0 {
+            n.status_updated_at
+        } else {
+            now.div_euclid(1_000_000_000)
+        };
         let event = |message: &str| NodeEvent {
             message: message.to_string(),
             subsystem: NODE_EVENT_SUBSYSTEM.to_string(),
@@ -454,7 +527,9 @@ impl Tables {
                 n.create_index = ex.create_index;
                 n.events = ex.events.clone();
                 if ex.status == NODE_STATUS_DOWN && n.status != NODE_STATUS_DOWN {
-                    n.events.get_or_insert_with(Vec::new).push(event(NODE_REREGISTERED));
+                    n.events
+                        .get_or_insert_with(Vec::new)
+                        .push(event(NODE_REREGISTERED));
                 }
                 // Operator-owned fields survive a client re-registration.
                 if !ex.scheduling_eligibility.is_empty() {
@@ -481,7 +556,13 @@ impl Tables {
         Ok(())
     }
 
-    fn node_status_update(&mut self, index: u64, node_id: &str, status: &str, now: i64) -> Result<(), StateError> {
+    fn node_status_update(
+        &mut self,
+        index: u64,
+        node_id: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<(), StateError> {
         let Some(ex) = self.nodes.get(node_id).cloned() else {
             return Err(StateError::NotFound("node".into()));
         };
@@ -514,7 +595,12 @@ impl Tables {
     /// Nomad's job status rules (`getJobStatus`).
     pub(crate) fn compute_job_status(&self, job: &Job) -> String {
         if job.job_type == JOB_TYPE_SYSTEM || job.is_periodic_or_parameterized() {
-            return if job.stop { JOB_STATUS_DEAD } else { JOB_STATUS_RUNNING }.to_string();
+            return if job.stop {
+                JOB_STATUS_DEAD
+            } else {
+                JOB_STATUS_RUNNING
+            }
+            .to_string();
         }
         let mut has_alloc = false;
         for id in self.alloc_ids_by_job(&job.namespace, &job.id) {
@@ -542,7 +628,9 @@ impl Tables {
     }
 
     fn refresh_job_status(&mut self, index: u64, key: &JobKey) {
-        let Some(job) = self.jobs.get(key).cloned() else { return };
+        let Some(job) = self.jobs.get(key).cloned() else {
+            return;
+        };
         let status = self.compute_job_status(&job);
         if status == job.status {
             return;

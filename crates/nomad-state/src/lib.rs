@@ -34,28 +34,62 @@ pub const JOB_TRACKED_VERSIONS: usize = 6;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Upsert a job (version bumped when the spec changed) and optionally create its eval.
-    JobRegister { job: Job, eval: Option<Evaluation>, submission: Option<JobSubmission>, now: i64 },
+    JobRegister {
+        job: Job,
+        eval: Option<Evaluation>,
+        submission: Option<JobSubmission>,
+        now: i64,
+    },
     /// Stop (or purge) a job and optionally create the deregister eval.
-    JobDeregister { namespace: String, job_id: String, purge: bool, eval: Option<Evaluation>, now: i64 },
+    JobDeregister {
+        namespace: String,
+        job_id: String,
+        purge: bool,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
     /// Upsert evaluations (new, updated status, blocked...).
     EvalsUpsert { evals: Vec<Evaluation> },
     /// Register or update a node.
     NodeRegister { node: Node, now: i64 },
     /// Change a node's status (ready/down) with the evals the change creates.
-    NodeStatusUpdate { node_id: String, status: String, evals: Vec<Evaluation>, now: i64 },
+    NodeStatusUpdate {
+        node_id: String,
+        status: String,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
     /// Apply a scheduler plan: allocs placed or updated, allocs stopped, and the eval's new state.
-    PlanApply { allocs_upsert: Vec<Allocation>, allocs_stop: Vec<(String, String)>, evals: Vec<Evaluation>, now: i64 },
+    PlanApply {
+        allocs_upsert: Vec<Allocation>,
+        allocs_stop: Vec<(String, String)>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
     /// Client-reported alloc status (ClientStatus, TaskStates, ...), with evals it triggers.
-    AllocClientUpdate { allocs: Vec<Allocation>, evals: Vec<Evaluation>, now: i64 },
+    AllocClientUpdate {
+        allocs: Vec<Allocation>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
     /// Server-side desired transitions (e.g. `alloc stop`), with the eval it creates.
-    AllocDesiredTransition { alloc_ids: Vec<String>, desired_status: Option<String>, desired_description: Option<String>, transition: DesiredTransition, evals: Vec<Evaluation>, now: i64 },
+    AllocDesiredTransition {
+        alloc_ids: Vec<String>,
+        desired_status: Option<String>,
+        desired_description: Option<String>,
+        transition: DesiredTransition,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
 }
 
 impl Command {
     /// The evaluations the command writes (as given in the command, before indexes are set).
     pub fn evals(&self) -> Vec<&Evaluation> {
         match self {
-            Command::JobRegister { eval, .. } | Command::JobDeregister { eval, .. } => eval.iter().collect(),
+            Command::JobRegister { eval, .. } | Command::JobDeregister { eval, .. } => {
+                eval.iter().collect()
+            }
             Command::EvalsUpsert { evals }
             | Command::NodeStatusUpdate { evals, .. }
             | Command::PlanApply { evals, .. }
@@ -102,7 +136,10 @@ pub struct StateStore {
 
 impl Default for StateStore {
     fn default() -> Self {
-        StateStore { tables: RwLock::new(Tables::default()), changes: tokio::sync::watch::Sender::new(0) }
+        StateStore {
+            tables: RwLock::new(Tables::default()),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
     }
 }
 
@@ -120,7 +157,10 @@ impl StateStore {
         {
             let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
             if index <= t.index {
-                return Err(StateError::Invalid(format!("index {index} is not after the latest index {}", t.index)));
+                return Err(StateError::Invalid(format!(
+                    "index {index} is not after the latest index {}",
+                    t.index
+                )));
             }
             t.apply(index, cmd)?;
             t.index = index;
@@ -136,7 +176,12 @@ impl StateStore {
 
     /// A consistent read-only view.
     pub fn snapshot(&self) -> StateSnapshot {
-        StateSnapshot::new(self.tables.read().unwrap_or_else(|e| e.into_inner()).clone())
+        StateSnapshot::new(
+            self.tables
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     /// Waits until any of `tables` has an index greater than `min_index`, or `timeout` passes.
@@ -145,7 +190,11 @@ impl StateStore {
         let mut rx = self.changes.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let current = self.tables.read().unwrap_or_else(|e| e.into_inner()).raw_index(tables);
+            let current = self
+                .tables
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .raw_index(tables);
             if current > min_index {
                 return;
             }
@@ -159,7 +208,11 @@ impl StateStore {
 
     /// Serializes the whole state (for Raft snapshots). Deterministic: equal states give equal bytes.
     pub fn persist(&self) -> Vec<u8> {
-        let t = self.tables.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let t = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         persist::encode(&t)
     }
 

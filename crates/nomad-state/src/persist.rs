@@ -36,7 +36,11 @@ pub(crate) fn encode(t: &Tables) -> Vec<u8> {
         index: t.index,
         table_index: t.table_index.iter().map(|(k, v)| (*k, *v)).collect(),
         jobs: t.jobs.values().map(|j| (**j).clone()).collect(),
-        job_versions: t.job_versions.values().flat_map(|v| v.iter().map(|j| (**j).clone())).collect(),
+        job_versions: t
+            .job_versions
+            .values()
+            .flat_map(|v| v.iter().map(|j| (**j).clone()))
+            .collect(),
         job_summaries: t.job_summaries.values().map(|s| (**s).clone()).collect(),
         submissions: t
             .submissions
@@ -57,26 +61,60 @@ pub(crate) fn encode(t: &Tables) -> Vec<u8> {
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Tables, StateError> {
-    let p: Persisted =
-        serde_json::from_slice(bytes).map_err(|e| StateError::Invalid(format!("state snapshot does not decode: {e}")))?;
+    let p: Persisted = serde_json::from_slice(bytes)
+        .map_err(|e| StateError::Invalid(format!("state snapshot does not decode: {e}")))?;
     let mut versions: BTreeMap<(String, String), Vec<Arc<Job>>> = BTreeMap::new();
     for j in p.job_versions {
-        versions.entry((j.namespace.clone(), j.id.clone())).or_default().push(Arc::new(j));
+        versions
+            .entry((j.namespace.clone(), j.id.clone()))
+            .or_default()
+            .push(Arc::new(j));
     }
     let mut t = Tables {
         index: p.index,
         table_index: Arc::new(p.table_index.into_iter().collect()),
-        jobs: Arc::new(p.jobs.into_iter().map(|j| ((j.namespace.clone(), j.id.clone()), Arc::new(j))).collect()),
-        job_versions: Arc::new(versions.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+        jobs: Arc::new(
+            p.jobs
+                .into_iter()
+                .map(|j| ((j.namespace.clone(), j.id.clone()), Arc::new(j)))
+                .collect(),
+        ),
+        job_versions: Arc::new(
+            versions
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        ),
         job_summaries: Arc::new(
-            p.job_summaries.into_iter().map(|s| ((s.namespace.clone(), s.job_id.clone()), Arc::new(s))).collect(),
+            p.job_summaries
+                .into_iter()
+                .map(|s| ((s.namespace.clone(), s.job_id.clone()), Arc::new(s)))
+                .collect(),
         ),
         submissions: Arc::new(
-            p.submissions.into_iter().map(|s| ((s.namespace, s.job_id, s.version), Arc::new(s.submission))).collect(),
+            p.submissions
+                .into_iter()
+                .map(|s| ((s.namespace, s.job_id, s.version), Arc::new(s.submission)))
+                .collect(),
         ),
-        evals: Arc::new(p.evals.into_iter().map(|e| (e.id.clone(), Arc::new(e))).collect()),
-        allocs: Arc::new(p.allocs.into_iter().map(|a| (a.id.clone(), Arc::new(a))).collect()),
-        nodes: Arc::new(p.nodes.into_iter().map(|n| (n.id.clone(), Arc::new(n))).collect()),
+        evals: Arc::new(
+            p.evals
+                .into_iter()
+                .map(|e| (e.id.clone(), Arc::new(e)))
+                .collect(),
+        ),
+        allocs: Arc::new(
+            p.allocs
+                .into_iter()
+                .map(|a| (a.id.clone(), Arc::new(a)))
+                .collect(),
+        ),
+        nodes: Arc::new(
+            p.nodes
+                .into_iter()
+                .map(|n| (n.id.clone(), Arc::new(n)))
+                .collect(),
+        ),
         ..Tables::default()
     };
     t.reindex();

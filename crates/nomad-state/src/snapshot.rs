@@ -23,6 +23,12 @@ impl StateSnapshot {
         self.t.raw_index(tables).max(1)
     }
 
+    /// The highest index of the given tables without the floor (0 when none was written);
+    /// what [`crate::StateStore::wait_for_change`] compares against.
+    pub fn index_raw(&self, tables: &[Table]) -> u64 {
+        self.t.raw_index(tables)
+    }
+
     /// The latest applied index of the whole store (0 when empty).
     pub fn latest_index(&self) -> u64 {
         self.t.index
@@ -43,7 +49,10 @@ impl StateSnapshot {
 
     /// One job.
     pub fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
-        self.t.jobs.get(&(namespace.to_string(), id.to_string())).cloned()
+        self.t
+            .jobs
+            .get(&(namespace.to_string(), id.to_string()))
+            .cloned()
     }
 
     /// The kept versions of a job, newest first (empty for an unknown job).
@@ -57,17 +66,25 @@ impl StateSnapshot {
 
     /// One kept version of a job.
     pub fn job_version(&self, namespace: &str, id: &str, version: u64) -> Option<Arc<Job>> {
-        self.job_versions(namespace, id).into_iter().find(|j| j.version == version)
+        self.job_versions(namespace, id)
+            .into_iter()
+            .find(|j| j.version == version)
     }
 
     /// A job's summary (always present for an existing job).
     pub fn job_summary(&self, namespace: &str, id: &str) -> Option<JobSummary> {
-        self.t.job_summaries.get(&(namespace.to_string(), id.to_string())).map(|s| (**s).clone())
+        self.t
+            .job_summaries
+            .get(&(namespace.to_string(), id.to_string()))
+            .map(|s| (**s).clone())
     }
 
     /// The submission of a job version.
     pub fn job_submission(&self, namespace: &str, id: &str, version: u64) -> Option<JobSubmission> {
-        self.t.submissions.get(&(namespace.to_string(), id.to_string(), version)).map(|s| (**s).clone())
+        self.t
+            .submissions
+            .get(&(namespace.to_string(), id.to_string(), version))
+            .map(|s| (**s).clone())
     }
 
     /// All allocations (optionally one namespace, ID prefix), sorted by ID.
@@ -102,7 +119,9 @@ impl StateSnapshot {
     }
 
     fn lookup_allocs(&self, ids: Vec<String>) -> Vec<Arc<Allocation>> {
-        ids.iter().filter_map(|id| self.t.allocs.get(id).cloned()).collect()
+        ids.iter()
+            .filter_map(|id| self.t.allocs.get(id).cloned())
+            .collect()
     }
 
     /// Evaluations (optionally one namespace, ID prefix), sorted by ID.
@@ -123,7 +142,11 @@ impl StateSnapshot {
 
     /// Evaluations of a job.
     pub fn evals_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Evaluation>> {
-        self.t.eval_ids_by_job(namespace, job_id).iter().filter_map(|id| self.t.evals.get(id).cloned()).collect()
+        self.t
+            .eval_ids_by_job(namespace, job_id)
+            .iter()
+            .filter_map(|id| self.t.evals.get(id).cloned())
+            .collect()
     }
 
     /// Nodes (ID prefix), sorted by ID.

@@ -36,7 +36,12 @@ pub(crate) struct Tables {
 impl Tables {
     /// Highest index of `tables`, 0 when none was written.
     pub(crate) fn raw_index(&self, tables: &[Table]) -> u64 {
-        tables.iter().filter_map(|t| self.table_index.get(t)).copied().max().unwrap_or(0)
+        tables
+            .iter()
+            .filter_map(|t| self.table_index.get(t))
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     pub(crate) fn touch(&mut self, table: Table, index: u64) {
@@ -84,14 +89,22 @@ impl Tables {
         if let Some(old) = self.allocs.get(&alloc.id).cloned() {
             self.unindex_alloc(&old);
         }
-        Arc::make_mut(&mut self.allocs_by_job).insert((alloc.namespace.clone(), alloc.job_id.clone(), alloc.id.clone()));
+        Arc::make_mut(&mut self.allocs_by_job).insert((
+            alloc.namespace.clone(),
+            alloc.job_id.clone(),
+            alloc.id.clone(),
+        ));
         Arc::make_mut(&mut self.allocs_by_node).insert((alloc.node_id.clone(), alloc.id.clone()));
         Arc::make_mut(&mut self.allocs_by_eval).insert((alloc.eval_id.clone(), alloc.id.clone()));
         Arc::make_mut(&mut self.allocs).insert(alloc.id.clone(), Arc::new(alloc));
     }
 
     fn unindex_alloc(&mut self, old: &Allocation) {
-        Arc::make_mut(&mut self.allocs_by_job).remove(&(old.namespace.clone(), old.job_id.clone(), old.id.clone()));
+        Arc::make_mut(&mut self.allocs_by_job).remove(&(
+            old.namespace.clone(),
+            old.job_id.clone(),
+            old.id.clone(),
+        ));
         Arc::make_mut(&mut self.allocs_by_node).remove(&(old.node_id.clone(), old.id.clone()));
         Arc::make_mut(&mut self.allocs_by_eval).remove(&(old.eval_id.clone(), old.id.clone()));
     }
@@ -99,9 +112,17 @@ impl Tables {
     /// Inserts or replaces an eval, keeping the job index right.
     pub(crate) fn put_eval(&mut self, eval: Evaluation) {
         if let Some(old) = self.evals.get(&eval.id).cloned() {
-            Arc::make_mut(&mut self.evals_by_job).remove(&(old.namespace.clone(), old.job_id.clone(), old.id.clone()));
+            Arc::make_mut(&mut self.evals_by_job).remove(&(
+                old.namespace.clone(),
+                old.job_id.clone(),
+                old.id.clone(),
+            ));
         }
-        Arc::make_mut(&mut self.evals_by_job).insert((eval.namespace.clone(), eval.job_id.clone(), eval.id.clone()));
+        Arc::make_mut(&mut self.evals_by_job).insert((
+            eval.namespace.clone(),
+            eval.job_id.clone(),
+            eval.id.clone(),
+        ));
         Arc::make_mut(&mut self.evals).insert(eval.id.clone(), Arc::new(eval));
     }
 
@@ -118,7 +139,11 @@ impl Tables {
         self.allocs_by_job = Arc::new(by_job);
         self.allocs_by_node = Arc::new(by_node);
         self.allocs_by_eval = Arc::new(by_eval);
-        self.evals_by_job =
-            Arc::new(self.evals.values().map(|e| (e.namespace.clone(), e.job_id.clone(), e.id.clone())).collect());
+        self.evals_by_job = Arc::new(
+            self.evals
+                .values()
+                .map(|e| (e.namespace.clone(), e.job_id.clone(), e.id.clone()))
+                .collect(),
+        );
     }
 }

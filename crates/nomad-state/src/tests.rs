@@ -12,7 +12,11 @@ fn job(id: &str) -> Job {
         task_groups: vec![TaskGroup {
             name: "web".into(),
             count: Some(2),
-            tasks: vec![Task { name: "t".into(), driver: "raw_exec".into(), ..Default::default() }],
+            tasks: vec![Task {
+                name: "t".into(),
+                driver: "raw_exec".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         ..Default::default()
@@ -52,11 +56,22 @@ fn alloc(id: &str, job_id: &str, node: &str, eval_id: &str) -> Allocation {
 }
 
 fn node(id: &str) -> Node {
-    Node { id: id.into(), name: id.into(), datacenter: "dc1".into(), status: NODE_STATUS_READY.into(), ..Default::default() }
+    Node {
+        id: id.into(),
+        name: id.into(),
+        datacenter: "dc1".into(),
+        status: NODE_STATUS_READY.into(),
+        ..Default::default()
+    }
 }
 
 fn client_update(id: &str, status: &str) -> Allocation {
-    Allocation { id: id.into(), client_status: status.into(), client_description: "x".into(), ..Default::default() }
+    Allocation {
+        id: id.into(),
+        client_status: status.into(),
+        client_description: "x".into(),
+        ..Default::default()
+    }
 }
 
 /// A log touching every command kind.
@@ -64,15 +79,25 @@ fn log() -> Vec<Command> {
     let mut j2 = job("web");
     j2.task_groups[0].count = Some(3);
     vec![
-        Command::NodeRegister { node: node("n1"), now: 1_000_000_000_000 },
+        Command::NodeRegister {
+            node: node("n1"),
+            now: 1_000_000_000_000,
+        },
         Command::JobRegister {
             job: job("web"),
             eval: Some(eval("e1", "web", EVAL_STATUS_PENDING)),
-            submission: Some(JobSubmission { source: "job {}".into(), format: "hcl2".into(), ..Default::default() }),
+            submission: Some(JobSubmission {
+                source: "job {}".into(),
+                format: "hcl2".into(),
+                ..Default::default()
+            }),
             now: 10,
         },
         Command::PlanApply {
-            allocs_upsert: vec![alloc("a1", "web", "n1", "e1"), alloc("a2", "web", "n1", "e1")],
+            allocs_upsert: vec![
+                alloc("a1", "web", "n1", "e1"),
+                alloc("a2", "web", "n1", "e1"),
+            ],
             allocs_stop: vec![],
             evals: vec![Evaluation {
                 queued_allocations: Some(BTreeMap::from([("web".to_string(), 0)])),
@@ -81,21 +106,45 @@ fn log() -> Vec<Command> {
             now: 20,
         },
         Command::AllocClientUpdate {
-            allocs: vec![client_update("a1", ALLOC_CLIENT_RUNNING), client_update("a2", ALLOC_CLIENT_FAILED)],
-            evals: vec![Evaluation { triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(), ..eval("e2", "web", EVAL_STATUS_PENDING) }],
+            allocs: vec![
+                client_update("a1", ALLOC_CLIENT_RUNNING),
+                client_update("a2", ALLOC_CLIENT_FAILED),
+            ],
+            evals: vec![Evaluation {
+                triggered_by: TRIGGER_RETRY_FAILED_ALLOC.into(),
+                ..eval("e2", "web", EVAL_STATUS_PENDING)
+            }],
             now: 30,
         },
-        Command::JobRegister { job: j2, eval: Some(eval("e3", "web", EVAL_STATUS_PENDING)), submission: None, now: 40 },
+        Command::JobRegister {
+            job: j2,
+            eval: Some(eval("e3", "web", EVAL_STATUS_PENDING)),
+            submission: None,
+            now: 40,
+        },
         Command::AllocDesiredTransition {
             alloc_ids: vec!["a1".into()],
             desired_status: None,
             desired_description: None,
-            transition: DesiredTransition { migrate: Some(true), ..Default::default() },
-            evals: vec![Evaluation { triggered_by: TRIGGER_ALLOC_STOP.into(), ..eval("e4", "web", EVAL_STATUS_PENDING) }],
+            transition: DesiredTransition {
+                migrate: Some(true),
+                ..Default::default()
+            },
+            evals: vec![Evaluation {
+                triggered_by: TRIGGER_ALLOC_STOP.into(),
+                ..eval("e4", "web", EVAL_STATUS_PENDING)
+            }],
             now: 50,
         },
-        Command::NodeStatusUpdate { node_id: "n1".into(), status: NODE_STATUS_DOWN.into(), evals: vec![], now: 60 },
-        Command::EvalsUpsert { evals: vec![eval("e5", "web", EVAL_STATUS_BLOCKED)] },
+        Command::NodeStatusUpdate {
+            node_id: "n1".into(),
+            status: NODE_STATUS_DOWN.into(),
+            evals: vec![],
+            now: 60,
+        },
+        Command::EvalsUpsert {
+            evals: vec![eval("e5", "web", EVAL_STATUS_BLOCKED)],
+        },
         Command::JobDeregister {
             namespace: "default".into(),
             job_id: "web".into(),
@@ -138,13 +187,39 @@ fn persist_restore_round_trip() {
 #[test]
 fn version_bump_rules() {
     let s = StateStore::new();
-    s.apply(1, &Command::JobRegister { job: job("web"), eval: None, submission: None, now: 1 }).unwrap();
+    s.apply(
+        1,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
     let j = s.snapshot().job("default", "web").unwrap();
-    assert_eq!((j.version, j.create_index, j.modify_index, j.job_modify_index, j.submit_time), (0, 1, 1, 1, 1));
+    assert_eq!(
+        (
+            j.version,
+            j.create_index,
+            j.modify_index,
+            j.job_modify_index,
+            j.submit_time
+        ),
+        (0, 1, 1, 1, 1)
+    );
 
     // Unchanged: no new version, job untouched, but the eval goes in with the old JobModifyIndex.
-    s.apply(2, &Command::JobRegister { job: job("web"), eval: Some(eval("e1", "web", "pending")), submission: None, now: 2 })
-        .unwrap();
+    s.apply(
+        2,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: Some(eval("e1", "web", "pending")),
+            submission: None,
+            now: 2,
+        },
+    )
+    .unwrap();
     let snap = s.snapshot();
     let j = snap.job("default", "web").unwrap();
     assert_eq!((j.version, j.job_modify_index, j.submit_time), (0, 1, 1));
@@ -154,17 +229,44 @@ fn version_bump_rules() {
     // Changed spec: version 1.
     let mut j2 = job("web");
     j2.task_groups[0].count = Some(5);
-    let sub = JobSubmission { source: "v1".into(), ..Default::default() };
-    s.apply(3, &Command::JobRegister { job: j2.clone(), eval: None, submission: Some(sub), now: 3 }).unwrap();
+    let sub = JobSubmission {
+        source: "v1".into(),
+        ..Default::default()
+    };
+    s.apply(
+        3,
+        &Command::JobRegister {
+            job: j2.clone(),
+            eval: None,
+            submission: Some(sub),
+            now: 3,
+        },
+    )
+    .unwrap();
     let snap = s.snapshot();
     let j = snap.job("default", "web").unwrap();
-    assert_eq!((j.version, j.create_index, j.job_modify_index, j.submit_time), (1, 1, 3, 3));
-    assert_eq!(snap.job_submission("default", "web", 1).unwrap().source, "v1");
+    assert_eq!(
+        (j.version, j.create_index, j.job_modify_index, j.submit_time),
+        (1, 1, 3, 3)
+    );
+    assert_eq!(
+        snap.job_submission("default", "web", 1).unwrap().source,
+        "v1"
+    );
     assert!(snap.job_submission("default", "web", 0).is_none());
 
     // Stop bumps the version and sets Stop.
-    s.apply(4, &Command::JobDeregister { namespace: "default".into(), job_id: "web".into(), purge: false, eval: None, now: 4 })
-        .unwrap();
+    s.apply(
+        4,
+        &Command::JobDeregister {
+            namespace: "default".into(),
+            job_id: "web".into(),
+            purge: false,
+            eval: None,
+            now: 4,
+        },
+    )
+    .unwrap();
     let j = s.snapshot().job("default", "web").unwrap();
     assert!(j.stop);
     assert_eq!(j.version, 2);
@@ -173,7 +275,16 @@ fn version_bump_rules() {
     for i in 0..10u64 {
         let mut jj = job("web");
         jj.task_groups[0].count = Some(10 + i as i64);
-        s.apply(5 + i, &Command::JobRegister { job: jj, eval: None, submission: None, now: 5 }).unwrap();
+        s.apply(
+            5 + i,
+            &Command::JobRegister {
+                job: jj,
+                eval: None,
+                submission: None,
+                now: 5,
+            },
+        )
+        .unwrap();
     }
     let versions = s.snapshot().job_versions("default", "web");
     assert_eq!(versions.len(), JOB_TRACKED_VERSIONS);
@@ -181,28 +292,63 @@ fn version_bump_rules() {
     assert_eq!(versions[5].version, 7);
 
     // Purge removes job, versions and summary.
-    s.apply(20, &Command::JobDeregister { namespace: "default".into(), job_id: "web".into(), purge: true, eval: None, now: 6 })
-        .unwrap();
+    s.apply(
+        20,
+        &Command::JobDeregister {
+            namespace: "default".into(),
+            job_id: "web".into(),
+            purge: true,
+            eval: None,
+            now: 6,
+        },
+    )
+    .unwrap();
     let snap = s.snapshot();
     assert!(snap.job("default", "web").is_none());
     assert!(snap.job_summary("default", "web").is_none());
     assert!(snap.job_versions("default", "web").is_empty());
     assert_eq!(
-        s.apply(21, &Command::JobDeregister { namespace: "default".into(), job_id: "web".into(), purge: true, eval: None, now: 6 }),
+        s.apply(
+            21,
+            &Command::JobDeregister {
+                namespace: "default".into(),
+                job_id: "web".into(),
+                purge: true,
+                eval: None,
+                now: 6
+            }
+        ),
         Err(StateError::NotFound("job".into()))
     );
     // The failed command changed nothing, and the index must still increase.
     assert_eq!(s.latest_index(), 20);
-    assert!(s.apply(20, &Command::EvalsUpsert { evals: vec![] }).is_err());
+    assert!(s
+        .apply(20, &Command::EvalsUpsert { evals: vec![] })
+        .is_err());
 }
 
 #[test]
 fn job_status_transitions() {
     let s = StateStore::new();
     let status = |s: &StateStore| s.snapshot().job("default", "web").unwrap().status.clone();
-    s.apply(1, &Command::JobRegister { job: job("web"), eval: None, submission: None, now: 1 }).unwrap();
+    s.apply(
+        1,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(status(&s), JOB_STATUS_PENDING);
-    s.apply(2, &Command::EvalsUpsert { evals: vec![eval("e1", "web", EVAL_STATUS_PENDING)] }).unwrap();
+    s.apply(
+        2,
+        &Command::EvalsUpsert {
+            evals: vec![eval("e1", "web", EVAL_STATUS_PENDING)],
+        },
+    )
+    .unwrap();
     assert_eq!(status(&s), JOB_STATUS_PENDING);
     s.apply(
         3,
@@ -215,8 +361,15 @@ fn job_status_transitions() {
     )
     .unwrap();
     assert_eq!(status(&s), JOB_STATUS_RUNNING);
-    s.apply(4, &Command::AllocClientUpdate { allocs: vec![client_update("a1", ALLOC_CLIENT_COMPLETE)], evals: vec![], now: 4 })
-        .unwrap();
+    s.apply(
+        4,
+        &Command::AllocClientUpdate {
+            allocs: vec![client_update("a1", ALLOC_CLIENT_COMPLETE)],
+            evals: vec![],
+            now: 4,
+        },
+    )
+    .unwrap();
     assert_eq!(status(&s), JOB_STATUS_DEAD);
     let j = s.snapshot().job("default", "web").unwrap();
     assert_eq!(j.modify_index, 4);
@@ -224,18 +377,50 @@ fn job_status_transitions() {
     // System jobs run until stopped.
     let mut sys = job("sys");
     sys.job_type = JOB_TYPE_SYSTEM.into();
-    s.apply(5, &Command::JobRegister { job: sys, eval: None, submission: None, now: 5 }).unwrap();
-    assert_eq!(s.snapshot().job("default", "sys").unwrap().status, JOB_STATUS_RUNNING);
-    s.apply(6, &Command::JobDeregister { namespace: "default".into(), job_id: "sys".into(), purge: false, eval: None, now: 6 })
-        .unwrap();
-    assert_eq!(s.snapshot().job("default", "sys").unwrap().status, JOB_STATUS_DEAD);
+    s.apply(
+        5,
+        &Command::JobRegister {
+            job: sys,
+            eval: None,
+            submission: None,
+            now: 5,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.snapshot().job("default", "sys").unwrap().status,
+        JOB_STATUS_RUNNING
+    );
+    s.apply(
+        6,
+        &Command::JobDeregister {
+            namespace: "default".into(),
+            job_id: "sys".into(),
+            purge: false,
+            eval: None,
+            now: 6,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.snapshot().job("default", "sys").unwrap().status,
+        JOB_STATUS_DEAD
+    );
 }
 
 #[test]
 fn summary_counts() {
     let s = StateStore::new();
-    s.apply(1, &Command::JobRegister { job: job("web"), eval: Some(eval("e1", "web", "pending")), submission: None, now: 1 })
-        .unwrap();
+    s.apply(
+        1,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: Some(eval("e1", "web", "pending")),
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
     let sum = s.snapshot().job_summary("default", "web").unwrap();
     assert_eq!(sum.summary["web"], TaskGroupSummary::default());
     assert_eq!((sum.create_index, sum.namespace.as_str()), (1, "default"));
@@ -257,51 +442,132 @@ fn summary_counts() {
     let tg = s.snapshot().job_summary("default", "web").unwrap().summary["web"].clone();
     assert_eq!((tg.queued, tg.starting, tg.running), (1, 1, 0));
 
-    s.apply(3, &Command::AllocClientUpdate { allocs: vec![client_update("a1", ALLOC_CLIENT_RUNNING)], evals: vec![], now: 3 })
-        .unwrap();
+    s.apply(
+        3,
+        &Command::AllocClientUpdate {
+            allocs: vec![client_update("a1", ALLOC_CLIENT_RUNNING)],
+            evals: vec![],
+            now: 3,
+        },
+    )
+    .unwrap();
     let tg = s.snapshot().job_summary("default", "web").unwrap().summary["web"].clone();
     assert_eq!((tg.starting, tg.running), (0, 1));
-    s.apply(4, &Command::AllocClientUpdate { allocs: vec![client_update("a1", ALLOC_CLIENT_FAILED)], evals: vec![], now: 4 })
-        .unwrap();
+    s.apply(
+        4,
+        &Command::AllocClientUpdate {
+            allocs: vec![client_update("a1", ALLOC_CLIENT_FAILED)],
+            evals: vec![],
+            now: 4,
+        },
+    )
+    .unwrap();
     let tg = s.snapshot().job_summary("default", "web").unwrap().summary["web"].clone();
     assert_eq!((tg.running, tg.failed), (0, 1));
 
     // A client update keeps the server-side fields.
     let a = s.snapshot().alloc("a1").unwrap();
-    assert_eq!((a.desired_status.as_str(), a.eval_id.as_str(), a.create_index, a.modify_index), ("run", "e1", 2, 4));
+    assert_eq!(
+        (
+            a.desired_status.as_str(),
+            a.eval_id.as_str(),
+            a.create_index,
+            a.modify_index
+        ),
+        ("run", "e1", 2, 4)
+    );
     assert_eq!(a.alloc_modify_index, 2);
     assert_eq!(a.modify_time, 4);
     assert!(a.job.is_some(), "the plan applier attaches the job");
 
     // The scheduler marks an alloc lost: client status taken from the plan.
-    s.apply(5, &Command::PlanApply { allocs_upsert: vec![alloc("a2", "web", "n1", "e1")], allocs_stop: vec![], evals: vec![], now: 5 })
-        .unwrap();
+    s.apply(
+        5,
+        &Command::PlanApply {
+            allocs_upsert: vec![alloc("a2", "web", "n1", "e1")],
+            allocs_stop: vec![],
+            evals: vec![],
+            now: 5,
+        },
+    )
+    .unwrap();
     let mut lost = (*s.snapshot().alloc("a2").unwrap()).clone();
     lost.desired_status = ALLOC_DESIRED_STOP.into();
     lost.client_status = ALLOC_CLIENT_LOST.into();
     lost.desired_description = "alloc is lost since its node is down".into();
-    s.apply(6, &Command::PlanApply { allocs_upsert: vec![lost], allocs_stop: vec![], evals: vec![], now: 6 }).unwrap();
+    s.apply(
+        6,
+        &Command::PlanApply {
+            allocs_upsert: vec![lost],
+            allocs_stop: vec![],
+            evals: vec![],
+            now: 6,
+        },
+    )
+    .unwrap();
     let tg = s.snapshot().job_summary("default", "web").unwrap().summary["web"].clone();
     assert_eq!((tg.starting, tg.lost), (0, 1));
 
     // Stops from a plan set the desired status only.
-    s.apply(7, &Command::PlanApply { allocs_upsert: vec![], allocs_stop: vec![("a1".into(), "stop it".into())], evals: vec![], now: 7 })
-        .unwrap();
+    s.apply(
+        7,
+        &Command::PlanApply {
+            allocs_upsert: vec![],
+            allocs_stop: vec![("a1".into(), "stop it".into())],
+            evals: vec![],
+            now: 7,
+        },
+    )
+    .unwrap();
     let a = s.snapshot().alloc("a1").unwrap();
-    assert_eq!((a.desired_status.as_str(), a.desired_description.as_str(), a.client_status.as_str()), ("stop", "stop it", "failed"));
+    assert_eq!(
+        (
+            a.desired_status.as_str(),
+            a.desired_description.as_str(),
+            a.client_status.as_str()
+        ),
+        ("stop", "stop it", "failed")
+    );
 }
 
 #[test]
 fn blocked_evals_are_replaced_and_cancelled() {
     let s = StateStore::new();
-    s.apply(1, &Command::JobRegister { job: job("web"), eval: None, submission: None, now: 1 }).unwrap();
-    s.apply(2, &Command::EvalsUpsert { evals: vec![eval("b1", "web", EVAL_STATUS_BLOCKED)] }).unwrap();
-    s.apply(3, &Command::EvalsUpsert { evals: vec![eval("b2", "web", EVAL_STATUS_BLOCKED)] }).unwrap();
+    s.apply(
+        1,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
+    s.apply(
+        2,
+        &Command::EvalsUpsert {
+            evals: vec![eval("b1", "web", EVAL_STATUS_BLOCKED)],
+        },
+    )
+    .unwrap();
+    s.apply(
+        3,
+        &Command::EvalsUpsert {
+            evals: vec![eval("b2", "web", EVAL_STATUS_BLOCKED)],
+        },
+    )
+    .unwrap();
     let snap = s.snapshot();
     assert_eq!(snap.eval("b1").unwrap().status, EVAL_STATUS_CANCELED);
     assert_eq!(snap.eval("b2").unwrap().status, EVAL_STATUS_BLOCKED);
     assert_eq!(snap.eval("b2").unwrap().create_index, 3);
-    s.apply(4, &Command::EvalsUpsert { evals: vec![eval("c1", "web", EVAL_STATUS_COMPLETE)] }).unwrap();
+    s.apply(
+        4,
+        &Command::EvalsUpsert {
+            evals: vec![eval("c1", "web", EVAL_STATUS_COMPLETE)],
+        },
+    )
+    .unwrap();
     let b2 = s.snapshot().eval("b2").unwrap();
     assert_eq!(b2.status, EVAL_STATUS_CANCELED);
     assert_eq!(b2.status_description, "evaluation \"c1\" successful");
@@ -311,27 +577,86 @@ fn blocked_evals_are_replaced_and_cancelled() {
 #[test]
 fn node_register_keeps_operator_fields() {
     let s = StateStore::new();
-    s.apply(1, &Command::NodeRegister { node: node("n0"), now: 7_000_000_000 }).unwrap();
+    s.apply(
+        1,
+        &Command::NodeRegister {
+            node: node("n0"),
+            now: 7_000_000_000,
+        },
+    )
+    .unwrap();
     let n = s.snapshot().node("n0").unwrap();
-    assert_eq!((n.create_index, n.scheduling_eligibility.as_str(), n.status_updated_at), (1, "eligible", 7));
+    assert_eq!(
+        (
+            n.create_index,
+            n.scheduling_eligibility.as_str(),
+            n.status_updated_at
+        ),
+        (1, "eligible", 7)
+    );
     assert_eq!(n.events.as_ref().unwrap()[0].message, "Node registered");
 
     let mut ineligible = node("n1");
     ineligible.scheduling_eligibility = NODE_INELIGIBLE.into();
-    s.apply(2, &Command::NodeRegister { node: ineligible, now: 8_000_000_000 }).unwrap();
-    s.apply(3, &Command::NodeStatusUpdate { node_id: "n1".into(), status: NODE_STATUS_DOWN.into(), evals: vec![], now: 9_000_000_000 })
-        .unwrap();
+    s.apply(
+        2,
+        &Command::NodeRegister {
+            node: ineligible,
+            now: 8_000_000_000,
+        },
+    )
+    .unwrap();
+    s.apply(
+        3,
+        &Command::NodeStatusUpdate {
+            node_id: "n1".into(),
+            status: NODE_STATUS_DOWN.into(),
+            evals: vec![],
+            now: 9_000_000_000,
+        },
+    )
+    .unwrap();
     let mut again = node("n1");
     again.scheduling_eligibility = NODE_ELIGIBLE.into();
     again.status_updated_at = 0;
-    s.apply(4, &Command::NodeRegister { node: again, now: 10_000_000_000 }).unwrap();
+    s.apply(
+        4,
+        &Command::NodeRegister {
+            node: again,
+            now: 10_000_000_000,
+        },
+    )
+    .unwrap();
     let n = s.snapshot().node("n1").unwrap();
-    assert_eq!((n.create_index, n.modify_index, n.status.as_str()), (2, 4, "ready"));
-    assert_eq!(n.scheduling_eligibility, NODE_INELIGIBLE);
-    let msgs: Vec<_> = n.events.iter().flatten().map(|e| e.message.as_str()).collect();
-    assert_eq!(msgs, ["Node registered", "Node heartbeat missed", "Node re-registered"]);
     assert_eq!(
-        s.apply(5, &Command::NodeStatusUpdate { node_id: "nx".into(), status: "down".into(), evals: vec![], now: 1 }),
+        (n.create_index, n.modify_index, n.status.as_str()),
+        (2, 4, "ready")
+    );
+    assert_eq!(n.scheduling_eligibility, NODE_INELIGIBLE);
+    let msgs: Vec<_> = n
+        .events
+        .iter()
+        .flatten()
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "Node registered",
+            "Node heartbeat missed",
+            "Node re-registered"
+        ]
+    );
+    assert_eq!(
+        s.apply(
+            5,
+            &Command::NodeStatusUpdate {
+                node_id: "nx".into(),
+                status: "down".into(),
+                evals: vec![],
+                now: 1
+            }
+        ),
         Err(StateError::NotFound("node".into()))
     );
 }
@@ -341,12 +666,37 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
     let s = StateStore::new();
     let empty = s.snapshot();
     assert_eq!(empty.index(&[Table::Jobs]), 1);
-    s.apply(1, &Command::JobRegister { job: job("web"), eval: None, submission: None, now: 1 }).unwrap();
+    s.apply(
+        1,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
     let before = s.snapshot();
-    s.apply(2, &Command::NodeRegister { node: node("n1"), now: 1 }).unwrap();
+    s.apply(
+        2,
+        &Command::NodeRegister {
+            node: node("n1"),
+            now: 1,
+        },
+    )
+    .unwrap();
     let mut j = job("api");
     j.namespace = "other".into();
-    s.apply(3, &Command::JobRegister { job: j, eval: None, submission: None, now: 1 }).unwrap();
+    s.apply(
+        3,
+        &Command::JobRegister {
+            job: j,
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
     assert!(before.node("n1").is_none());
     assert!(empty.job("default", "web").is_none());
     let now = s.snapshot();
@@ -362,13 +712,30 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
 #[tokio::test]
 async fn wait_wakes_on_change_and_times_out() {
     let s = StateStore::new();
-    s.apply(1, &Command::NodeRegister { node: node("n1"), now: 1 }).unwrap();
+    s.apply(
+        1,
+        &Command::NodeRegister {
+            node: node("n1"),
+            now: 1,
+        },
+    )
+    .unwrap();
 
     // A change to another table does not wake a waiter; the timeout does.
     let start = tokio::time::Instant::now();
     let s2 = s.clone();
-    let waiter = tokio::spawn(async move { s2.wait_for_change(&[Table::Jobs], 1, Duration::from_millis(200)).await });
-    s.apply(2, &Command::NodeRegister { node: node("n2"), now: 1 }).unwrap();
+    let waiter = tokio::spawn(async move {
+        s2.wait_for_change(&[Table::Jobs], 1, Duration::from_millis(200))
+            .await
+    });
+    s.apply(
+        2,
+        &Command::NodeRegister {
+            node: node("n2"),
+            now: 1,
+        },
+    )
+    .unwrap();
     waiter.await.unwrap();
     assert!(start.elapsed() >= Duration::from_millis(200));
     assert!(s.snapshot().job("default", "web").is_none());
@@ -376,14 +743,32 @@ async fn wait_wakes_on_change_and_times_out() {
     // A change to the watched table wakes it long before the timeout.
     let start = tokio::time::Instant::now();
     let s2 = s.clone();
-    let waiter = tokio::spawn(async move { s2.wait_for_change(&[Table::Jobs], 2, Duration::from_secs(30)).await });
+    let waiter = tokio::spawn(async move {
+        s2.wait_for_change(&[Table::Jobs], 2, Duration::from_secs(30))
+            .await
+    });
     tokio::task::yield_now().await;
-    s.apply(3, &Command::JobRegister { job: job("web"), eval: None, submission: None, now: 1 }).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("woken").unwrap();
+    s.apply(
+        3,
+        &Command::JobRegister {
+            job: job("web"),
+            eval: None,
+            submission: None,
+            now: 1,
+        },
+    )
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
 
     // Already past the index: returns at once.
-    tokio::time::timeout(Duration::from_secs(1), s.wait_for_change(&[Table::Nodes], 1, Duration::from_secs(60)))
-        .await
-        .expect("immediate");
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        s.wait_for_change(&[Table::Nodes], 1, Duration::from_secs(60)),
+    )
+    .await
+    .expect("immediate");
 }

@@ -10,7 +10,7 @@ pub mod version;
 use nomad_structs::{AllocListStub, JobListStub};
 
 use crate::api::Client;
-use crate::format::{format_list, format_unix_nanos, limit, pretty_time_diff, now_nanos};
+use crate::format::{format_list, format_unix_nanos, limit, now_nanos, pretty_time_diff};
 use crate::goflag::{FlagError, FlagSet};
 use crate::meta::{self, Meta};
 
@@ -20,12 +20,12 @@ pub fn parse_flags(fs: &mut FlagSet, args: &[String], help: &str) -> Result<Vec<
     match fs.parse(args) {
         Ok(rest) => Ok(rest),
         Err(FlagError::Help) => {
-            println!("{}", help.trim_end());
+            outln!("{}", help.trim_end());
             Err(0)
         }
         Err(FlagError::Invalid(msg)) => {
             eprintln!("{msg}");
-            println!("{}", help.trim_end());
+            outln!("{}", help.trim_end());
             Err(1)
         }
     }
@@ -40,7 +40,11 @@ pub fn client_flags() -> FlagSet {
 
 /// Help text with the general options appended.
 pub fn with_general(usage: &str, specific: &str) -> String {
-    let mut s = format!("{}\n\nGeneral Options:\n\n{}\n", usage.trim_end(), meta::general_options_usage());
+    let mut s = format!(
+        "{}\n\nGeneral Options:\n\n{}\n",
+        usage.trim_end(),
+        meta::general_options_usage()
+    );
     if !specific.is_empty() {
         s.push('\n');
         s.push_str(specific.trim_end());
@@ -73,7 +77,10 @@ pub fn status_list_output(jobs: &[JobListStub], all_ns: bool) -> String {
         let status = status_string(&j.status, j.stop);
         let date = format_unix_nanos(j.submit_time);
         if all_ns {
-            out.push(format!("{}|{}|{}|{}|{}|{}", j.id, j.job_summary.namespace, t, j.priority, status, date));
+            out.push(format!(
+                "{}|{}|{}|{}|{}|{}",
+                j.id, j.job_summary.namespace, t, j.priority, status, date
+            ));
         } else {
             out.push(format!("{}|{}|{}|{}|{}", j.id, t, j.priority, status, date));
         }
@@ -91,14 +98,25 @@ pub fn status_string(status: &str, stop: bool) -> String {
 }
 
 /// Resolves a job ID prefix to `(id, namespace)` (Nomad `JobIDByPrefix`).
-pub fn job_id_by_prefix(client: &Client, meta: &Meta, prefix: &str) -> Result<(String, String), String> {
+pub fn job_id_by_prefix(
+    client: &Client,
+    meta: &Meta,
+    prefix: &str,
+) -> Result<(String, String), String> {
     let max = 20;
-    let jobs: Vec<JobListStub> =
-        match client.get("/v1/jobs", &[("prefix", prefix.to_string()), ("per_page", max.to_string())]) {
-            Ok(j) => j,
-            Err(e) if e.to_string().contains("Permission denied") => return Ok((prefix.to_string(), String::new())),
-            Err(e) => return Err(format!("Error querying job prefix {prefix:?}: {e}")),
-        };
+    let jobs: Vec<JobListStub> = match client.get(
+        "/v1/jobs",
+        &[
+            ("prefix", prefix.to_string()),
+            ("per_page", max.to_string()),
+        ],
+    ) {
+        Ok(j) => j,
+        Err(e) if e.to_string().contains("Permission denied") => {
+            return Ok((prefix.to_string(), String::new()))
+        }
+        Err(e) => return Err(format!("Error querying job prefix {prefix:?}: {e}")),
+    };
     let truncated = jobs.len() >= max;
     if jobs.is_empty() {
         return Err(format!("No job(s) with prefix or ID {prefix:?} found"));
@@ -107,7 +125,11 @@ pub fn job_id_by_prefix(client: &Client, meta: &Meta, prefix: &str) -> Result<(S
         let exact = prefix == jobs[0].id;
         let multi_ns = meta.all_namespaces() && jobs[0].id == jobs[1].id;
         if !exact || multi_ns {
-            let t = if truncated { "\n(results may be truncated)" } else { "" };
+            let t = if truncated {
+                "\n(results may be truncated)"
+            } else {
+                ""
+            };
             return Err(format!(
                 "Prefix {prefix:?} matched multiple jobs\n\n{}{t}",
                 status_list_output(&jobs, meta.all_namespaces())
@@ -124,7 +146,10 @@ pub fn format_alloc_list_stubs(stubs: &[AllocListStub], verbose: bool, length: u
     }
     let mut rows = Vec::with_capacity(stubs.len() + 1);
     if verbose {
-        rows.push("ID|Eval ID|Node ID|Node Name|Task Group|Version|Desired|Status|Created|Modified".to_string());
+        rows.push(
+            "ID|Eval ID|Node ID|Node Name|Task Group|Version|Desired|Status|Created|Modified"
+                .to_string(),
+        );
         for a in stubs {
             rows.push(format!(
                 "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
@@ -195,6 +220,9 @@ mod tests {
 
     #[test]
     fn alloc_stub_table_empty() {
-        assert_eq!(format_alloc_list_stubs(&[], false, 8), "No allocations placed");
+        assert_eq!(
+            format_alloc_list_stubs(&[], false, 8),
+            "No allocations placed"
+        );
     }
 }

@@ -7,6 +7,6 @@ pub fn version_line() -> String {
 
 /// Runs `nomad version`.
 pub fn run(_args: &[String]) -> i32 {
-    println!("{}", version_line());
+    outln!("{}", version_line());
     0
 }

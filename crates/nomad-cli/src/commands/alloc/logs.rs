@@ -80,7 +80,9 @@ impl Frame {
     /// The decoded data (empty for heartbeats and events; undecodable data is skipped).
     pub fn bytes(&self) -> Vec<u8> {
         match &self.data {
-            Some(d) if !d.is_empty() => base64::engine::general_purpose::STANDARD.decode(d).unwrap_or_default(),
+            Some(d) if !d.is_empty() => base64::engine::general_purpose::STANDARD
+                .decode(d)
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -149,7 +151,14 @@ pub fn run(args: &[String]) -> i32 {
         Err(code) => return code,
     };
     if rest.is_empty() {
-        eprintln!("{}", if fs.get_bool("job") { "A job ID is required" } else { "An allocation ID is required" });
+        eprintln!(
+            "{}",
+            if fs.get_bool("job") {
+                "A job ID is required"
+            } else {
+                "An allocation ID is required"
+            }
+        );
         eprintln!("{}", error_hint("alloc logs"));
         return 1;
     }
@@ -172,7 +181,13 @@ pub fn run(args: &[String]) -> i32 {
             }
         }
     }
-    let alloc = match alloc_by_prefix(&client, &alloc_id, verbose, length, "Alloc ID must contain at least two characters.") {
+    let alloc = match alloc_by_prefix(
+        &client,
+        &alloc_id,
+        verbose,
+        length,
+        "Alloc ID must contain at least two characters.",
+    ) {
         Ok(AllocLookup::Found(a)) => a,
         Ok(AllocLookup::Multiple(table)) => {
             eprintln!("{table}");
@@ -204,7 +219,12 @@ pub fn run(args: &[String]) -> i32 {
     if !alloc.namespace.is_empty() {
         client.set_namespace(&alloc.namespace);
     }
-    let (follow, stderr, stdout, tail) = (fs.get_bool("f"), fs.get_bool("stderr"), fs.get_bool("stdout"), fs.get_bool("tail"));
+    let (follow, stderr, stdout, tail) = (
+        fs.get_bool("f"),
+        fs.get_bool("stderr"),
+        fs.get_bool("stdout"),
+        fs.get_bool("tail"),
+    );
     let (n_lines, n_bytes) = (fs.get_int("n"), fs.get_int("c"));
     let opts = Opts { follow, task };
     if follow && !(stderr || stdout || tail || n_lines > 0 || n_bytes > 0) {
@@ -226,14 +246,22 @@ pub fn run(args: &[String]) -> i32 {
     0
 }
 
-fn random_job_alloc(client: &Client, meta: &Meta, job: &str, group: &str) -> Result<String, String> {
+fn random_job_alloc(
+    client: &Client,
+    meta: &Meta,
+    job: &str,
+    group: &str,
+) -> Result<String, String> {
     let (job_id, ns) = job_id_by_prefix(client, meta, job)?;
     let mut c = client.clone();
     if !ns.is_empty() {
         c.set_namespace(&ns);
     }
     let allocs: Vec<nomad_structs::AllocListStub> = c
-        .get(&format!("/v1/job/{}/allocations", path_escape(&job_id)), &[])
+        .get(
+            &format!("/v1/job/{}/allocations", path_escape(&job_id)),
+            &[],
+        )
         .map_err(|e| format!("Error fetching allocations: {e}"))?;
     let mut running: Vec<_> = allocs
         .iter()
@@ -261,7 +289,10 @@ fn validate_task(task: &str, alloc: &Allocation) -> Result<(), String> {
         return Ok(());
     }
     let names: Vec<&str> = tg.tasks.iter().map(|t| t.name.as_str()).collect();
-    Err(format!("Could not find task named: {task}, found:\n  * {}", names.join("\n  * ")))
+    Err(format!(
+        "Could not find task named: {task}, found:\n  * {}",
+        names.join("\n  * ")
+    ))
 }
 
 fn lookup_task(alloc: &Allocation) -> Result<String, String> {
@@ -273,7 +304,10 @@ fn lookup_task(alloc: &Allocation) -> Result<String, String> {
     if tg.tasks.len() == 1 {
         return Ok(tg.tasks[0].name.clone());
     }
-    let mut s = format!("Allocation {:?} is running the following tasks:\n", limit(&alloc.id, SHORT_ID));
+    let mut s = format!(
+        "Allocation {:?} is running the following tasks:\n",
+        limit(&alloc.id, SHORT_ID)
+    );
     for t in &tg.tasks {
         s.push_str(&format!("  * {}\n", t.name));
     }
@@ -327,7 +361,8 @@ fn single_file(
 ) -> Result<(), String> {
     let mut out = std::io::stdout();
     if !tail {
-        let r = open_stream(client, alloc, opts, log_type, "start", 0, opts.follow).map_err(|e| format!("error reading file: {e}"))?;
+        let r = open_stream(client, alloc, opts, log_type, "start", 0, opts.follow)
+            .map_err(|e| format!("error reading file: {e}"))?;
         return decode_frames(r, |data| {
             let ok = out.write_all(&data).is_ok();
             let _ = out.flush();
@@ -346,7 +381,8 @@ fn single_file(
         lines = DEFAULT_TAIL_LINES;
         DEFAULT_TAIL_LINES * BYTES_TO_LINES
     };
-    let r = open_stream(client, alloc, opts, log_type, "end", offset, opts.follow).map_err(|e| format!("error tailing file: {e}"))?;
+    let r = open_stream(client, alloc, opts, log_type, "end", offset, opts.follow)
+        .map_err(|e| format!("error tailing file: {e}"))?;
     let rx = spawn_reader(r);
     if lines == -1 {
         for chunk in rx {
@@ -369,7 +405,9 @@ fn single_file(
                 last = Instant::now();
             }
             Ok(Err(e)) => return Err(format!("error following logs: {e}")),
-            Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= Duration::from_secs(1) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= Duration::from_secs(1) => {
+                break
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 ended = true;

@@ -33,7 +33,7 @@ pub fn run(args: &[String]) -> i32 {
             1
         }
         "-h" | "-help" | "--help" => {
-            println!("{}", HELP.trim_end());
+            outln!("{}", HELP.trim_end());
             0
         }
         other => {
@@ -53,13 +53,20 @@ pub enum AllocLookup {
 }
 
 /// Resolves an allocation ID prefix and fetches the allocation (errors worded like Nomad's).
-pub fn alloc_by_prefix(client: &Client, id: &str, verbose: bool, length: usize, short_msg: &str) -> Result<AllocLookup, String> {
+pub fn alloc_by_prefix(
+    client: &Client,
+    id: &str,
+    verbose: bool,
+    length: usize,
+    short_msg: &str,
+) -> Result<AllocLookup, String> {
     if id.len() == 1 {
         return Err(short_msg.to_string());
     }
     let id = sanitize_uuid_prefix(id);
-    let stubs: Vec<AllocListStub> =
-        client.get("/v1/allocations", &[("prefix", id.clone())]).map_err(|e| format!("Error querying allocation: {e}"))?;
+    let stubs: Vec<AllocListStub> = client
+        .get("/v1/allocations", &[("prefix", id.clone())])
+        .map_err(|e| format!("Error querying allocation: {e}"))?;
     if stubs.is_empty() {
         return Err(format!("No allocation(s) with prefix or id {id:?} found"));
     }
@@ -74,7 +81,10 @@ pub fn alloc_by_prefix(client: &Client, id: &str, verbose: bool, length: usize, 
         c.set_namespace(&stubs[0].namespace);
     }
     let alloc: Allocation = c
-        .get(&format!("/v1/allocation/{}", path_escape(&stubs[0].id)), &[])
+        .get(
+            &format!("/v1/allocation/{}", path_escape(&stubs[0].id)),
+            &[],
+        )
         .map_err(|e| format!("Error querying allocation: {e}"))?;
     Ok(AllocLookup::Found(Box::new(alloc)))
 }

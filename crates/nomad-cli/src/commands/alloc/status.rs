@@ -7,8 +7,8 @@ use nomad_structs::{Allocation, TaskState};
 use crate::commands::alloc::{alloc_by_prefix, AllocLookup};
 use crate::commands::{client_flags, error_hint, parse_flags, with_general};
 use crate::format::{
-    format_kv, format_list, format_list_with_spaces, format_task_time, format_unix_nanos, ibytes, json_pretty, limit,
-    now_nanos, pretty_time_diff, FULL_ID, SHORT_ID,
+    format_kv, format_list, format_list_with_spaces, format_task_time, format_unix_nanos, ibytes,
+    json_pretty, limit, now_nanos, pretty_time_diff, FULL_ID, SHORT_ID,
 };
 use crate::meta::Meta;
 use crate::monitor::format_alloc_metrics;
@@ -39,7 +39,12 @@ fn help() -> String {
 pub fn run(args: &[String]) -> i32 {
     let help = help();
     let mut fs = client_flags();
-    fs.bool("short", false).bool("verbose", false).bool("stats", false).bool("json", false).string("t", "").bool("ui", false);
+    fs.bool("short", false)
+        .bool("verbose", false)
+        .bool("stats", false)
+        .bool("json", false)
+        .string("t", "")
+        .bool("ui", false);
     let rest = match parse_flags(&mut fs, args, &help) {
         Ok(r) => r,
         Err(code) => return code,
@@ -56,7 +61,7 @@ pub fn run(args: &[String]) -> i32 {
                 return 1;
             }
         };
-        println!("{}", json_pretty(&allocs));
+        outln!("{}", json_pretty(&allocs));
         return 0;
     }
     if rest.len() != 1 {
@@ -67,10 +72,16 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     }
     let length = if verbose { FULL_ID } else { SHORT_ID };
-    let alloc = match alloc_by_prefix(&client, &rest[0], verbose, length, "Identifier must contain at least two characters.") {
+    let alloc = match alloc_by_prefix(
+        &client,
+        &rest[0],
+        verbose,
+        length,
+        "Identifier must contain at least two characters.",
+    ) {
         Ok(AllocLookup::Found(a)) => a,
         Ok(AllocLookup::Multiple(table)) => {
-            println!("{table}");
+            outln!("{table}");
             return 0;
         }
         Err(e) => {
@@ -79,24 +90,24 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if json {
-        println!("{}", json_pretty(&alloc));
+        outln!("{}", json_pretty(&alloc));
         return 0;
     }
     if fs.get_bool("short") {
-        println!("{}", format_short_info(&alloc));
+        outln!("{}", format_short_info(&alloc));
         print_short_task_status(&alloc);
         return 0;
     }
-    println!("{}", format_basic_info(&alloc, length, verbose));
+    outln!("{}", format_basic_info(&alloc, length, verbose));
     if let Some(net) = format_network_info(&alloc) {
-        println!();
-        println!("{net}");
+        outln!();
+        outln!("{net}");
     }
     print_task_details(&alloc);
     if verbose {
-        println!("\nPlacement Metrics");
+        outln!("\nPlacement Metrics");
         if let Some(m) = &alloc.metrics {
-            println!("{}", format_alloc_metrics(m, "  "));
+            outln!("{}", format_alloc_metrics(m, "  "));
         }
     }
     0
@@ -116,9 +127,15 @@ fn format_short_info(a: &Allocation) -> String {
 pub fn format_basic_info(a: &Allocation, length: usize, verbose: bool) -> String {
     let now = now_nanos();
     let (created, modified) = if verbose {
-        (format_unix_nanos(a.create_time), format_unix_nanos(a.modify_time))
+        (
+            format_unix_nanos(a.create_time),
+            format_unix_nanos(a.modify_time),
+        )
     } else {
-        (pretty_time_diff(a.create_time, now), pretty_time_diff(a.modify_time, now))
+        (
+            pretty_time_diff(a.create_time, now),
+            pretty_time_diff(a.modify_time, now),
+        )
     };
     let version = a.job.as_ref().map(|j| j.version).unwrap_or_default();
     let mut basic = vec![
@@ -141,14 +158,20 @@ pub fn format_basic_info(a: &Allocation, length: usize, verbose: bool) -> String
         basic.push("Deployment Health|unset".to_string());
     }
     if !a.next_allocation.is_empty() {
-        basic.push(format!("Replacement Alloc ID|{}", limit(&a.next_allocation, length)));
+        basic.push(format!(
+            "Replacement Alloc ID|{}",
+            limit(&a.next_allocation, length)
+        ));
     }
     if verbose {
         let m = a.metrics.clone().unwrap_or_default();
         basic.push(format!("Evaluated Nodes|{}", m.nodes_evaluated));
         basic.push(format!("Filtered Nodes|{}", m.nodes_filtered));
         basic.push(format!("Exhausted Nodes|{}", m.nodes_exhausted));
-        basic.push(format!("Allocation Time|{}", nomad_structs::duration::format_go_duration(m.allocation_time)));
+        basic.push(format!(
+            "Allocation Time|{}",
+            nomad_structs::duration::format_go_duration(m.allocation_time)
+        ));
         basic.push(format!("Failures|{}", m.coalesced_failures));
     }
     format_kv(&basic)
@@ -180,8 +203,15 @@ fn format_network_info(a: &Allocation) -> Option<String> {
             }
         }
     }
-    let mode = if nw.mode.is_empty() { String::new() } else { format!(" (mode = {:?})", nw.mode) };
-    Some(format!("Allocation Addresses{mode}:\n{}", format_list(&rows)))
+    let mode = if nw.mode.is_empty() {
+        String::new()
+    } else {
+        format!(" (mode = {:?})", nw.mode)
+    };
+    Some(format!(
+        "Allocation Addresses{mode}:\n{}",
+        format_list(&rows)
+    ))
 }
 
 fn lifecycle_rank(a: &Allocation, task: &str) -> u8 {
@@ -237,30 +267,46 @@ fn print_short_task_status(a: &Allocation) {
             .map(|e| (e.event_type.clone(), format_unix_nanos(e.time)))
             .unwrap_or_default();
         let lc = lifecycle_label(a, name);
-        let lc = lc.trim().trim_start_matches('(').trim_end_matches(')').to_string();
-        let lc = if lc.is_empty() { "main".to_string() } else { lc };
+        let lc = lc
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string();
+        let lc = if lc.is_empty() {
+            "main".to_string()
+        } else {
+            lc
+        };
         rows.push(format!("{name}|{}|{ev}|{t}|{lc}", st.state));
     }
-    println!("\nTasks");
-    println!("{}", format_list(&rows));
+    outln!("\nTasks");
+    outln!("{}", format_list(&rows));
 }
 
 fn print_task_details(a: &Allocation) {
     for (name, st) in sorted_tasks(a) {
-        println!("\nTask {name:?}{} is {:?}", lifecycle_label(a, &name), st.state);
+        outln!(
+            "\nTask {name:?}{} is {:?}",
+            lifecycle_label(a, &name),
+            st.state
+        );
         if let Some(res) = format_task_resources(a, &name) {
-            println!("Task Resources:");
-            println!("{res}");
+            outln!("Task Resources:");
+            outln!("{res}");
         }
-        println!();
-        print!("{}", format_task_status(&st));
+        outln!();
+        outln!("{}", format_task_status(&st).trim_end_matches('\n'));
     }
 }
 
 fn format_task_resources(a: &Allocation, task: &str) -> Option<String> {
     let ar = a.allocated_resources.as_ref()?;
     let tr = ar.tasks.get(task)?;
-    let disk = a.resources.as_ref().and_then(|r| r.disk_mb).unwrap_or(ar.shared.disk_mb);
+    let disk = a
+        .resources
+        .as_ref()
+        .and_then(|r| r.disk_mb)
+        .unwrap_or(ar.shared.disk_mb);
     let mut addrs: Vec<String> = Vec::new();
     for nw in tr.networks.iter().flatten() {
         for p in nw.dynamic_ports.iter().chain(nw.reserved_ports.iter()) {
@@ -276,13 +322,20 @@ fn format_task_resources(a: &Allocation, task: &str) -> Option<String> {
         ibytes(disk.max(0) as u64 * mb),
         addrs.first().cloned().unwrap_or_default()
     ));
-    let mem_max = if tr.memory.memory_max_mb != 0 && tr.memory.memory_max_mb != tr.memory.memory_mb {
-        format!("Max: {}", ibytes(tr.memory.memory_max_mb.max(0) as u64 * mb))
+    let mem_max = if tr.memory.memory_max_mb != 0 && tr.memory.memory_max_mb != tr.memory.memory_mb
+    {
+        format!(
+            "Max: {}",
+            ibytes(tr.memory.memory_max_mb.max(0) as u64 * mb)
+        )
     } else {
         String::new()
     };
     if !mem_max.is_empty() || addrs.len() > 1 {
-        rows.push(format!("|{mem_max}||{}", addrs.get(1).cloned().unwrap_or_default()));
+        rows.push(format!(
+            "|{mem_max}||{}",
+            addrs.get(1).cloned().unwrap_or_default()
+        ));
     }
     for extra in addrs.iter().skip(2) {
         rows.push(format!("|||{extra}"));
@@ -296,9 +349,15 @@ pub fn format_task_status(st: &TaskState) -> String {
     out.push_str("Task Events:\n");
     out.push_str(&format_kv(&[
         format!("Started At|{}", format_task_time(st.started_at.as_deref())),
-        format!("Finished At|{}", format_task_time(st.finished_at.as_deref())),
+        format!(
+            "Finished At|{}",
+            format_task_time(st.finished_at.as_deref())
+        ),
         format!("Total Restarts|{}", st.restarts),
-        format!("Last Restart|{}", format_task_time(st.last_restart.as_deref())),
+        format!(
+            "Last Restart|{}",
+            format_task_time(st.last_restart.as_deref())
+        ),
     ]));
     out.push_str("\n\nRecent Events:\n");
     let mut rows = vec!["Time|Type|Description".to_string()];
@@ -314,7 +373,12 @@ pub fn format_task_status(st: &TaskState) -> String {
         } else {
             e.display_message.clone()
         };
-        rows.push(format!("{}|{}|{}", format_unix_nanos(e.time), e.event_type, msg));
+        rows.push(format!(
+            "{}|{}|{}",
+            format_unix_nanos(e.time),
+            e.event_type,
+            msg
+        ));
     }
     out.push_str(&format_list(&rows));
     out.push('\n');
@@ -331,7 +395,11 @@ mod tests {
         let mut started = TaskEvent::new("Started", 2_000_000_000_000_000_000);
         started.display_message = "Task started by client".into();
         let received = TaskEvent::new("Received", 1_000_000_000_000_000_000);
-        let st = TaskState { state: "running".into(), events: Some(vec![received, started]), ..Default::default() };
+        let st = TaskState {
+            state: "running".into(),
+            events: Some(vec![received, started]),
+            ..Default::default()
+        };
         let out = format_task_status(&st);
         assert!(out.starts_with("Task Events:\nStarted At     = N/A\nFinished At    = N/A\nTotal Restarts = 0\nLast Restart   = N/A\n\nRecent Events:\nTime"));
         let started_line = out.find("Task started by client").unwrap();

@@ -8,7 +8,7 @@ pub fn run(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         Some("status") => status::run(&args[1..]),
         Some("-h" | "-help" | "--help") => {
-            println!("{}", HELP.trim_end());
+            outln!("{}", HELP.trim_end());
             0
         }
         _ => {

@@ -3,8 +3,13 @@
 use nomad_structs::{AllocListStub, Evaluation};
 
 use crate::api::path_escape;
-use crate::commands::{client_flags, error_hint, format_alloc_list_stubs, parse_flags, with_general};
-use crate::format::{format_kv, format_list, format_unix_nanos, json_pretty, limit, sanitize_uuid_prefix, FULL_ID, SHORT_ID};
+use crate::commands::{
+    client_flags, error_hint, format_alloc_list_stubs, parse_flags, with_general,
+};
+use crate::format::{
+    format_kv, format_list, format_unix_nanos, json_pretty, limit, sanitize_uuid_prefix, FULL_ID,
+    SHORT_ID,
+};
 use crate::meta::Meta;
 use crate::monitor::{failed_tg_header, format_alloc_metrics};
 
@@ -28,7 +33,11 @@ fn help() -> String {
 pub fn run(args: &[String]) -> i32 {
     let help = help();
     let mut fs = client_flags();
-    fs.bool("json", false).bool("verbose", false).bool("monitor", false).string("t", "").bool("ui", false);
+    fs.bool("json", false)
+        .bool("verbose", false)
+        .bool("monitor", false)
+        .string("t", "")
+        .bool("ui", false);
     let rest = match parse_flags(&mut fs, args, &help) {
         Ok(r) => r,
         Err(code) => return code,
@@ -59,24 +68,41 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     }
     if evals.len() > 1 {
-        let mut rows = vec!["ID|Priority|Triggered By|Job ID|Status|Placement Failures".to_string()];
+        let mut rows =
+            vec!["ID|Priority|Triggered By|Job ID|Status|Placement Failures".to_string()];
         for e in &evals {
             let f = if e.status == "blocked" {
                 "N/A - In Progress".to_string()
             } else {
-                e.failed_tg_allocs.as_ref().is_some_and(|m| !m.is_empty()).to_string()
+                e.failed_tg_allocs
+                    .as_ref()
+                    .is_some_and(|m| !m.is_empty())
+                    .to_string()
             };
-            rows.push(format!("{}|{}|{}|{}|{}|{f}", limit(&e.id, length), e.priority, e.triggered_by, e.job_id, e.status));
+            rows.push(format!(
+                "{}|{}|{}|{}|{}|{f}",
+                limit(&e.id, length),
+                e.priority,
+                e.triggered_by,
+                e.job_id,
+                e.status
+            ));
         }
-        eprintln!("Prefix matched multiple evaluations\n\n{}", format_list(&rows));
+        eprintln!(
+            "Prefix matched multiple evaluations\n\n{}",
+            format_list(&rows)
+        );
         return 1;
     }
     let eval = &evals[0];
     if fs.get_bool("json") {
-        println!("{}", json_pretty(eval));
+        outln!("{}", json_pretty(eval));
         return 0;
     }
-    let allocs: Vec<AllocListStub> = match client.get(&format!("/v1/evaluation/{}/allocations", path_escape(&eval.id)), &[]) {
+    let allocs: Vec<AllocListStub> = match client.get(
+        &format!("/v1/evaluation/{}/allocations", path_escape(&eval.id)),
+        &[],
+    ) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("Error querying related allocations: {e}");
@@ -84,8 +110,16 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     let failed = eval.failed_tg_allocs.clone().unwrap_or_default();
-    let failures = if eval.status == "blocked" { "N/A - In Progress".to_string() } else { (!failed.is_empty()).to_string() };
-    let desc = if eval.status_description.is_empty() { "<none>".to_string() } else { eval.status_description.clone() };
+    let failures = if eval.status == "blocked" {
+        "N/A - In Progress".to_string()
+    } else {
+        (!failed.is_empty()).to_string()
+    };
+    let desc = if eval.status_description.is_empty() {
+        "<none>".to_string()
+    } else {
+        eval.status_description.clone()
+    };
     let mut basic = vec![
         format!("ID|{}", limit(&eval.id, length)),
         format!("Create Time|{}", format_unix_nanos(eval.create_time)),
@@ -102,22 +136,28 @@ pub fn run(args: &[String]) -> i32 {
     }
     basic.push(format!("Priority|{}", eval.priority));
     basic.push(format!("Placement Failures|{failures}"));
-    basic.push(format!("Previous Eval|{}", limit(&eval.previous_eval, length)));
+    basic.push(format!(
+        "Previous Eval|{}",
+        limit(&eval.previous_eval, length)
+    ));
     basic.push(format!("Next Eval|{}", limit(&eval.next_eval, length)));
-    basic.push(format!("Blocked Eval|{}", limit(&eval.blocked_eval, length)));
-    println!("{}", format_kv(&basic));
+    basic.push(format!(
+        "Blocked Eval|{}",
+        limit(&eval.blocked_eval, length)
+    ));
+    outln!("{}", format_kv(&basic));
     if !allocs.is_empty() {
-        println!("\nPlaced Allocations");
-        println!("{}", format_alloc_list_stubs(&allocs, verbose, length));
+        outln!("\nPlaced Allocations");
+        outln!("{}", format_alloc_list_stubs(&allocs, verbose, length));
     }
     if !failed.is_empty() {
-        println!("\nFailed Placements");
+        outln!("\nFailed Placements");
         for (tg, m) in &failed {
-            println!("{}", failed_tg_header(tg, m));
-            println!("{}", format_alloc_metrics(m, "  "));
+            outln!("{}", failed_tg_header(tg, m));
+            outln!("{}", format_alloc_metrics(m, "  "));
         }
         if !eval.blocked_eval.is_empty() {
-            println!(
+            outln!(
                 "\nEvaluation {:?} waiting for additional capacity to place remainder",
                 limit(&eval.blocked_eval, length)
             );

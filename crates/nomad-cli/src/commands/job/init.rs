@@ -30,7 +30,10 @@ Init Options:
 /// Runs `nomad job init`.
 pub fn run(args: &[String]) -> i32 {
     let mut fs = FlagSet::new();
-    fs.bool("short", false).bool("connect", false).string("template", "").bool("list-templates", false);
+    fs.bool("short", false)
+        .bool("connect", false)
+        .string("template", "")
+        .bool("list-templates", false);
     let rest = match parse_flags(&mut fs, args, HELP) {
         Ok(r) => r,
         Err(code) => return code,
@@ -40,11 +43,15 @@ pub fn run(args: &[String]) -> i32 {
         eprintln!("{}", error_hint("job init"));
         return 1;
     }
-    if fs.get_bool("connect") || !fs.get_str("template").is_empty() || fs.get_bool("list-templates") {
+    if fs.get_bool("connect") || !fs.get_str("template").is_empty() || fs.get_bool("list-templates")
+    {
         eprintln!("Connect examples and job templates are not supported by this build");
         return 1;
     }
-    let filename = rest.first().cloned().unwrap_or_else(|| DEFAULT_FILE.to_string());
+    let filename = rest
+        .first()
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_FILE.to_string());
     match std::fs::symlink_metadata(&filename) {
         Ok(_) => {
             eprintln!("Job '{filename}' already exists");
@@ -56,12 +63,16 @@ pub fn run(args: &[String]) -> i32 {
         }
         Err(_) => {}
     }
-    let content = if fs.get_bool("short") { EXAMPLE_JOB_SHORT } else { EXAMPLE_JOB };
+    let content = if fs.get_bool("short") {
+        EXAMPLE_JOB_SHORT
+    } else {
+        EXAMPLE_JOB
+    };
     if let Err(e) = write_file(&filename, content) {
         eprintln!("Failed to write '{filename}': {e}");
         return 1;
     }
-    println!("Example job file written to {filename}");
+    outln!("Example job file written to {filename}");
     0
 }
 
@@ -83,21 +94,32 @@ mod tests {
 
     #[test]
     fn example_mentions_key_settings() {
-        for needle in ["job \"example\"", "datacenters = [\"*\"]", "group \"cache\"", "image          = \"redis:7\"", "to = 6379"] {
+        for needle in [
+            "job \"example\"",
+            "datacenters = [\"*\"]",
+            "group \"cache\"",
+            "image          = \"redis:7\"",
+            "to = 6379",
+        ] {
             assert!(EXAMPLE_JOB.contains(needle), "{needle}");
         }
     }
 
     #[test]
     fn examples_parse_with_jobspec() {
-        let opts = crate::jobspec_shim::ParseOptions { filename: DEFAULT_FILE.into(), strict: true, ..Default::default() };
-        let job = crate::jobspec_shim::parse_job(EXAMPLE_JOB, &opts).expect("example parses");
+        let opts = nomad_jobspec::ParseOptions {
+            filename: DEFAULT_FILE.into(),
+            strict: true,
+            ..Default::default()
+        };
+        let job = nomad_jobspec::parse_job(EXAMPLE_JOB, &opts).expect("example parses");
         assert_eq!(job.id, "example");
         assert_eq!(job.task_groups[0].name, "cache");
         assert_eq!(job.task_groups[0].count, Some(1));
         assert_eq!(job.task_groups[0].tasks[0].name, "redis");
         assert_eq!(job.task_groups[0].tasks[0].driver, "docker");
-        let short = crate::jobspec_shim::parse_job(EXAMPLE_JOB_SHORT, &opts).expect("short example parses");
+        let short =
+            nomad_jobspec::parse_job(EXAMPLE_JOB_SHORT, &opts).expect("short example parses");
         assert_eq!(short.task_groups[0].tasks[0].name, "redis");
     }
 }

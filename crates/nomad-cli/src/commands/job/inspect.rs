@@ -28,7 +28,10 @@ Alias: nomad inspect
 pub fn run(args: &[String]) -> i32 {
     let help = help();
     let mut fs = client_flags();
-    fs.bool("json", false).string("t", "").string("version", "").bool("hcl", false);
+    fs.bool("json", false)
+        .string("t", "")
+        .string("version", "")
+        .bool("hcl", false);
     let rest = match parse_flags(&mut fs, args, &help) {
         Ok(r) => r,
         Err(code) => return code,
@@ -43,8 +46,9 @@ pub fn run(args: &[String]) -> i32 {
                 return 1;
             }
         };
-        let jobs: Vec<nomad_structs::JobListStub> = serde_json::from_value(jobs).unwrap_or_default();
-        println!("{}", json_pretty(&jobs));
+        let jobs: Vec<nomad_structs::JobListStub> =
+            serde_json::from_value(jobs).unwrap_or_default();
+        outln!("{}", json_pretty(&jobs));
         return 0;
     }
     if rest.len() != 1 {
@@ -82,13 +86,14 @@ pub fn run(args: &[String]) -> i32 {
             #[serde(rename = "Versions")]
             versions: Vec<Job>,
         }
-        let vs: Versions = match client.get(&format!("/v1/job/{}/versions", path_escape(&job_id)), &[]) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("Error inspecting job: {e}");
-                return 1;
-            }
-        };
+        let vs: Versions =
+            match client.get(&format!("/v1/job/{}/versions", path_escape(&job_id)), &[]) {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("Error inspecting job: {e}");
+                    return 1;
+                }
+            };
         match vs.versions.into_iter().find(|j| j.version == v) {
             Some(j) => j,
             None => {
@@ -98,9 +103,9 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if fs.get_bool("json") {
-        println!("{}", json_pretty(&job));
+        outln!("{}", json_pretty(&job));
     } else {
-        println!("{}", job_wrapped_json(&job));
+        outln!("{}", job_wrapped_json(&job));
     }
     0
 }

@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> i32 {
         "validate" => validate::run(rest),
         "inspect" => inspect::run(rest),
         "-h" | "-help" | "--help" => {
-            println!("{}", HELP.trim_end());
+            outln!("{}", HELP.trim_end());
             0
         }
         other => {

@@ -75,7 +75,11 @@ pub fn run(args: &[String]) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let length = if fs.get_bool("verbose") { FULL_ID } else { SHORT_ID };
+    let length = if fs.get_bool("verbose") {
+        FULL_ID
+    } else {
+        SHORT_ID
+    };
     if rest.len() != 1 {
         eprintln!("This command takes one argument: <path>");
         eprintln!("{}", error_hint("job run"));
@@ -114,7 +118,7 @@ pub fn run(args: &[String]) -> i32 {
     let multiregion = job.multiregion.as_ref().is_some_and(|p| !p.is_null());
 
     if fs.get_bool("output") {
-        println!("{}", job_wrapped_json(&job));
+        outln!("{}", job_wrapped_json(&job));
         return 0;
     }
 
@@ -159,12 +163,12 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if !resp.warnings.is_empty() {
-        println!("Job Warnings:\n{}\n", resp.warnings);
+        outln!("Job Warnings:\n{}\n", resp.warnings);
     }
     if fs.get_bool("detach") || periodic || param || multiregion {
-        println!("Job registration successful");
+        outln!("Job registration successful");
         if !param && !periodic {
-            println!("Evaluation ID: {}", resp.eval_id);
+            outln!("Evaluation ID: {}", resp.eval_id);
         }
         return 0;
     }

@@ -4,10 +4,12 @@ use nomad_structs::{AllocListStub, Evaluation, Job, JobListStub, JobSummary};
 
 use crate::api::{path_escape, Client};
 use crate::commands::{
-    client_flags, error_hint, format_alloc_list_stubs, job_id_by_prefix, parse_flags, status_list_output, status_string,
-    with_general,
+    client_flags, error_hint, format_alloc_list_stubs, job_id_by_prefix, parse_flags,
+    status_list_output, status_string, with_general,
 };
-use crate::format::{format_kv, format_list, format_unix_nanos, json_pretty, limit, FULL_ID, SHORT_ID};
+use crate::format::{
+    format_kv, format_list, format_unix_nanos, json_pretty, limit, FULL_ID, SHORT_ID,
+};
 use crate::meta::Meta;
 use crate::monitor::format_alloc_metrics;
 
@@ -73,7 +75,11 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
         evals: fs.get_bool("evals"),
         all_allocs: fs.get_bool("all-allocs"),
         json: fs.get_bool("json"),
-        length: if fs.get_bool("verbose") { FULL_ID } else { SHORT_ID },
+        length: if fs.get_bool("verbose") {
+            FULL_ID
+        } else {
+            SHORT_ID
+        },
     };
     if rest.is_empty() {
         let jobs: Vec<JobListStub> = match client.get("/v1/jobs", &[]) {
@@ -84,7 +90,7 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
             }
         };
         if jobs.is_empty() {
-            println!("No running jobs");
+            outln!("No running jobs");
             return 0;
         }
         if opts.json {
@@ -98,10 +104,10 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
                     }
                 }
             }
-            println!("{}", json_pretty(&all));
+            outln!("{}", json_pretty(&all));
             return 0;
         }
-        println!("{}", status_list_output(&jobs, meta.all_namespaces()));
+        outln!("{}", status_list_output(&jobs, meta.all_namespaces()));
         return 0;
     }
 
@@ -127,7 +133,7 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
     if opts.json {
         match json_job(&client, &job.id, &job.namespace, opts.all_allocs) {
             Ok(v) => {
-                println!("{}", json_pretty(&vec![v]));
+                outln!("{}", json_pretty(&vec![v]));
                 return 0;
             }
             Err(e) => {
@@ -144,7 +150,10 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
         format!("Submit Date|{}", format_unix_nanos(job.submit_time)),
         format!("Type|{}", job.job_type),
         format!("Priority|{}", job.priority),
-        format!("Datacenters|{}", job.datacenters.clone().unwrap_or_default().join(",")),
+        format!(
+            "Datacenters|{}",
+            job.datacenters.clone().unwrap_or_default().join(",")
+        ),
         format!("Namespace|{}", job.namespace),
         format!("Node Pool|{}", job.node_pool),
         format!("Status|{}", status_string(&job.status, job.stop)),
@@ -152,9 +161,12 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
         format!("Parameterized|{param}"),
     ];
     if !job.dispatch_idempotency_token.is_empty() {
-        basic.push(format!("Idempotency Token|{}", job.dispatch_idempotency_token));
+        basic.push(format!(
+            "Idempotency Token|{}",
+            job.dispatch_idempotency_token
+        ));
     }
-    println!("{}", format_kv(&basic));
+    outln!("{}", format_kv(&basic));
     if fs.get_bool("short") {
         return 0;
     }
@@ -191,53 +203,86 @@ fn json_job(client: &Client, id: &str, ns: &str, all: bool) -> Result<JobJson, S
         c.set_namespace(ns);
     }
     let p = path_escape(id);
-    let summary: JobSummary =
-        c.get(&format!("/v1/job/{p}/summary"), &[]).map_err(|e| format!("Error querying job summary: {e}"))?;
+    let summary: JobSummary = c
+        .get(&format!("/v1/job/{p}/summary"), &[])
+        .map_err(|e| format!("Error querying job summary: {e}"))?;
     let allocs: Vec<AllocListStub> = c
-        .get(&format!("/v1/job/{p}/allocations"), &[("all", all.to_string())])
+        .get(
+            &format!("/v1/job/{p}/allocations"),
+            &[("all", all.to_string())],
+        )
         .map_err(|e| format!("Error querying job allocations: {e}"))?;
     let deployment: serde_json::Value = c
         .get(&format!("/v1/job/{p}/deployment"), &[])
         .map_err(|e| format!("Error querying latest job deployment: {e}"))?;
-    let evals: Vec<Evaluation> =
-        c.get(&format!("/v1/job/{p}/evaluations"), &[]).map_err(|e| format!("Error querying job evaluations: {e}"))?;
-    Ok(JobJson { summary, allocations: allocs, latest_deployment: deployment, evaluations: evals })
+    let evals: Vec<Evaluation> = c
+        .get(&format!("/v1/job/{p}/evaluations"), &[])
+        .map_err(|e| format!("Error querying job evaluations: {e}"))?;
+    Ok(JobJson {
+        summary,
+        allocations: allocs,
+        latest_deployment: deployment,
+        evaluations: evals,
+    })
 }
 
-fn output_job_info(client: &Client, job: &Job, opts: &Opts, periodic_or_param: bool) -> Result<(), String> {
+fn output_job_info(
+    client: &Client,
+    job: &Job,
+    opts: &Opts,
+    periodic_or_param: bool,
+) -> Result<(), String> {
     let p = path_escape(&job.id);
-    let summary: JobSummary =
-        client.get(&format!("/v1/job/{p}/summary"), &[]).map_err(|e| format!("Error querying job summary: {e}"))?;
+    let summary: JobSummary = client
+        .get(&format!("/v1/job/{p}/summary"), &[])
+        .map_err(|e| format!("Error querying job summary: {e}"))?;
     if periodic_or_param {
         // Children listings of periodic/parameterized jobs.
         if let Some(ch) = &summary.children {
-            println!("\nChildren Job Summary");
-            println!("{}", format_list(&["Pending|Running|Dead".to_string(), format!("{}|{}|{}", ch.pending, ch.running, ch.dead)]));
+            outln!("\nChildren Job Summary");
+            outln!(
+                "{}",
+                format_list(&[
+                    "Pending|Running|Dead".to_string(),
+                    format!("{}|{}|{}", ch.pending, ch.running, ch.dead)
+                ])
+            );
         }
         return Ok(());
     }
     let allocs: Vec<AllocListStub> = client
-        .get(&format!("/v1/job/{p}/allocations"), &[("all", opts.all_allocs.to_string())])
+        .get(
+            &format!("/v1/job/{p}/allocations"),
+            &[("all", opts.all_allocs.to_string())],
+        )
         .map_err(|e| format!("Error querying job allocations: {e}"))?;
-    let evals: Vec<Evaluation> =
-        client.get(&format!("/v1/job/{p}/evaluations"), &[]).map_err(|e| format!("Error querying job evaluations: {e}"))?;
+    let evals: Vec<Evaluation> = client
+        .get(&format!("/v1/job/{p}/evaluations"), &[])
+        .map_err(|e| format!("Error querying job evaluations: {e}"))?;
     let deployment: serde_json::Value = client
         .get(&format!("/v1/job/{p}/deployment"), &[])
         .map_err(|e| format!("Error querying latest job deployment: {e}"))?;
 
-    println!("\nSummary");
-    let mut rows = vec!["Task Group|Queued|Starting|Running|Failed|Complete|Lost|Unknown".to_string()];
+    outln!("\nSummary");
+    let mut rows =
+        vec!["Task Group|Queued|Starting|Running|Failed|Complete|Lost|Unknown".to_string()];
     for (tg, s) in &summary.summary {
         rows.push(format!(
             "{tg}|{}|{}|{}|{}|{}|{}|{}",
             s.queued, s.starting, s.running, s.failed, s.complete, s.lost, s.unknown
         ));
     }
-    println!("{}", format_list(&rows));
+    outln!("{}", format_list(&rows));
     if let Some(ch) = &summary.children {
         if ch.pending + ch.running + ch.dead > 0 {
-            println!("\nChildren Job Summary");
-            println!("{}", format_list(&["Pending|Running|Dead".to_string(), format!("{}|{}|{}", ch.pending, ch.running, ch.dead)]));
+            outln!("\nChildren Job Summary");
+            outln!(
+                "{}",
+                format_list(&[
+                    "Pending|Running|Dead".to_string(),
+                    format!("{}|{}|{}", ch.pending, ch.running, ch.dead)
+                ])
+            );
         }
     }
 
@@ -246,8 +291,19 @@ fn output_job_info(client: &Client, job: &Job, opts: &Opts, periodic_or_param: b
     let mut latest_failed: Option<&Evaluation> = None;
     for e in &evals {
         let has_failures = e.failed_tg_allocs.as_ref().is_some_and(|m| !m.is_empty());
-        let failures = if e.status == "blocked" { "N/A - In Progress".to_string() } else { has_failures.to_string() };
-        eval_rows.push(format!("{}|{}|{}|{}|{}", limit(&e.id, opts.length), e.priority, e.triggered_by, e.status, failures));
+        let failures = if e.status == "blocked" {
+            "N/A - In Progress".to_string()
+        } else {
+            has_failures.to_string()
+        };
+        eval_rows.push(format!(
+            "{}|{}|{}|{}|{}",
+            limit(&e.id, opts.length),
+            e.priority,
+            e.triggered_by,
+            e.status,
+            failures
+        ));
         if e.status == "blocked" {
             blocked = true;
         }
@@ -256,8 +312,8 @@ fn output_job_info(client: &Client, job: &Job, opts: &Opts, periodic_or_param: b
         }
     }
     if opts.verbose || opts.evals {
-        println!("\nEvaluations");
-        println!("{}", format_list(&eval_rows));
+        outln!("\nEvaluations");
+        outln!("{}", format_list(&eval_rows));
     }
     if blocked {
         if let Some(failed) = latest_failed {
@@ -265,9 +321,14 @@ fn output_job_info(client: &Client, job: &Job, opts: &Opts, periodic_or_param: b
         }
     }
     if let Some(d) = deployment.as_object() {
-        println!("\nLatest Deployment");
-        let get = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        println!(
+        outln!("\nLatest Deployment");
+        let get = |k: &str| {
+            d.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        outln!(
             "{}",
             format_kv(&[
                 format!("ID|{}", limit(&get("ID"), opts.length)),
@@ -285,29 +346,37 @@ fn output_job_info(client: &Client, job: &Job, opts: &Opts, periodic_or_param: b
         }
     }
     if actions.len() > 1 {
-        println!("\nActions");
-        println!("{}", format_list(&actions));
+        outln!("\nActions");
+        outln!("{}", format_list(&actions));
     }
-    println!("\nAllocations");
-    println!("{}", format_alloc_list_stubs(&allocs, opts.verbose, opts.length));
+    outln!("\nAllocations");
+    outln!(
+        "{}",
+        format_alloc_list_stubs(&allocs, opts.verbose, opts.length)
+    );
     Ok(())
 }
 
 fn print_failed_placements(eval: &Evaluation) {
-    let Some(failed) = &eval.failed_tg_allocs else { return };
-    println!("\nPlacement Failure");
+    let Some(failed) = &eval.failed_tg_allocs else {
+        return;
+    };
+    outln!("\nPlacement Failure");
     let n = failed.len();
     for (i, (tg, m)) in failed.iter().enumerate() {
         if i >= 5 {
             break;
         }
-        println!("Task Group {tg:?}:");
-        println!("{}", format_alloc_metrics(m, "  "));
+        outln!("Task Group {tg:?}:");
+        outln!("{}", format_alloc_metrics(m, "  "));
         if i != n - 1 {
-            println!();
+            outln!();
         }
     }
     if n > 5 {
-        println!("\nPlacement failures truncated. To see remainder run:\nnomad eval-status {}", eval.id);
+        outln!(
+            "\nPlacement failures truncated. To see remainder run:\nnomad eval-status {}",
+            eval.id
+        );
     }
 }

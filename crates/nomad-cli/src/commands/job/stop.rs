@@ -53,7 +53,11 @@ pub fn run(args: &[String]) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let length = if fs.get_bool("verbose") { FULL_ID } else { SHORT_ID };
+    let length = if fs.get_bool("verbose") {
+        FULL_ID
+    } else {
+        SHORT_ID
+    };
     if rest.len() != 1 {
         eprintln!("This command takes one argument: <job>");
         eprintln!("{}", error_hint("job stop"));
@@ -80,41 +84,50 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if prefix != job.id && !fs.get_bool("yes") {
-        match ask(&format!("Are you sure you want to stop job {:?}? [y/N]", job.id)).as_deref() {
+        match ask(&format!(
+            "Are you sure you want to stop job {:?}? [y/N]",
+            job.id
+        ))
+        .as_deref()
+        {
             Some("y") | Some("Y") => {}
             Some(a) if a.trim().eq_ignore_ascii_case("n") || a.trim().is_empty() => {
-                println!("Cancelling job stop");
+                outln!("Cancelling job stop");
                 return 0;
             }
             Some(a) if a.trim().starts_with(['y', 'Y']) => {
-                println!("For confirmation, an exact ‘y’ is required.");
+                outln!("For confirmation, an exact ‘y’ is required.");
                 return 0;
             }
             _ => {
-                println!("No confirmation detected. For confirmation, an exact 'y' is required.");
+                outln!("No confirmation detected. For confirmation, an exact 'y' is required.");
                 return 1;
             }
         }
     }
-    let mut q = vec![("purge", fs.get_bool("purge").to_string()), ("global", fs.get_bool("global").to_string())];
+    let mut q = vec![
+        ("purge", fs.get_bool("purge").to_string()),
+        ("global", fs.get_bool("global").to_string()),
+    ];
     if fs.get_int("eval-priority") != 0 {
         q.push(("eval_priority", fs.get_int("eval-priority").to_string()));
     }
     if fs.get_bool("no-shutdown-delay") {
         q.push(("no_shutdown_delay", "true".to_string()));
     }
-    let resp: JobDeregisterResponse = match client.delete(&format!("/v1/job/{}", path_escape(&job.id)), &q) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error deregistering job with id {} err: {e}", job.id);
-            return 1;
-        }
-    };
+    let resp: JobDeregisterResponse =
+        match client.delete(&format!("/v1/job/{}", path_escape(&job.id)), &q) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("Error deregistering job with id {} err: {e}", job.id);
+                return 1;
+            }
+        };
     if resp.eval_id.is_empty() {
         return 0;
     }
     if fs.get_bool("detach") {
-        println!("{}", resp.eval_id);
+        outln!("{}", resp.eval_id);
         return 0;
     }
     Monitor::new(&client, length).monitor(&resp.eval_id)

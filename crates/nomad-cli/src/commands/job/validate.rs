@@ -45,7 +45,8 @@ struct ValidateRequest<'a> {
 pub fn run(args: &[String]) -> i32 {
     let help = help();
     let mut fs = client_flags();
-    fs.string("consul-namespace", "").string("vault-namespace", "");
+    fs.string("consul-namespace", "")
+        .string("vault-namespace", "");
     JobGetter::register(&mut fs);
     let rest = match parse_flags(&mut fs, args, &help) {
         Ok(r) => r,
@@ -76,16 +77,17 @@ pub fn run(args: &[String]) -> i32 {
     if !job.namespace.is_empty() {
         client.set_namespace(&job.namespace);
     }
-    let resp: JobValidateResponse = match client.put("/v1/validate/job", &[], &ValidateRequest { job: &job }) {
-        Ok(r) => r,
-        Err(e) if e.is_transport() => validate_locally(&job),
-        Err(e) => {
-            eprintln!("Error validating job: {e}");
-            return 1;
-        }
-    };
+    let resp: JobValidateResponse =
+        match client.put("/v1/validate/job", &[], &ValidateRequest { job: &job }) {
+            Ok(r) => r,
+            Err(e) if e.is_transport() => validate_locally(&job),
+            Err(e) => {
+                eprintln!("Error validating job: {e}");
+                return 1;
+            }
+        };
     if !resp.driver_config_validated {
-        println!("Driver configuration not validated since connection to Nomad agent couldn't be established.\n");
+        outln!("Driver configuration not validated since connection to Nomad agent couldn't be established.\n");
     }
     if !resp.error.is_empty() {
         eprintln!("Job validation errors:");
@@ -93,9 +95,9 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     }
     if !resp.warnings.is_empty() {
-        println!("Job Warnings:\n{}\n", resp.warnings);
+        outln!("Job Warnings:\n{}\n", resp.warnings);
     }
-    println!("Job validation successful");
+    outln!("Job validation successful");
     0
 }
 
@@ -105,7 +107,11 @@ fn validate_locally(job: &nomad_structs::Job) -> JobValidateResponse {
     let errs = validate_job(&j);
     JobValidateResponse {
         driver_config_validated: false,
-        error: if errs.is_empty() { String::new() } else { multierror(&errs) },
+        error: if errs.is_empty() {
+            String::new()
+        } else {
+            multierror(&errs)
+        },
         validation_errors: errs,
         warnings: String::new(),
     }

@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> i32 {
     match sub.as_str() {
         "status" => status::run(&args[1..]),
         "-h" | "-help" | "--help" => {
-            println!("{}", HELP.trim_end());
+            outln!("{}", HELP.trim_end());
             0
         }
         other => {

@@ -5,8 +5,8 @@ use nomad_structs::{Allocation, Node, NodeListStub};
 use crate::api::path_escape;
 use crate::commands::{client_flags, error_hint, parse_flags, with_general};
 use crate::format::{
-    format_kv, format_list, format_unix_nanos, ibytes, json_pretty, limit, now_nanos, pretty_time_diff,
-    sanitize_uuid_prefix, FULL_ID, SHORT_ID,
+    format_kv, format_list, format_unix_nanos, ibytes, json_pretty, limit, now_nanos,
+    pretty_time_diff, sanitize_uuid_prefix, FULL_ID, SHORT_ID,
 };
 use crate::meta::Meta;
 
@@ -98,16 +98,16 @@ pub fn run(args: &[String]) -> i32 {
             }
         };
         if fs.get_bool("json") {
-            println!("{}", json_pretty(&nodes));
+            outln!("{}", json_pretty(&nodes));
             return 0;
         }
         if nodes.is_empty() {
-            println!("No nodes registered");
+            outln!("No nodes registered");
             return 0;
         }
         if quiet {
             let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-            println!("{}", format_list(&ids));
+            outln!("{}", format_list(&ids));
             return 0;
         }
         let os = fs.get_bool("os");
@@ -125,28 +125,51 @@ pub fn run(args: &[String]) -> i32 {
         }
         let mut rows = vec![header];
         for n in &nodes {
-            let mut row = format!("{}|{}|{}|{}|{}", limit(&n.id, length), n.node_pool, n.datacenter, n.name, n.node_class);
+            let mut row = format!(
+                "{}|{}|{}|{}|{}",
+                limit(&n.id, length),
+                n.node_pool,
+                n.datacenter,
+                n.name,
+                n.node_class
+            );
             if os {
-                let name = n.attributes.as_ref().and_then(|a| a.get("os.name")).cloned().unwrap_or_default();
+                let name = n
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("os.name"))
+                    .cloned()
+                    .unwrap_or_default();
                 row.push_str(&format!("|{name}"));
             }
             if verbose {
                 row.push_str(&format!("|{}|{}", n.address, n.version));
             }
-            row.push_str(&format!("|{}|{}|{}", n.drain, n.scheduling_eligibility, n.status));
+            row.push_str(&format!(
+                "|{}|{}|{}",
+                n.drain, n.scheduling_eligibility, n.status
+            ));
             if with_allocs {
-                let allocs: Vec<Allocation> = match client.get(&format!("/v1/node/{}/allocations", path_escape(&n.id)), &[]) {
+                let allocs: Vec<Allocation> = match client
+                    .get(&format!("/v1/node/{}/allocations", path_escape(&n.id)), &[])
+                {
                     Ok(a) => a,
                     Err(e) => {
                         eprintln!("Error querying node allocations: {e}");
                         return 1;
                     }
                 };
-                row.push_str(&format!("|{}", allocs.iter().filter(|a| a.client_status == "running").count()));
+                row.push_str(&format!(
+                    "|{}",
+                    allocs
+                        .iter()
+                        .filter(|a| a.client_status == "running")
+                        .count()
+                ));
             }
             rows.push(row);
         }
-        println!("{}", format_list(&rows));
+        outln!("{}", format_list(&rows));
         return 0;
     }
 
@@ -203,32 +226,63 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if fs.get_bool("json") {
-        println!("{}", json_pretty(&node));
+        outln!("{}", json_pretty(&node));
         return 0;
     }
-    let allocs: Vec<Allocation> = match client.get(&format!("/v1/node/{}/allocations", path_escape(&node.id)), &[]) {
+    let allocs: Vec<Allocation> = match client.get(
+        &format!("/v1/node/{}/allocations", path_escape(&node.id)),
+        &[],
+    ) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("Error querying node allocations: {e}");
             return 1;
         }
     };
-    print_node(&client, &node, &allocs, fs.get_bool("short"), verbose, length);
+    print_node(
+        &client,
+        &node,
+        &allocs,
+        fs.get_bool("short"),
+        verbose,
+        length,
+    );
     0
 }
 
 fn local_node_id(client: &crate::api::Client) -> Result<String, String> {
-    let info: serde_json::Value = client.get("/v1/agent/self", &[]).map_err(|e| format!("Error querying agent info: {e}"))?;
-    let stats = info.get("stats").and_then(|s| s.get("client")).ok_or("Nomad not running in client mode")?;
-    stats.get("node_id").and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| "Failed to determine node ID".to_string())
+    let info: serde_json::Value = client
+        .get("/v1/agent/self", &[])
+        .map_err(|e| format!("Error querying agent info: {e}"))?;
+    let stats = info
+        .get("stats")
+        .and_then(|s| s.get("client"))
+        .ok_or("Nomad not running in client mode")?;
+    stats
+        .get("node_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| "Failed to determine node ID".to_string())
 }
 
 fn sorted_keys<V>(m: Option<&std::collections::BTreeMap<String, V>>) -> String {
-    m.map(|m| m.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default()
+    m.map(|m| m.keys().cloned().collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
 }
 
-fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], short: bool, verbose: bool, length: usize) {
-    let drain = if node.drain_strategy.is_some() { "true".to_string() } else { "false".to_string() };
+fn print_node(
+    client: &crate::api::Client,
+    node: &Node,
+    allocs: &[Allocation],
+    short: bool,
+    verbose: bool,
+    length: usize,
+) {
+    let drain = if node.drain_strategy.is_some() {
+        "true".to_string()
+    } else {
+        "false".to_string()
+    };
     let mut basic = vec![
         format!("ID|{}", node.id),
         format!("Name|{}", node.name),
@@ -245,21 +299,37 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
         .drivers
         .iter()
         .filter(|(_, d)| d.detected)
-        .map(|(n, d)| if d.healthy { n.clone() } else { format!("{n} (unhealthy)") })
+        .map(|(n, d)| {
+            if d.healthy {
+                n.clone()
+            } else {
+                format!("{n} (unhealthy)")
+            }
+        })
         .collect();
     drivers.sort();
     if short {
-        basic.push(format!("Host Volumes|{}", sorted_keys(node.host_volumes.as_ref())));
-        basic.push(format!("Host Networks|{}", sorted_keys(node.host_networks.as_ref())));
+        basic.push(format!(
+            "Host Volumes|{}",
+            sorted_keys(node.host_volumes.as_ref())
+        ));
+        basic.push(format!(
+            "Host Networks|{}",
+            sorted_keys(node.host_networks.as_ref())
+        ));
         basic.push("CSI Volumes|".to_string());
         let mut attr_drivers: Vec<String> = node
             .attributes
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("driver.").filter(|d| !d.contains('.') && v == "1").map(str::to_string))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("driver.")
+                    .filter(|d| !d.contains('.') && v == "1")
+                    .map(str::to_string)
+            })
             .collect();
         attr_drivers.sort();
         basic.push(format!("Drivers|{}", attr_drivers.join(",")));
-        println!("{}", format_kv(&basic));
+        outln!("{}", format_kv(&basic));
         print_allocs(node, allocs, verbose, length);
         return;
     }
@@ -268,24 +338,32 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
             if let Some(up) = stats.get("Uptime").and_then(|u| u.as_u64()) {
                 basic.push(format!(
                     "Uptime|{}",
-                    nomad_structs::duration::format_go_duration((up as i64).saturating_mul(1_000_000_000))
+                    nomad_structs::duration::format_go_duration(
+                        (up as i64).saturating_mul(1_000_000_000)
+                    )
                 ));
             }
         }
         Err(e) => {
-            println!();
+            outln!();
             eprintln!("error fetching node stats: {e}");
         }
     }
     if !verbose {
-        basic.push(format!("Host Volumes|{}", sorted_keys(node.host_volumes.as_ref())));
-        basic.push(format!("Host Networks|{}", sorted_keys(node.host_networks.as_ref())));
+        basic.push(format!(
+            "Host Volumes|{}",
+            sorted_keys(node.host_volumes.as_ref())
+        ));
+        basic.push(format!(
+            "Host Networks|{}",
+            sorted_keys(node.host_networks.as_ref())
+        ));
         basic.push("CSI Volumes|".to_string());
         basic.push(format!("Driver Status| {}", drivers.join(",")));
     }
-    println!("{}", format_kv(&basic));
+    outln!("{}", format_kv(&basic));
     if verbose {
-        println!("\nDrivers");
+        outln!("\nDrivers");
         let mut rows = vec!["Driver|Detected|Healthy|Message|Time".to_string()];
         for (name, d) in &node.drivers {
             let t = d
@@ -295,13 +373,21 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
                 .and_then(nomad_structs::parse_rfc3339_nanos)
                 .map(format_unix_nanos)
                 .unwrap_or_default();
-            rows.push(format!("{name}|{}|{}|{}|{t}", d.detected, d.healthy, d.health_description));
+            rows.push(format!(
+                "{name}|{}|{}|{}|{t}",
+                d.detected, d.healthy, d.health_description
+            ));
         }
-        println!("{}", format_list(&rows));
+        outln!("{}", format_list(&rows));
     }
-    println!("\nNode Events");
+    outln!("\nNode Events");
     let events = node.events.clone().unwrap_or_default();
-    let mut rows = vec![if verbose { "Time|Subsystem|Message|Details" } else { "Time|Subsystem|Message" }.to_string()];
+    let mut rows = vec![if verbose {
+        "Time|Subsystem|Message|Details"
+    } else {
+        "Time|Subsystem|Message"
+    }
+    .to_string()];
     for e in events.iter().rev() {
         let t = e
             .timestamp
@@ -310,18 +396,39 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
             .and_then(nomad_structs::parse_rfc3339_nanos)
             .map(format_unix_nanos)
             .unwrap_or_default();
-        let driver = e.details.as_ref().and_then(|d| d.get("driver")).cloned().unwrap_or_default();
-        let subsystem = if driver.is_empty() { e.subsystem.clone() } else { format!("Driver: {driver}") };
+        let driver = e
+            .details
+            .as_ref()
+            .and_then(|d| d.get("driver"))
+            .cloned()
+            .unwrap_or_default();
+        let subsystem = if driver.is_empty() {
+            e.subsystem.clone()
+        } else {
+            format!("Driver: {driver}")
+        };
         if verbose {
-            let details: Vec<String> = e.details.iter().flatten().map(|(k, v)| format!("{k}: {v}")).collect();
-            rows.push(format!("{t}|{subsystem}|{}|{}", e.message, details.join(", ")));
+            let details: Vec<String> = e
+                .details
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            rows.push(format!(
+                "{t}|{subsystem}|{}|{}",
+                e.message,
+                details.join(", ")
+            ));
         } else {
             rows.push(format!("{t}|{subsystem}|{}", e.message));
         }
     }
-    println!("{}", format_list(&rows));
+    outln!("{}", format_list(&rows));
 
-    let running: Vec<&Allocation> = allocs.iter().filter(|a| a.client_status == "running").collect();
+    let running: Vec<&Allocation> = allocs
+        .iter()
+        .filter(|a| a.client_status == "running")
+        .collect();
     let (mut cpu, mut mem, mut disk) = (0i64, 0i64, 0i64);
     for a in &running {
         if let Some(ar) = &a.allocated_resources {
@@ -342,8 +449,8 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
     let tot_cpu = res.cpu.cpu_shares - rsv.cpu.cpu_shares;
     let tot_mem = (res.memory.memory_mb - rsv.memory.memory_mb).max(0) as u64;
     let tot_disk = (res.disk.disk_mb - rsv.disk.disk_mb).max(0) as u64;
-    println!("\nAllocated Resources");
-    println!(
+    outln!("\nAllocated Resources");
+    outln!(
         "{}",
         format_list(&[
             "CPU|Memory|Disk|Alloc Count".to_string(),
@@ -361,15 +468,24 @@ fn print_node(client: &crate::api::Client, node: &Node, allocs: &[Allocation], s
 }
 
 fn print_allocs(node: &Node, allocs: &[Allocation], verbose: bool, length: usize) {
-    println!("\nAllocations");
-    println!("{}", format_alloc_list(allocs, verbose, length));
+    outln!("\nAllocations");
+    outln!("{}", format_alloc_list(allocs, verbose, length));
     if verbose {
-        println!("\nAttributes");
-        let rows: Vec<String> = node.attributes.iter().map(|(k, v)| format!("{k}|{v}")).collect();
-        println!("{}", format_kv(&rows));
-        println!("\nMeta");
-        let rows: Vec<String> = node.meta.iter().flatten().map(|(k, v)| format!("{k}|{v}")).collect();
-        println!("{}", format_kv(&rows));
+        outln!("\nAttributes");
+        let rows: Vec<String> = node
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}|{v}"))
+            .collect();
+        outln!("{}", format_kv(&rows));
+        outln!("\nMeta");
+        let rows: Vec<String> = node
+            .meta
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}|{v}"))
+            .collect();
+        outln!("{}", format_kv(&rows));
     }
 }
 
@@ -381,7 +497,9 @@ pub fn format_alloc_list(allocs: &[Allocation], verbose: bool, length: usize) ->
     let mut rows = Vec::new();
     let now = now_nanos();
     if verbose {
-        rows.push("ID|Eval ID|Node ID|Task Group|Version|Desired|Status|Created|Modified".to_string());
+        rows.push(
+            "ID|Eval ID|Node ID|Task Group|Version|Desired|Status|Created|Modified".to_string(),
+        );
     } else {
         rows.push("ID|Node ID|Task Group|Version|Desired|Status|Created|Modified".to_string());
     }
