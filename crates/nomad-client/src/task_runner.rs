@@ -125,6 +125,8 @@ pub struct TaskRunner {
     kill_tx: watch::Sender<Option<KillRequest>>,
     restart: Notify,
     changed: mpsc::UnboundedSender<()>,
+    /// The driver knows the task (started, or recovered after a restore).
+    attached: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TaskRunner {
@@ -165,6 +167,7 @@ impl TaskRunner {
             kill_tx: watch::channel(None).0,
             restart: Notify::new(),
             changed,
+            attached: std::sync::atomic::AtomicBool::new(false),
         };
         if fresh {
             tr.emit(TaskEvent::new(te::RECEIVED, now_nanos()), |_| {});
@@ -185,9 +188,17 @@ impl TaskRunner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the task runs now.
+    /// Whether the task runs now (and the driver is attached to it).
     pub fn is_running(&self) -> bool {
-        self.lock().state.state == TASK_STATE_RUNNING
+        self.attached() && self.lock().state.state == TASK_STATE_RUNNING
+    }
+
+    fn attached(&self) -> bool {
+        self.attached.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_attached(&self, v: bool) {
+        self.attached.store(v, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether the task is dead.
@@ -197,6 +208,9 @@ impl TaskRunner {
 
     /// The running task's driver handle.
     pub fn handle(&self) -> Option<TaskHandle> {
+        if !self.attached() {
+            return None;
+        }
         self.lock().handle.clone()
     }
 
@@ -307,7 +321,10 @@ impl TaskRunner {
                 _ => Err(nomad_drivers::DriverError::TaskNotFound(h.task_id.clone())),
             };
             match recovered {
-                Ok(()) => reattached = Some(h),
+                Ok(()) => {
+                    self.set_attached(true);
+                    reattached = Some(h);
+                }
                 Err(e) => {
                     tracing::warn!(task = %self.name, error = %e, "failed to restore task");
                     if let Some(d) = driver {
@@ -519,6 +536,7 @@ impl TaskRunner {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.destroy_task(&id, true)).await {
             tracing::debug!(task = %self.name, error = %e, "destroy_task");
         }
+        self.set_attached(false);
         self.update(|st| st.handle = None);
     }
 
@@ -675,6 +693,7 @@ impl TaskRunner {
         let started = tokio::task::spawn_blocking(move || d2.start_task(&tc)).await;
         match started {
             Ok(Ok(h)) => {
+                self.set_attached(true);
                 let at = nomad_structs::rfc3339_nanos(now_nanos());
                 let h2 = h.clone();
                 self.emit(TaskEvent::new(te::STARTED, now_nanos()), move |st| {

@@ -445,9 +445,7 @@ async fn restore_reattaches_running_task() {
     let h2 = start(dir, server.clone());
     assert_eq!(h2.client.node_id(), node_id);
     wait_until("restored", Duration::from_secs(10), || {
-        h2.client
-            .task_state(&a.id, "web")
-            .is_some_and(|s| s.state == "running")
+        h2.client.task_driver(&a.id, "web").is_ok()
     })
     .await;
     assert_eq!(
