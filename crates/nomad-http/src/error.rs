@@ -16,7 +16,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with an explicit status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400.
@@ -46,7 +49,10 @@ impl ApiError {
 
     /// 501: an endpoint or operation this agent does not implement.
     pub fn not_supported(what: &str) -> Self {
-        Self::new(StatusCode::NOT_IMPLEMENTED, format!("{what} is not supported by this agent"))
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} is not supported by this agent"),
+        )
     }
 
     /// Nomad's `Request body is empty` (400).
@@ -58,11 +64,15 @@ impl ApiError {
     /// suffixes map to 403/400, everything else is a 500.
     pub fn from_message(message: impl Into<String>) -> Self {
         let message = message.into();
-        let status = if message.ends_with("Permission denied") || message.ends_with("ACL token not found") {
+        const FORBIDDEN: &[&str] = &[
+            "Permission denied",
+            "ACL token not found",
+            "Job registration, dispatch, and scale are disabled by the scheduler configuration",
+        ];
+        let status = if FORBIDDEN.iter().any(|s| message.ends_with(s)) {
             StatusCode::FORBIDDEN
-        } else if message.ends_with("Job registration, dispatch, and scale are disabled by the scheduler configuration") {
-            StatusCode::FORBIDDEN
-        } else if message.ends_with("Filter expression cannot be used with other filter parameters") {
+        } else if message.ends_with("Filter expression cannot be used with other filter parameters")
+        {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -84,7 +94,9 @@ impl From<ServerError> for ApiError {
         match e {
             ServerError::BadRequest(m) => ApiError::bad_request(m),
             ServerError::NotFound(m) => ApiError::not_found(m),
-            ServerError::PermissionDenied => ApiError::new(StatusCode::FORBIDDEN, "Permission denied"),
+            ServerError::PermissionDenied => {
+                ApiError::new(StatusCode::FORBIDDEN, "Permission denied")
+            }
             ServerError::Internal(m) => ApiError::from_message(m),
         }
     }
@@ -98,8 +110,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = self.status.as_u16(), error = %self.message, "request refused");
         }
         let mut resp = (self.status, self.message).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         resp
     }
 }
@@ -110,18 +124,35 @@ mod tests {
 
     #[test]
     fn server_errors_map_to_nomad_statuses() {
-        assert_eq!(ApiError::from(ServerError::BadRequest("x".into())).status, StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::from(ServerError::NotFound("job not found".into())).status, StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::from(ServerError::PermissionDenied).status, StatusCode::FORBIDDEN);
-        let e = ApiError::from(ServerError::Internal("1 error occurred:\n\t* Missing job ID\n\n".into()));
+        assert_eq!(
+            ApiError::from(ServerError::BadRequest("x".into())).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::from(ServerError::NotFound("job not found".into())).status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::from(ServerError::PermissionDenied).status,
+            StatusCode::FORBIDDEN
+        );
+        let e = ApiError::from(ServerError::Internal(
+            "1 error occurred:\n\t* Missing job ID\n\n".into(),
+        ));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(ApiError::from(ServerError::Internal("rpc: Permission denied".into())).status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            ApiError::from(ServerError::Internal("rpc: Permission denied".into())).status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
     fn body_is_plain_text() {
         let r = ApiError::not_found("job not found").into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
     }
 }

@@ -116,7 +116,10 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// The local server, or Nomad's error when there is none to answer.
     pub(crate) fn server(&self) -> Result<&Arc<nomad_server::Server>, ApiError> {
-        self.state.server.as_ref().ok_or_else(|| ApiError::internal("No cluster leader"))
+        self.state
+            .server
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("No cluster leader"))
     }
 
     /// The local client, or an error when this agent runs none.
@@ -241,9 +244,19 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("failed to read request body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("failed to read request body: {e}"))
+                .into_response()
+        }
     };
-    let ctx = Ctx { state, method: parts.method, params, opts, headers: parts.headers, body };
+    let ctx = Ctx {
+        state,
+        method: parts.method,
+        params,
+        opts,
+        headers: parts.headers,
+        body,
+    };
     match endpoints::route(ctx, &rest).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

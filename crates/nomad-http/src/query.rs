@@ -36,18 +36,16 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
                 }
-            }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
@@ -84,7 +82,10 @@ impl Params {
 
     /// The first value of `key` (`Some("")` when given without a value).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or "" when absent.
@@ -160,7 +161,9 @@ impl ReqOptions {
             ..Default::default()
         };
         if let Some(v) = p.get("index").filter(|v| !v.is_empty()) {
-            o.min_index = v.parse().map_err(|_| ApiError::bad_request("Invalid index"))?;
+            o.min_index = v
+                .parse()
+                .map_err(|_| ApiError::bad_request("Invalid index"))?;
         }
         if let Some(v) = p.get("wait").filter(|v| !v.is_empty()) {
             let ns = nomad_structs::duration::parse_go_duration(v)
@@ -180,9 +183,9 @@ impl ReqOptions {
         }
         o.pretty = p.get("pretty").is_some_and(|v| v != "0");
         if let Some(v) = p.get("per_page").filter(|v| !v.is_empty()) {
-            let n: i32 = v
-                .parse()
-                .map_err(|_| ApiError::bad_request("Expect a number for `per_page` query string parameter"))?;
+            let n: i32 = v.parse().map_err(|_| {
+                ApiError::bad_request("Expect a number for `per_page` query string parameter")
+            })?;
             o.per_page = n.max(0) as usize;
         }
         o.reverse = p.get("reverse") == Some("true");
@@ -208,12 +211,19 @@ impl ReqOptions {
 
     /// The blocking-query options for the server.
     pub fn query_options(&self) -> QueryOptions {
-        QueryOptions { min_index: self.min_index, wait: self.wait }
+        QueryOptions {
+            min_index: self.min_index,
+            wait: self.wait,
+        }
     }
 
     /// Applies `reverse`, `next_token` and `per_page` to a list sorted by `key`; returns the
     /// page and the next token (the key of the first item of the next page).
-    pub fn paginate<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    pub fn paginate<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
         if self.reverse {
             items.reverse();
         }
@@ -292,12 +302,17 @@ pub enum Meta {
 impl Meta {
     /// Read meta with an index and no paging.
     pub fn read(index: u64) -> Self {
-        Meta::Read { index, next_token: None }
+        Meta::Read {
+            index,
+            next_token: None,
+        }
     }
 
     fn apply(self, resp: &mut Response) {
         let h = resp.headers_mut();
-        let num = |n: u64| HeaderValue::from_str(&n.to_string()).expect("digits are a valid header value");
+        let num = |n: u64| {
+            HeaderValue::from_str(&n.to_string()).expect("digits are a valid header value")
+        };
         match self {
             Meta::None => {}
             Meta::Write(index) => {
@@ -305,8 +320,14 @@ impl Meta {
             }
             Meta::Read { index, next_token } => {
                 h.insert(HeaderName::from_static(HEADER_INDEX), num(index));
-                h.insert(HeaderName::from_static(HEADER_KNOWN_LEADER), HeaderValue::from_static("true"));
-                h.insert(HeaderName::from_static(HEADER_LAST_CONTACT), HeaderValue::from_static("0"));
+                h.insert(
+                    HeaderName::from_static(HEADER_KNOWN_LEADER),
+                    HeaderValue::from_static("true"),
+                );
+                h.insert(
+                    HeaderName::from_static(HEADER_LAST_CONTACT),
+                    HeaderValue::from_static("0"),
+                );
                 if let Some(tok) = next_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
                     h.insert(HeaderName::from_static(HEADER_NEXT_TOKEN), tok);
                 }
@@ -319,8 +340,10 @@ impl Meta {
 pub fn json<T: Serialize + ?Sized>(v: &T, pretty: bool, meta: Meta) -> Result<Response, ApiError> {
     let body = to_json_bytes(v, pretty)?;
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     meta.apply(&mut resp);
     Ok(resp)
 }
@@ -340,7 +363,9 @@ mod tests {
 
     #[test]
     fn parses_common_options() {
-        let p = Params::parse(Some("index=7&wait=50ms&stale&prefix=ab&pretty&namespace=%2A"));
+        let p = Params::parse(Some(
+            "index=7&wait=50ms&stale&prefix=ab&pretty&namespace=%2A",
+        ));
         let o = ReqOptions::parse(&p).unwrap();
         assert_eq!(o.min_index, 7);
         assert_eq!(o.wait, Duration::from_millis(50));
@@ -349,16 +374,29 @@ mod tests {
         assert_eq!(o.list_namespace(), None);
         let p = Params::parse(Some("pretty=0"));
         assert!(!ReqOptions::parse(&p).unwrap().pretty);
-        assert_eq!(ReqOptions::parse(&Params::parse(None)).unwrap().namespace(), "default");
+        assert_eq!(
+            ReqOptions::parse(&Params::parse(None)).unwrap().namespace(),
+            "default"
+        );
     }
 
     #[test]
     fn rejects_bad_options() {
-        let msg = |q: &str| ReqOptions::parse(&Params::parse(Some(q))).unwrap_err().message;
+        let msg = |q: &str| {
+            ReqOptions::parse(&Params::parse(Some(q)))
+                .unwrap_err()
+                .message
+        };
         assert_eq!(msg("index=abc"), "Invalid index");
         assert_eq!(msg("wait=5x"), "Invalid wait time");
-        assert_eq!(msg("stale=maybe"), "Expect `true` or `false` for `stale` query string parameter");
-        assert_eq!(msg("per_page=x"), "Expect a number for `per_page` query string parameter");
+        assert_eq!(
+            msg("stale=maybe"),
+            "Expect `true` or `false` for `stale` query string parameter"
+        );
+        assert_eq!(
+            msg("per_page=x"),
+            "Expect a number for `per_page` query string parameter"
+        );
     }
 
     #[test]

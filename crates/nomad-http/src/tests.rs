@@ -31,12 +31,25 @@ fn agent() -> Arc<AgentInfo> {
 
 fn server_app() -> (Router, Arc<Server>) {
     let server = Server::new(ServerConfig::default());
-    let state = HttpState { server: Some(server.clone()), client: None, agent: agent() };
+    let state = HttpState {
+        server: Some(server.clone()),
+        client: None,
+        agent: agent(),
+    };
     (router(state), server)
 }
 
-async fn call(app: &Router, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, HeaderMap, Bytes) {
-    let req = Request::builder().method(method).uri(uri).body(body.into()).expect("valid request");
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .expect("valid request");
     let resp = app.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -72,7 +85,12 @@ async fn seed_job(server: &Server, id: &str) {
     job.namespace = "default".into();
     job.region = "global".into();
     job.status = "pending".into();
-    let cmd = nomad_state::Command::JobRegister { job, eval: None, submission: None, now: 1 };
+    let cmd = nomad_state::Command::JobRegister {
+        job,
+        eval: None,
+        submission: None,
+        now: 1,
+    };
     server.apply(cmd).await.expect("apply");
 }
 
@@ -106,46 +124,85 @@ async fn wrong_method_is_405() {
 async fn bad_query_params_are_400() {
     let (app, _) = server_app();
     let (s, _, b) = get(&app, "/v1/jobs?index=abc").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Invalid index"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Invalid index")
+    );
     let (s, _, b) = get(&app, "/v1/jobs?wait=forever").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Invalid wait time"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Invalid wait time")
+    );
     let (s, _, b) = get(&app, "/v1/jobs?region=mars").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "No path to region"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "No path to region")
+    );
 }
 
 #[tokio::test]
 async fn register_body_errors() {
     let (app, _) = server_app();
     let (s, _, b) = call(&app, Method::PUT, "/v1/jobs", Body::empty()).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Request body is empty"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Request body is empty")
+    );
     let (s, _, b) = call(&app, Method::PUT, "/v1/jobs", "{not json").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(!b.is_empty());
     let (s, _, b) = call(&app, Method::PUT, "/v1/jobs", "{}").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Job must be specified"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Job must be specified")
+    );
     let (s, _, b) = call(&app, Method::PUT, "/v1/jobs", r#"{"Job":{"Name":"x"}}"#).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Job ID hasn't been provided"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Job ID hasn't been provided")
+    );
     let body = serde_json::json!({"Job": job_json("other")}).to_string();
     let (s, _, b) = call(&app, Method::PUT, "/v1/job/example", body).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Job ID does not match name"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Job ID does not match name")
+    );
 }
 
 #[tokio::test]
 async fn unknown_job_is_404() {
     let (app, _) = server_app();
     let (s, h, b) = get(&app, "/v1/job/missing").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "job not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "job not found")
+    );
     assert_eq!(h["content-type"], "text/plain; charset=utf-8");
     let (s, _, b) = get(&app, "/v1/job/missing/summary").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "job not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "job not found")
+    );
     let (s, _, b) = get(&app, "/v1/allocation/abc").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "alloc not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "alloc not found")
+    );
     let (s, _, b) = get(&app, "/v1/evaluation/abc").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "eval not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "eval not found")
+    );
     let (s, _, b) = get(&app, "/v1/node/abc").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "node not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "node not found")
+    );
     let (s, _, b) = get(&app, "/v1/allocation/a/b/c").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "resource not found"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "resource not found")
+    );
 }
 
 #[tokio::test]
@@ -158,7 +215,12 @@ async fn list_reads_carry_meta_headers() {
     assert_ne!(h["x-nomad-index"], "0");
     assert_eq!(h["x-nomad-knownleader"], "true");
     assert_eq!(h["x-nomad-lastcontact"], "0");
-    for uri in ["/v1/allocations", "/v1/evaluations", "/v1/nodes", "/v1/deployments"] {
+    for uri in [
+        "/v1/allocations",
+        "/v1/evaluations",
+        "/v1/nodes",
+        "/v1/deployments",
+    ] {
         let (s, h, b) = get(&app, uri).await;
         assert_eq!((s, text(&b).as_str()), (StatusCode::OK, "[]"), "{uri}");
         assert!(h.contains_key("x-nomad-index"), "{uri}");
@@ -206,7 +268,10 @@ async fn job_ids_with_slashes_route_by_suffix() {
     let (app, server) = server_app();
     let id = "parent/periodic-1700000000";
     seed_job(&server, id).await;
-    for uri in ["/v1/job/parent%2Fperiodic-1700000000", "/v1/job/parent/periodic-1700000000"] {
+    for uri in [
+        "/v1/job/parent%2Fperiodic-1700000000",
+        "/v1/job/parent/periodic-1700000000",
+    ] {
         let (s, _, b) = get(&app, uri).await;
         assert_eq!(s, StatusCode::OK, "{uri}: {}", text(&b));
         let job: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -233,8 +298,14 @@ async fn blocking_query_returns_after_wait() {
     let elapsed = start.elapsed();
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["x-nomad-index"].to_str().unwrap(), index.to_string());
-    assert!(elapsed >= Duration::from_millis(50), "returned after {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "returned after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(50),
+        "returned after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "returned after {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -259,10 +330,17 @@ async fn parse_endpoint() {
     let body = serde_json::json!({"JobHCL": "job \"x\" {"}).to_string();
     let (s, _, b) = call(&app, Method::POST, "/v1/jobs/parse", body).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(text(&b).starts_with("Failed to parse job: "), "{}", text(&b));
+    assert!(
+        text(&b).starts_with("Failed to parse job: "),
+        "{}",
+        text(&b)
+    );
 
     let (s, _, b) = call(&app, Method::POST, "/v1/jobs/parse", r#"{"JobHCL":""}"#).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "Job spec is empty"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Job spec is empty")
+    );
 }
 
 #[tokio::test]
@@ -301,7 +379,15 @@ async fn agent_and_status_endpoints() {
 #[tokio::test]
 async fn panics_become_500() {
     let app = Router::new()
-        .route("/boom", axum::routing::get(|| async { panic!("boom") }))
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
         .layer(axum::middleware::from_fn(crate::catch_panic));
     let (s, _, b) = get(&app, "/boom").await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
@@ -319,7 +405,12 @@ impl ServerConn for NoServer {
     fn heartbeat(&self, _node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
         Box::pin(async { Err(RpcError("no server".into())) })
     }
-    fn allocs(&self, _node_id: &str, _min: u64, _wait: Duration) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
+    fn allocs(
+        &self,
+        _node_id: &str,
+        _min: u64,
+        _wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
         Box::pin(async { Err(RpcError("no server".into())) })
     }
     fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
@@ -338,33 +429,24 @@ struct LogFixture {
 fn log_fixture() -> LogFixture {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().to_path_buf();
-    let alloc_root = data.join("alloc");
-    let adir = alloc_root.join(ALLOC);
+    let adir = data.join("alloc").join(ALLOC);
     std::fs::create_dir_all(adir.join("web/local")).unwrap();
     let logs = adir.join("alloc/logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let config = ClientConfig {
-        data_dir: data.clone(),
-        alloc_dir: alloc_root,
-        state_dir: data.join("client"),
-        node_name: "dev".into(),
-        node_class: String::new(),
-        node_pool: "default".into(),
-        datacenter: "dc1".into(),
-        region: "global".into(),
-        meta: BTreeMap::new(),
-        options: BTreeMap::new(),
-        http_addr: "127.0.0.1:4646".into(),
-        min_dynamic_port: 20000,
-        max_dynamic_port: 32000,
-        disable_remote_exec: false,
-        env_denylist: None,
-        cgroup_parent: "nomad.slice".into(),
-        node_id: Some("node-1".into()),
-    };
+    let mut config = ClientConfig::new(data.clone());
+    config.node_name = "dev".into();
+    config.node_id = Some("node-1".into());
     let client = Client::new(config, Arc::new(NoServer), BTreeMap::new()).unwrap();
-    let state = HttpState { server: None, client: Some(client), agent: agent() };
-    LogFixture { _tmp: tmp, logs, app: router(state) }
+    let state = HttpState {
+        server: None,
+        client: Some(client),
+        agent: agent(),
+    };
+    LogFixture {
+        _tmp: tmp,
+        logs,
+        app: router(state),
+    }
 }
 
 /// Decodes concatenated frames into (data, files, heartbeats).
@@ -389,15 +471,26 @@ fn decode_frames(b: &[u8]) -> (Vec<u8>, Vec<String>, usize) {
 async fn logs_framed_and_plain() {
     let fx = log_fixture();
     std::fs::write(fx.logs.join("web.stdout.0"), "hello\n").unwrap();
-    let (s, h, b) = get(&fx.app, &format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout")).await;
+    let (s, h, b) = get(
+        &fx.app,
+        &format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{}", text(&b));
     assert_eq!(h["content-type"], "application/json");
     let frame: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(frame["Offset"], 6);
     assert_eq!(frame["File"], "alloc/logs/web.stdout.0");
-    assert_eq!(frame["Data"], base64::engine::general_purpose::STANDARD.encode("hello\n"));
+    assert_eq!(
+        frame["Data"],
+        base64::engine::general_purpose::STANDARD.encode("hello\n")
+    );
 
-    let (s, _, b) = get(&fx.app, &format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout&plain=true")).await;
+    let (s, _, b) = get(
+        &fx.app,
+        &format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout&plain=true"),
+    )
+    .await;
     assert_eq!((s, text(&b).as_str()), (StatusCode::OK, "hello\n"));
 }
 
@@ -410,7 +503,10 @@ async fn logs_across_rotated_files() {
     let (_, _, b) = get(&fx.app, &base).await;
     let (data, files, _) = decode_frames(&b);
     assert_eq!(data, b"abcdef");
-    assert_eq!(files, vec!["alloc/logs/web.stderr.0", "alloc/logs/web.stderr.1"]);
+    assert_eq!(
+        files,
+        vec!["alloc/logs/web.stderr.0", "alloc/logs/web.stderr.1"]
+    );
     let (_, _, b) = get(&fx.app, &format!("{base}&plain=true&origin=end&offset=4")).await;
     assert_eq!(text(&b), "cdef");
     let (_, _, b) = get(&fx.app, &format!("{base}&plain=true&origin=start&offset=4")).await;
@@ -424,20 +520,52 @@ async fn logs_errors() {
     let fx = log_fixture();
     let base = format!("/v1/client/fs/logs/{ALLOC}");
     let (s, _, b) = get(&fx.app, &format!("{base}?type=stdout")).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "must provide task name"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "must provide task name")
+    );
     let (s, _, b) = get(&fx.app, &format!("{base}?task=web")).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "must provide log type (stdout/stderr)"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "must provide log type (stdout/stderr)"
+        )
+    );
     let (s, _, b) = get(&fx.app, &format!("{base}?task=nope&type=stdout")).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "unknown task name \"nope\""));
-    let (s, _, b) = get(&fx.app, &format!("{base}?task=web&type=stdout&origin=middle")).await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::BAD_REQUEST, "origin must be start or end"));
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "unknown task name \"nope\"")
+    );
+    let (s, _, b) = get(
+        &fx.app,
+        &format!("{base}?task=web&type=stdout&origin=middle"),
+    )
+    .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "origin must be start or end")
+    );
     let (s, _, b) = get(&fx.app, &format!("{base}?task=web&type=stdout")).await;
     assert_eq!(
         (s, text(&b).as_str()),
-        (StatusCode::NOT_FOUND, "task \"web\" not started yet. No logs available")
+        (
+            StatusCode::NOT_FOUND,
+            "task \"web\" not started yet. No logs available"
+        )
     );
-    let (s, _, b) = get(&fx.app, "/v1/client/fs/logs/unknown-alloc?task=web&type=stdout").await;
-    assert_eq!((s, text(&b).as_str()), (StatusCode::NOT_FOUND, "Unknown allocation \"unknown-alloc\""));
+    let (s, _, b) = get(
+        &fx.app,
+        "/v1/client/fs/logs/unknown-alloc?task=web&type=stdout",
+    )
+    .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            "Unknown allocation \"unknown-alloc\""
+        )
+    );
 }
 
 /// Reads body frames until `pred` holds on everything read so far, or the timeout passes.
@@ -462,18 +590,25 @@ async fn logs_follow_growth_and_rotation() {
     let fx = log_fixture();
     std::fs::write(fx.logs.join("web.stdout.0"), "one\n").unwrap();
     let req = Request::builder()
-        .uri(format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout&follow=true"))
+        .uri(format!(
+            "/v1/client/fs/logs/{ALLOC}?task=web&type=stdout&follow=true"
+        ))
         .body(Body::empty())
         .unwrap();
     let resp = fx.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut body = resp.into_body();
-    let has = |want: &'static [u8]| move |b: &[u8]| decode_frames(b).0.windows(want.len()).any(|w| w == want);
+    let has = |want: &'static [u8]| {
+        move |b: &[u8]| decode_frames(b).0.windows(want.len()).any(|w| w == want)
+    };
     let got = read_until(&mut body, Duration::from_secs(5), has(b"one\n")).await;
     assert_eq!(decode_frames(&got).0, b"one\n");
 
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(fx.logs.join("web.stdout.0")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fx.logs.join("web.stdout.0"))
+        .unwrap();
     f.write_all(b"two\n").unwrap();
     let got = read_until(&mut body, Duration::from_secs(5), has(b"two\n")).await;
     assert_eq!(decode_frames(&got).0, b"two\n");
@@ -482,9 +617,15 @@ async fn logs_follow_growth_and_rotation() {
     let got = read_until(&mut body, Duration::from_secs(5), has(b"three\n")).await;
     let (data, files, _) = decode_frames(&got);
     assert_eq!(data, b"three\n");
-    assert_eq!(files.last().map(String::as_str), Some("alloc/logs/web.stdout.1"));
+    assert_eq!(
+        files.last().map(String::as_str),
+        Some("alloc/logs/web.stdout.1")
+    );
 
     // Idle: a heartbeat `{}` arrives within a couple of seconds.
-    let got = read_until(&mut body, Duration::from_secs(3), |b| decode_frames(b).2 > 0).await;
+    let got = read_until(&mut body, Duration::from_secs(3), |b| {
+        decode_frames(b).2 > 0
+    })
+    .await;
     assert!(decode_frames(&got).2 > 0);
 }

@@ -25,7 +25,10 @@ fn split_host_port(addr: &str, default_port: u16) -> (String, u16) {
 }
 
 fn serf_port(agent: &AgentInfo) -> u16 {
-    agent.config_json["Ports"]["Serf"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(4648)
+    agent.config_json["Ports"]["Serf"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(4648)
 }
 
 /// The agent as a Serf member (servers only).
@@ -42,7 +45,10 @@ fn member(agent: &AgentInfo) -> Value {
     tags.insert("rpc_addr", rpc_host.clone());
     tags.insert("port", rpc_port.to_string());
     tags.insert("bootstrap", "1".to_string());
-    if let Some(id) = agent.config_json["NodeID"].as_str().filter(|s| !s.is_empty()) {
+    if let Some(id) = agent.config_json["NodeID"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
         tags.insert("id", id.to_string());
     }
     j!({
@@ -61,7 +67,12 @@ fn member(agent: &AgentInfo) -> Value {
 }
 
 fn string_map(pairs: &[(&str, String)]) -> Value {
-    Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect())
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// `GET /v1/agent/self`: `config`, `member`, `stats` (lowercase top-level keys).
@@ -70,15 +81,8 @@ pub(crate) async fn agent_self(ctx: Ctx) -> Result<Response, ApiError> {
     let agent = &ctx.state.agent;
     let mut stats = serde_json::Map::new();
     if let Some(client) = &ctx.state.client {
-        let node = client.node();
-        let node_id = if node.id.is_empty() { client.config().node_id.clone().unwrap_or_default() } else { node.id };
-        let num_allocs = match &ctx.state.server {
-            Some(s) if !node_id.is_empty() => {
-                let snap = s.state().snapshot();
-                snap.allocs_by_node(&node_id).iter().filter(|a| !a.terminal()).count()
-            }
-            _ => 0,
-        };
+        let node_id = client.node_id();
+        let num_allocs = client.num_allocs();
         stats.insert(
             "client".into(),
             string_map(&[
@@ -109,12 +113,19 @@ pub(crate) async fn agent_self(ctx: Ctx) -> Result<Response, ApiError> {
             ("version", "rust".into()),
             (
                 "cpu_count",
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string(),
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .to_string(),
             ),
             ("kernel.name", std::env::consts::OS.into()),
         ]),
     );
-    let member = if agent.server_enabled || ctx.state.server.is_some() { member(agent) } else { Value::Null };
+    let member = if agent.server_enabled || ctx.state.server.is_some() {
+        member(agent)
+    } else {
+        Value::Null
+    };
     let body = j!({ "config": agent.config_json, "member": member, "stats": stats });
     json(&body, ctx.pretty(), Meta::None)
 }
@@ -123,8 +134,11 @@ pub(crate) async fn agent_self(ctx: Ctx) -> Result<Response, ApiError> {
 pub(crate) async fn members(ctx: Ctx) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let agent = &ctx.state.agent;
-    let members: Vec<Value> =
-        if agent.server_enabled || ctx.state.server.is_some() { vec![member(agent)] } else { Vec::new() };
+    let members: Vec<Value> = if agent.server_enabled || ctx.state.server.is_some() {
+        vec![member(agent)]
+    } else {
+        Vec::new()
+    };
     let body = j!({
         "ServerName": agent.node_name,
         "ServerRegion": agent.region(),
@@ -171,7 +185,11 @@ pub(crate) async fn leader(ctx: Ctx) -> Result<Response, ApiError> {
 /// `GET /v1/status/peers`.
 pub(crate) async fn peers(ctx: Ctx) -> Result<Response, ApiError> {
     require_get(&ctx)?;
-    let peers = if ctx.state.server.is_some() { server_addrs(&ctx) } else { Vec::new() };
+    let peers = if ctx.state.server.is_some() {
+        server_addrs(&ctx)
+    } else {
+        Vec::new()
+    };
     json(&peers, ctx.pretty(), Meta::None)
 }
 
@@ -185,7 +203,10 @@ pub(crate) async fn regions(ctx: Ctx) -> Result<Response, ApiError> {
 pub(crate) async fn metrics(ctx: Ctx) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     if ctx.params.str("format") == "prometheus" {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Prometheus is not enabled"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Prometheus is not enabled",
+        ));
     }
     let body = j!({"Timestamp": "", "Gauges": [], "Points": [], "Counters": [], "Samples": []});
     json(&body, ctx.pretty(), Meta::None)
@@ -230,8 +251,10 @@ pub(crate) fn ui_placeholder() -> Response {
                 <body><h1>Nomad</h1><p>The web UI is not bundled with this agent. \
                 Use the HTTP API under <code>/v1/</code> or the <code>nomad</code> CLI.</p></body></html>\n";
     let mut resp = (StatusCode::OK, html).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     resp
 }
 
@@ -241,7 +264,10 @@ mod tests {
 
     #[test]
     fn splits_addresses() {
-        assert_eq!(split_host_port("127.0.0.1:4647", 1), ("127.0.0.1".into(), 4647));
+        assert_eq!(
+            split_host_port("127.0.0.1:4647", 1),
+            ("127.0.0.1".into(), 4647)
+        );
         assert_eq!(split_host_port("[::1]:4647", 1), ("::1".into(), 4647));
         assert_eq!(split_host_port("", 4647), ("127.0.0.1".into(), 4647));
     }

@@ -74,7 +74,9 @@ pub(crate) async fn alloc_specific(ctx: Ctx, tail: &str) -> Result<Response, Api
         Some("services") => {
             require_get(&ctx)?;
             let server = ctx.server()?;
-            let ((), index) = server.blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |_| ()).await;
+            let ((), index) = server
+                .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |_| ())
+                .await;
             json(&serde_json::json!([]), ctx.pretty(), Meta::read(index))
         }
         Some("checks") => {

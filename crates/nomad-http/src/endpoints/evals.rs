@@ -26,7 +26,9 @@ pub(crate) async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let server = ctx.server()?;
     let (evals, index) = server
-        .blocking_query(&[Table::Evals], &ctx.opts.query_options(), |snap| filtered(&ctx, snap))
+        .blocking_query(&[Table::Evals], &ctx.opts.query_options(), |snap| {
+            filtered(&ctx, snap)
+        })
         .await;
     let (page, next_token) = ctx.opts.paginate(evals, |e| e.id.clone());
     json(&page, ctx.pretty(), Meta::Read { index, next_token })
@@ -47,9 +49,17 @@ pub(crate) async fn count(ctx: Ctx) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let server = ctx.server()?;
     let (count, index) = server
-        .blocking_query(&[Table::Evals], &ctx.opts.query_options(), |snap| filtered(&ctx, snap).len())
+        .blocking_query(&[Table::Evals], &ctx.opts.query_options(), |snap| {
+            filtered(&ctx, snap).len()
+        })
         .await;
-    let resp = EvalCountResponse { count, index, last_contact: 0, known_leader: true, next_token: String::new() };
+    let resp = EvalCountResponse {
+        count,
+        index,
+        last_contact: 0,
+        known_leader: true,
+        next_token: String::new(),
+    };
     json(&resp, ctx.pretty(), Meta::read(index))
 }
 
@@ -60,7 +70,10 @@ pub(crate) async fn eval_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
     if let Some(id) = tail.strip_suffix("/allocations") {
         let (stubs, index) = server
             .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |snap| {
-                snap.allocs_by_eval(id).iter().map(|a| alloc_stub(a, true, false)).collect::<Vec<_>>()
+                snap.allocs_by_eval(id)
+                    .iter()
+                    .map(|a| alloc_stub(a, true, false))
+                    .collect::<Vec<_>>()
             })
             .await;
         return json(&stubs, ctx.pretty(), Meta::read(index));

@@ -13,15 +13,16 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use nomad_client::ClientError;
 use nomad_structs::Allocation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json as j;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use super::require_get;
 use crate::error::ApiError;
-use crate::query::{json, parse_go_bool, Meta};
+use crate::query::{decode_optional_body, json, parse_go_bool, Meta};
 use crate::Ctx;
 
 /// Most bytes in one frame.
@@ -50,12 +51,32 @@ fn unknown_alloc(id: &str) -> ApiError {
 }
 
 fn not_started(task: &str) -> ApiError {
-    ApiError::not_found(format!("task \"{task}\" not started yet. No logs available"))
+    ApiError::not_found(format!(
+        "task \"{task}\" not started yet. No logs available"
+    ))
 }
 
-/// The alloc as the local server knows it, if this agent runs one.
+/// The alloc as this agent knows it: the local client's live view first (its task states are
+/// current), else the local server's.
 fn lookup_alloc(ctx: &Ctx, alloc_id: &str) -> Option<Arc<Allocation>> {
-    ctx.state.server.as_ref().and_then(|s| s.state().snapshot().alloc(alloc_id))
+    if let Some(client) = &ctx.state.client {
+        if let Some(a) = client.allocs().into_iter().find(|a| a.id == alloc_id) {
+            return Some(Arc::new(a));
+        }
+    }
+    ctx.state
+        .server
+        .as_ref()
+        .and_then(|s| s.state().snapshot().alloc(alloc_id))
+}
+
+/// Maps the client's alloc-operation errors to Nomad's statuses.
+fn client_error(e: ClientError) -> ApiError {
+    match e {
+        ClientError::UnknownAlloc(_) => ApiError::not_found(e.to_string()),
+        ClientError::UnknownTask(_) => ApiError::bad_request(e.to_string()),
+        ClientError::TaskNotRunning | ClientError::Driver(_) => ApiError::internal(e.to_string()),
+    }
 }
 
 /// The alloc directory on this node, or `Unknown allocation`.
@@ -64,7 +85,9 @@ fn alloc_dir(ctx: &Ctx, alloc_id: &str) -> Result<PathBuf, ApiError> {
         return Err(ApiError::bad_request("must provide a valid alloc id"));
     }
     let client = ctx.client()?;
-    client.alloc_dir_path(alloc_id).ok_or_else(|| unknown_alloc(alloc_id))
+    client
+        .alloc_dir_path(alloc_id)
+        .ok_or_else(|| unknown_alloc(alloc_id))
 }
 
 /// Where to start reading.
@@ -171,7 +194,12 @@ fn encode_frame(f: &StreamFrame<'_>) -> Bytes {
 
 /// Streams the log files into `tx` until the end (or forever when following, until the
 /// receiver goes away).
-pub(crate) async fn run_log_stream(req: LogRequest, start_idx: u64, start_offset: u64, tx: mpsc::Sender<Bytes>) {
+pub(crate) async fn run_log_stream(
+    req: LogRequest,
+    start_idx: u64,
+    start_offset: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
     let mut idx = start_idx;
     let mut offset = start_offset;
     let mut buf = vec![0u8; FRAME_SIZE];
@@ -214,7 +242,12 @@ pub(crate) async fn run_log_stream(req: LogRequest, start_idx: u64, start_offset
                     Bytes::copy_from_slice(&buf[..n])
                 } else {
                     let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
-                    encode_frame(&StreamFrame { offset, data, file: &rel, file_event: "" })
+                    encode_frame(&StreamFrame {
+                        offset,
+                        data,
+                        file: &rel,
+                        file_event: "",
+                    })
                 };
                 if tx.send(chunk).await.is_err() {
                     return;
@@ -241,7 +274,11 @@ pub(crate) async fn run_log_stream(req: LogRequest, start_idx: u64, start_offset
                         return;
                     }
                     if !req.plain {
-                        let f = StreamFrame { file: &rel, file_event: "file truncated", ..Default::default() };
+                        let f = StreamFrame {
+                            file: &rel,
+                            file_event: "file truncated",
+                            ..Default::default()
+                        };
                         if tx.send(encode_frame(&f)).await.is_err() {
                             return;
                         }
@@ -279,11 +316,18 @@ pub(crate) fn log_response(req: LogRequest) -> Result<Response, ApiError> {
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     tokio::spawn(run_log_stream(req, start_idx, off, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     });
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    let ct = if plain { "text/plain; charset=utf-8" } else { "application/json" };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let ct = if plain {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(resp)
 }
 
@@ -310,7 +354,9 @@ async fn logs(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
     }
     let log_type = ctx.params.str("type").to_string();
     if log_type != "stdout" && log_type != "stderr" {
-        return Err(ApiError::bad_request("must provide log type (stdout/stderr)"));
+        return Err(ApiError::bad_request(
+            "must provide log type (stdout/stderr)",
+        ));
     }
     let follow = parse_bool_field(&ctx, "follow")?;
     let plain = parse_bool_field(&ctx, "plain")?;
@@ -333,7 +379,9 @@ async fn logs(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
     match lookup_alloc(&ctx, alloc_id) {
         Some(alloc) => {
             if let Some(job) = alloc.job.as_deref() {
-                let known = job.lookup_task_group(&alloc.task_group).is_some_and(|tg| tg.lookup_task(&task).is_some());
+                let known = job
+                    .lookup_task_group(&alloc.task_group)
+                    .is_some_and(|tg| tg.lookup_task(&task).is_some());
                 if !known {
                     return Err(ApiError::bad_request(format!("unknown task name {task:?}")));
                 }
@@ -401,7 +449,11 @@ fn file_mode_string(meta: &std::fs::Metadata) -> String {
         meta.permissions().mode()
     };
     #[cfg(not(unix))]
-    let mode: u32 = if meta.permissions().readonly() { 0o444 } else { 0o644 };
+    let mode: u32 = if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    };
     let kind = if meta.is_dir() {
         'd'
     } else if meta.file_type().is_symlink() {
@@ -435,14 +487,22 @@ fn file_info(name: String, meta: &std::fs::Metadata) -> serde_json::Value {
 async fn ls(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let dir = alloc_dir(&ctx, alloc_id)?;
-    let rel = ctx.params.get("path").filter(|p| !p.is_empty()).unwrap_or("/");
+    let rel = ctx
+        .params
+        .get("path")
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
     let target = resolve_in_alloc(&dir, rel)?;
-    let rd = std::fs::read_dir(&target).map_err(|e| ApiError::internal(format!("open {}: {e}", rel)))?;
+    let rd =
+        std::fs::read_dir(&target).map_err(|e| ApiError::internal(format!("open {}: {e}", rel)))?;
     let mut out: Vec<serde_json::Value> = rd
         .flatten()
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
-            Some(file_info(e.file_name().to_string_lossy().into_owned(), &meta))
+            Some(file_info(
+                e.file_name().to_string_lossy().into_owned(),
+                &meta,
+            ))
         })
         .collect();
     out.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
@@ -457,8 +517,12 @@ async fn stat(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
         return Err(ApiError::bad_request("must provide a file name"));
     }
     let target = resolve_in_alloc(&dir, rel)?;
-    let meta = std::fs::metadata(&target).map_err(|e| ApiError::internal(format!("stat {rel}: {e}")))?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
+    let meta =
+        std::fs::metadata(&target).map_err(|e| ApiError::internal(format!("stat {rel}: {e}")))?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
     json(&file_info(name, &meta), ctx.pretty(), Meta::None)
 }
 
@@ -477,35 +541,50 @@ async fn cat(ctx: Ctx, alloc_id: &str, ranged: bool) -> Result<Response, ApiErro
             .parse()
             .map_err(|_| ApiError::bad_request("must provide a valid offset"))?;
         let limit: Option<u64> = match ctx.params.get("limit").filter(|s| !s.is_empty()) {
-            Some(v) => Some(v.parse().map_err(|_| ApiError::bad_request("must provide a valid limit"))?),
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| ApiError::bad_request("must provide a valid limit"))?,
+            ),
             None => None,
         };
         (offset, limit)
     } else {
         (0, None)
     };
-    let meta = std::fs::metadata(&target).map_err(|e| ApiError::internal(format!("stat {rel}: {e}")))?;
+    let meta =
+        std::fs::metadata(&target).map_err(|e| ApiError::internal(format!("stat {rel}: {e}")))?;
     if meta.is_dir() {
-        return Err(ApiError::bad_request(format!("file {rel:?} is a directory")));
+        return Err(ApiError::bad_request(format!(
+            "file {rel:?} is a directory"
+        )));
     }
     let mut f = tokio::fs::File::open(&target)
         .await
         .map_err(|e| ApiError::internal(format!("open {rel}: {e}")))?;
     if offset > 0 {
-        f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     }
     let mut data = Vec::new();
     match limit {
         Some(l) => {
-            f.take(l).read_to_end(&mut data).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            f.take(l)
+                .read_to_end(&mut data)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
         }
         None => {
-            f.read_to_end(&mut data).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            f.read_to_end(&mut data)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
         }
     }
     let mut resp = (StatusCode::OK, data).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok(resp)
 }
 
@@ -584,23 +663,63 @@ async fn alloc_stats(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let task_stats: serde_json::Map<String, serde_json::Value> = tasks
         .into_iter()
         .filter(|t| only.is_empty() || t == only)
-        .map(|t| (t, j!({"ResourceUsage": empty_resource_usage(), "Timestamp": now, "Pids": null})))
+        .map(|t| {
+            (
+                t,
+                j!({"ResourceUsage": empty_resource_usage(), "Timestamp": now, "Pids": null}),
+            )
+        })
         .collect();
     let body = j!({"ResourceUsage": empty_resource_usage(), "Tasks": task_stats, "Timestamp": now});
     json(&body, ctx.pretty(), Meta::None)
 }
 
-async fn restart(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
-    let _ = ctx.client()?;
-    let _ = id;
-    Err(ApiError::not_supported("Restarting allocations"))
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartRequest {
+    task_name: Option<String>,
+    all_tasks: Option<bool>,
 }
 
+/// `/v1/client/allocation/<id>/restart` (any method, empty body allowed).
+async fn restart(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    let client = ctx.client()?;
+    let req: RestartRequest = decode_optional_body(&ctx.body)?;
+    let task = req.task_name.filter(|t| !t.is_empty());
+    if task.is_some() && req.all_tasks == Some(true) {
+        return Err(ApiError::bad_request(
+            "task name cannot be set when restarting all tasks",
+        ));
+    }
+    client
+        .restart_alloc(id, task.as_deref())
+        .await
+        .map_err(client_error)?;
+    json(&j!({"Index": 0}), ctx.pretty(), Meta::None)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct SignalRequest {
+    task: Option<String>,
+    signal: Option<String>,
+}
+
+/// `PUT /v1/client/allocation/<id>/signal`; the signal defaults to `SIGKILL` as in Nomad.
 async fn signal(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     super::require_write(&ctx)?;
-    let _ = ctx.client()?;
-    let _ = id;
-    Err(ApiError::not_supported("Signalling tasks"))
+    let client = ctx.client()?;
+    let req: SignalRequest = decode_optional_body(&ctx.body)?;
+    let task = req.task.filter(|t| !t.is_empty());
+    let sig = req
+        .signal
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "SIGKILL".into());
+    client
+        .signal_task(id, task.as_deref(), &sig)
+        .await
+        .map_err(client_error)?;
+    json(&j!({"Index": 0}), ctx.pretty(), Meta::None)
 }
 
 fn read_meminfo() -> (u64, u64, u64) {
@@ -608,10 +727,20 @@ fn read_meminfo() -> (u64, u64, u64) {
     let field = |key: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map_or(0, |kb| kb * 1024)
     };
-    (field("MemTotal:"), field("MemAvailable:"), field("MemFree:"))
+    (
+        field("MemTotal:"),
+        field("MemAvailable:"),
+        field("MemFree:"),
+    )
 }
 
 /// `GET /v1/client/stats`: host memory and uptime from `/proc`; the rest zero-shaped.
@@ -621,7 +750,11 @@ pub(crate) async fn client_stats(ctx: Ctx) -> Result<Response, ApiError> {
     let (total, available, free) = read_meminfo();
     let uptime = std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|u| u.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|u| u.parse::<f64>().ok())
+        })
         .map_or(0, |u| u as u64);
     let body = j!({
         "Memory": {"Total": total, "Available": available, "Used": total.saturating_sub(available), "Free": free},

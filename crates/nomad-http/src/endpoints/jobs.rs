@@ -3,8 +3,8 @@
 use axum::response::Response;
 use nomad_state::{StateSnapshot, Table};
 use nomad_structs::{
-    canonicalize_job, multierror, validate_job, Job, JobListStub, JobRegisterRequest, JobSummary, JobValidateResponse,
-    JobsParseRequest,
+    canonicalize_job, multierror, validate_job, Job, JobListStub, JobRegisterRequest, JobSummary,
+    JobValidateResponse, JobsParseRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +25,14 @@ pub(crate) async fn jobs(ctx: Ctx) -> Result<Response, ApiError> {
 }
 
 fn summary_or_empty(snap: &StateSnapshot, job: &Job) -> JobSummary {
-    snap.job_summary(&job.namespace, &job.id).unwrap_or_else(|| JobSummary {
-        job_id: job.id.clone(),
-        namespace: job.namespace.clone(),
-        create_index: job.create_index,
-        modify_index: job.modify_index,
-        ..Default::default()
-    })
+    snap.job_summary(&job.namespace, &job.id)
+        .unwrap_or_else(|| JobSummary {
+            job_id: job.id.clone(),
+            namespace: job.namespace.clone(),
+            create_index: job.create_index,
+            modify_index: job.modify_index,
+            ..Default::default()
+        })
 }
 
 async fn list(ctx: Ctx) -> Result<Response, ApiError> {
@@ -40,18 +41,22 @@ async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     let prefix = ctx.opts.prefix.clone();
     let with_meta = ctx.params.bool_or("meta", false)?;
     let (stubs, index) = server
-        .blocking_query(&[Table::Jobs, Table::JobSummary], &ctx.opts.query_options(), |snap| {
-            snap.jobs(ns.as_deref(), &prefix)
-                .iter()
-                .map(|j| {
-                    let mut s = JobListStub::new(j, summary_or_empty(snap, j));
-                    if with_meta {
-                        s.meta = j.meta.clone();
-                    }
-                    s
-                })
-                .collect::<Vec<_>>()
-        })
+        .blocking_query(
+            &[Table::Jobs, Table::JobSummary],
+            &ctx.opts.query_options(),
+            |snap| {
+                snap.jobs(ns.as_deref(), &prefix)
+                    .iter()
+                    .map(|j| {
+                        let mut s = JobListStub::new(j, summary_or_empty(snap, j));
+                        if with_meta {
+                            s.meta = j.meta.clone();
+                        }
+                        s
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
         .await;
     let (page, next_token) = ctx.opts.paginate(stubs, |s| s.id.clone());
     json(&page, ctx.pretty(), Meta::Read { index, next_token })
@@ -74,26 +79,39 @@ async fn register(ctx: Ctx, path_id: Option<&str>) -> Result<Response, ApiError>
         }
     }
     if req.eval_priority != 0 && !(1..=100).contains(&req.eval_priority) {
-        return Err(ApiError::bad_request("Eval priority must be between 1 and 100 inclusively"));
+        return Err(ApiError::bad_request(
+            "Eval priority must be between 1 and 100 inclusively",
+        ));
     }
     if job.job_type == nomad_structs::JOB_TYPE_SYSTEM
-        && job.task_groups.iter().any(|g| g.scaling.as_ref().is_some_and(|s| !s.is_null()))
+        && job
+            .task_groups
+            .iter()
+            .any(|g| g.scaling.as_ref().is_some_and(|s| !s.is_null()))
     {
         return Err(ApiError::bad_request(
             "Task groups with job type system do not support scaling blocks",
         ));
     }
     // Precedence: query string > request body > job > defaults.
-    let ns = [ctx.opts.namespace_param.as_str(), req.namespace.as_str(), job.namespace.as_str()]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or("default")
-        .to_string();
-    let mut region = [ctx.opts.region.as_str(), req.region.as_str(), job.region.as_str()]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or(&agent_region)
-        .to_string();
+    let ns = [
+        ctx.opts.namespace_param.as_str(),
+        req.namespace.as_str(),
+        job.namespace.as_str(),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or("default")
+    .to_string();
+    let mut region = [
+        ctx.opts.region.as_str(),
+        req.region.as_str(),
+        job.region.as_str(),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or(&agent_region)
+    .to_string();
     if region == "global" {
         region = agent_region;
     }
@@ -140,7 +158,10 @@ pub(crate) async fn validate(ctx: Ctx) -> Result<Response, ApiError> {
     if !ctx.opts.namespace_param.is_empty() {
         job.namespace = ctx.opts.namespace_param.clone();
     } else if job.namespace.is_empty() {
-        job.namespace = req.namespace.filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+        job.namespace = req
+            .namespace
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
     }
     if job.region.is_empty() {
         job.region = req.region.filter(|s| !s.is_empty()).unwrap_or(agent_region);
@@ -149,7 +170,11 @@ pub(crate) async fn validate(ctx: Ctx) -> Result<Response, ApiError> {
     let errs = validate_job(&job);
     let resp = JobValidateResponse {
         driver_config_validated: true,
-        error: if errs.is_empty() { String::new() } else { multierror(&errs) },
+        error: if errs.is_empty() {
+            String::new()
+        } else {
+            multierror(&errs)
+        },
         validation_errors: errs,
         warnings: String::new(),
     };
@@ -230,7 +255,9 @@ async fn get_job(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
     let (job, index) = server
-        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| snap.job(ns, id))
+        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
+            snap.job(ns, id)
+        })
         .await;
     let job = job.ok_or_else(|| ApiError::not_found("job not found"))?;
     json(&*job, ctx.pretty(), Meta::read(index))
@@ -243,13 +270,19 @@ async fn deregister(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     ctx.params.bool("no_shutdown_delay")?;
     if let Some(p) = ctx.params.get("eval_priority").filter(|s| !s.is_empty()) {
         let p: i64 = p.parse().map_err(|_| {
-            ApiError::bad_request(format!("Failed to parse value of \"eval_priority\" ({p}) as an int"))
+            ApiError::bad_request(format!(
+                "Failed to parse value of \"eval_priority\" ({p}) as an int"
+            ))
         })?;
         if !(1..=100).contains(&p) {
-            return Err(ApiError::bad_request("Eval priority must be between 1 and 100 inclusively"));
+            return Err(ApiError::bad_request(
+                "Eval priority must be between 1 and 100 inclusively",
+            ));
         }
     }
-    let mut resp = server.job_deregister(ctx.opts.namespace(), id, purge).await?;
+    let mut resp = server
+        .job_deregister(ctx.opts.namespace(), id, purge)
+        .await?;
     resp.known_leader = true;
     json(&resp, ctx.pretty(), Meta::Write(resp.index))
 }
@@ -305,7 +338,10 @@ async fn evaluations(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let ns = ctx.opts.namespace();
     let (evals, index) = server
         .blocking_query(&[Table::Evals], &ctx.opts.query_options(), |snap| {
-            snap.evals_by_job(ns, id).iter().map(|e| (**e).clone()).collect::<Vec<_>>()
+            snap.evals_by_job(ns, id)
+                .iter()
+                .map(|e| (**e).clone())
+                .collect::<Vec<_>>()
         })
         .await;
     json(&evals, ctx.pretty(), Meta::read(index))
@@ -316,7 +352,9 @@ async fn summary(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
     let (sum, index) = server
-        .blocking_query(&[Table::JobSummary], &ctx.opts.query_options(), |snap| snap.job_summary(ns, id))
+        .blocking_query(&[Table::JobSummary], &ctx.opts.query_options(), |snap| {
+            snap.job_summary(ns, id)
+        })
         .await;
     let sum = sum.ok_or_else(|| ApiError::not_found("job not found"))?;
     json(&sum, ctx.pretty(), Meta::read(index))
@@ -340,7 +378,9 @@ async fn versions(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let ns = ctx.opts.namespace();
     ctx.params.bool("diffs")?;
     let (job, index) = server
-        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| snap.job(ns, id))
+        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
+            snap.job(ns, id)
+        })
         .await;
     let job = job.ok_or_else(|| ApiError::not_found("job versions not found"))?;
     let resp = JobVersionsResponse {
@@ -380,7 +420,9 @@ async fn actions(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
     let (job, index) = server
-        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| snap.job(ns, id))
+        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
+            snap.job(ns, id)
+        })
         .await;
     let job = job.ok_or_else(|| ApiError::not_found("job not found"))?;
     let mut out = Vec::new();
@@ -404,11 +446,10 @@ async fn submission(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
-    let version: u64 = ctx
-        .params
-        .str("version")
-        .parse()
-        .map_err(|_| ApiError::bad_request("Unable to parse job submission version parameter"))?;
+    let version: u64 =
+        ctx.params.str("version").parse().map_err(|_| {
+            ApiError::bad_request("Unable to parse job submission version parameter")
+        })?;
     let (sub, index) = server
         .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
             snap.job_submission(ns, id, version)
@@ -423,7 +464,9 @@ async fn services(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
     let (exists, index) = server
-        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| snap.job(ns, id).is_some())
+        .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
+            snap.job(ns, id).is_some()
+        })
         .await;
     if !exists {
         return Err(ApiError::not_found("job not found"));
@@ -442,7 +485,13 @@ pub(crate) async fn deployment_specific(ctx: Ctx, tail: &str) -> Result<Response
         let _ = id;
         return read_with_job_index(ctx, serde_json::json!([])).await;
     }
-    for verb in ["fail/", "pause/", "promote/", "allocation-health/", "unblock/"] {
+    for verb in [
+        "fail/",
+        "pause/",
+        "promote/",
+        "allocation-health/",
+        "unblock/",
+    ] {
         if tail.starts_with(verb) {
             require_write(&ctx)?;
             return Err(ApiError::not_found("deployment not found"));

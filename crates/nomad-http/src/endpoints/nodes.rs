@@ -62,7 +62,9 @@ pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
     require_get(&ctx)?;
     let server = ctx.server()?;
     let (node, index) = server
-        .blocking_query(&[Table::Nodes], &ctx.opts.query_options(), |snap| snap.node(tail))
+        .blocking_query(&[Table::Nodes], &ctx.opts.query_options(), |snap| {
+            snap.node(tail)
+        })
         .await;
     let node = node.ok_or_else(|| ApiError::not_found("node not found"))?;
     let mut node = (*node).clone();
@@ -80,7 +82,10 @@ async fn allocations(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let server = ctx.server()?;
     let (allocs, index) = server
         .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |snap| {
-            snap.allocs_by_node(id).iter().map(|a| alloc_full(a)).collect::<Vec<_>>()
+            snap.allocs_by_node(id)
+                .iter()
+                .map(|a| alloc_full(a))
+                .collect::<Vec<_>>()
         })
         .await;
     json(&allocs, ctx.pretty(), Meta::read(index))
