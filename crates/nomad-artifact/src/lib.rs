@@ -302,7 +302,15 @@ pub fn fetch_with(
                             reason: "must be a plain file name".into(),
                         })?
                     }
-                    _ => parsed.name.clone(),
+                    _ if !parsed.name.is_empty() => parsed.name.clone(),
+                    _ => {
+                        return Err(ArtifactError::InvalidSource {
+                            artifact: ctx.artifact.clone(),
+                            reason: "cannot tell a file name from the source; set the filename \
+                                     option or use mode file"
+                                .into(),
+                        })
+                    }
                 };
                 Some(lexical_dest.join(name))
             };

@@ -386,6 +386,26 @@ fn http_connection_refused_and_timeout() {
 }
 
 #[test]
+fn https_reaches_a_tls_handshake() {
+    // No TLS server here: speaking TLS to the plain HTTP server must fail as a download
+    // error from the TLS layer (not "no TLS provider"), with insecure on or off.
+    let sb = Sandbox::new();
+    let srv = Server::start(vec![("/a.txt", Reply::ok("a"))]);
+    for insecure in [false, true] {
+        let mut req = sb.request(&srv.url("/a.txt").replace("http://", "https://"));
+        req.insecure = insecure;
+        let err = fetch(&req).unwrap_err();
+        assert!(matches!(err, ArtifactError::Download { .. }), "{err}");
+        let text = err.to_string().to_ascii_lowercase();
+        assert!(
+            !text.contains("provider") && !text.contains("not enabled"),
+            "{err}"
+        );
+    }
+    sb.assert_clean();
+}
+
+#[test]
 fn http_tar_gz_keeps_exec_bit() {
     let sb = Sandbox::new();
     let srv = Server::start(vec![("/app.tar.gz", Reply::ok(app_tar_gz()))]);
@@ -828,4 +848,8 @@ fn unsupported_getters_and_bad_sources() {
     let err = fetch(&req).unwrap_err();
     assert!(err.to_string().contains("bob:xxxxx@"), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
+    // No file name to use in mode any.
+    let err = fetch(&sb.request("http://127.0.0.1:1/dir/")).unwrap_err();
+    assert!(err.to_string().contains("cannot tell a file name"), "{err}");
+    sb.assert_clean();
 }

@@ -1,4 +1,6 @@
-//! nomad-drivers: task drivers behind one [`Driver`] trait. For now: `raw_exec`.
+//! nomad-drivers: task drivers behind one [`Driver`] trait: `raw_exec` (host, no isolation)
+//! and `exec` (namespaces + bind-mounted chroot + capabilities), sharing the task table,
+//! stop/signal/recover machinery in a private `common` module.
 //!
 //! The client builds a `BTreeMap<String, Arc<dyn Driver>>` and drives tasks through the trait:
 //! `validate_config` → `start_task` → `wait_task` / `signal_task` / `stop_task` →
@@ -15,9 +17,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod common;
+pub mod exec;
 pub mod raw_exec;
 mod task_config;
 
+pub use exec::{ExecConfig, ExecDriver, NamespaceMode};
 pub use raw_exec::{RawExecConfig, RawExecDriver};
 
 /// What file system isolation a driver provides.

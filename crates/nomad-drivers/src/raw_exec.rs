@@ -1,28 +1,22 @@
 //! The `raw_exec` driver: runs a command directly on the host, as the agent's user (or
 //! `task.user`), in the task directory, inside a per-task cgroup when available.
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nomad_executor::{
-    parse_signal, Cgroup, CgroupFs, CgroupLimits, CgroupMode, HostFs, ProcessError, ProcessSpec,
-    SpawnError,
-};
-use tokio::sync::watch;
+use nomad_executor::{parse_signal, CgroupFs, CgroupMode, HostFs, ProcessSpec, SpawnError};
 
+use crate::common::{self, ensure_executable, error_chain, unix_nanos_now, TaskTable};
 use crate::task_config::{self, RawExecTaskConfig};
 use crate::{
-    Capabilities, Driver, DriverError, ExitFuture, ExitResult, Fingerprint, FsIsolation,
-    TaskConfig, TaskHandle,
+    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig,
+    TaskHandle,
 };
 
 /// Driver name.
 pub const DRIVER_NAME: &str = "raw_exec";
-/// How long stop/destroy wait for processes to disappear after SIGKILL.
-const KILL_WAIT: Duration = Duration::from_secs(15);
 
 /// Plugin configuration of raw_exec.
 #[derive(Debug, Clone, Default)]
@@ -36,65 +30,11 @@ pub struct RawExecConfig {
     pub cgroup_mode: Option<CgroupMode>,
 }
 
-/// Exit notification shared between the waiter thread and callers.
-#[derive(Debug)]
-struct ExitCell {
-    value: Mutex<Option<ExitResult>>,
-    cond: Condvar,
-    tx: watch::Sender<Option<ExitResult>>,
-}
-
-impl ExitCell {
-    fn new() -> Arc<ExitCell> {
-        Arc::new(ExitCell {
-            value: Mutex::new(None),
-            cond: Condvar::new(),
-            tx: watch::channel(None).0,
-        })
-    }
-
-    fn set(&self, result: ExitResult) {
-        let mut v = self.value.lock().expect("exit cell poisoned");
-        if v.is_none() {
-            *v = Some(result.clone());
-            self.tx.send_replace(Some(result));
-        }
-        self.cond.notify_all();
-    }
-
-    fn get(&self) -> Option<ExitResult> {
-        self.value.lock().expect("exit cell poisoned").clone()
-    }
-
-    /// Waits up to `timeout`; true when exited.
-    fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.value.lock().expect("exit cell poisoned");
-        let (guard, _) = self
-            .cond
-            .wait_timeout_while(guard, timeout, |v| v.is_none())
-            .expect("exit cell poisoned");
-        guard.is_some()
-    }
-}
-
-#[derive(Debug)]
-struct Task {
-    handle: TaskHandle,
-    cgroup: Option<Cgroup>,
-    exit: Arc<ExitCell>,
-}
-
-impl Task {
-    fn exited(&self) -> bool {
-        self.exit.get().is_some()
-    }
-}
-
 /// The raw_exec driver.
 #[derive(Debug)]
 pub struct RawExecDriver {
     config: RawExecConfig,
-    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    tasks: TaskTable,
     fs: Arc<dyn CgroupFs>,
 }
 
@@ -103,7 +43,7 @@ impl RawExecDriver {
     pub fn new(config: RawExecConfig) -> Self {
         RawExecDriver {
             config,
-            tasks: Mutex::new(HashMap::new()),
+            tasks: TaskTable::new(DRIVER_NAME),
             fs: Arc::new(HostFs),
         }
     }
@@ -118,154 +58,15 @@ impl RawExecDriver {
             .unwrap_or_else(CgroupMode::detect)
     }
 
-    fn task(&self, task_id: &str) -> Result<Arc<Task>, DriverError> {
-        self.tasks
-            .lock()
-            .expect("task table poisoned")
-            .get(task_id)
-            .cloned()
-            .ok_or_else(|| DriverError::TaskNotFound(task_id.to_string()))
-    }
-
     /// The cgroup of a running task, if any (for tests and the client's stats).
     pub fn task_cgroup_paths(&self, task_id: &str) -> Result<Vec<PathBuf>, DriverError> {
         Ok(self
-            .task(task_id)?
+            .tasks
+            .get(task_id)?
             .cgroup
             .as_ref()
             .map(|c| c.paths())
             .unwrap_or_default())
-    }
-
-    fn create_cgroup(&self, cfg: &TaskConfig) -> Option<Cgroup> {
-        let mode = self.cgroup_mode();
-        if mode == CgroupMode::Unavailable {
-            if !self.config.no_cgroups {
-                tracing::warn!(alloc_id = %cfg.alloc_id, task = %cfg.task_name, "no cgroup hierarchy found; task runs without a cgroup");
-            }
-            return None;
-        }
-        let r = &cfg.resources;
-        let limits =
-            CgroupLimits::from_resources(r.cpu_mhz, r.memory_mb, r.memory_max_mb, &r.cores);
-        match Cgroup::create(
-            &mode,
-            &cfg.alloc_id,
-            &cfg.task_name,
-            &limits,
-            self.fs.clone(),
-        ) {
-            Ok(cg) => Some(cg),
-            Err(error) => {
-                tracing::warn!(alloc_id = %cfg.alloc_id, task = %cfg.task_name, error = %error, "could not create task cgroup; falling back to process group");
-                None
-            }
-        }
-    }
-
-    /// Kills whatever is left of the task: SIGKILL to the process group, then the cgroup, and
-    /// waits for the main process to be gone.
-    fn kill_remaining(&self, task: &Task) -> Result<(), DriverError> {
-        let id = &task.handle.task_id;
-        // The group outlives the leader only while members remain, so its id cannot have been
-        // reused while any of them lives; ESRCH just means nothing is left.
-        if let Err(error) = nomad_executor::signal_group(task.handle.pid, libc::SIGKILL) {
-            if !matches!(error, ProcessError::NotFound { .. }) {
-                tracing::warn!(task_id = %id, %error, "could not kill process group");
-            }
-        }
-        if task.cgroup.is_none() {
-            // Without a cgroup, wait until no live member of the group remains (kill(2)
-            // returns before the target is gone).
-            let deadline = Instant::now() + KILL_WAIT;
-            loop {
-                let left = nomad_executor::live_pids_in_group(task.handle.pid);
-                if left.is_empty() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(DriverError::Stop {
-                        task_id: id.clone(),
-                        message: format!("processes {left:?} survived SIGKILL"),
-                    });
-                }
-                let _ = nomad_executor::signal_group(task.handle.pid, libc::SIGKILL);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        if let Some(cg) = &task.cgroup {
-            cg.kill_all(KILL_WAIT).map_err(|e| DriverError::Stop {
-                task_id: id.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        if !task.exit.wait(KILL_WAIT) {
-            return Err(DriverError::Stop {
-                task_id: id.clone(),
-                message: format!("process did not exit after {} seconds", KILL_WAIT.as_secs()),
-            });
-        }
-        Ok(())
-    }
-
-    fn spawn_waiter_child(task_id: String, pid: u32, cgroup: Option<Cgroup>, cell: Arc<ExitCell>) {
-        let name = format!("raw_exec-wait-{pid}");
-        let spawned = std::thread::Builder::new().name(name).spawn({
-            let cell = cell.clone();
-            move || {
-                let result = match nomad_executor::wait_child(pid) {
-                    Ok(st) => ExitResult {
-                        exit_code: st.code,
-                        signal: st.signal,
-                        oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
-                        err: None,
-                    },
-                    Err(e) => ExitResult {
-                        exit_code: -1,
-                        signal: 0,
-                        oom_killed: false,
-                        err: Some(e.to_string()),
-                    },
-                };
-                tracing::debug!(task_id = %task_id, pid, exit_code = result.exit_code, signal = result.signal, "task exited");
-                cell.set(result);
-            }
-        });
-        if let Err(e) = spawned {
-            cell.set(ExitResult {
-                exit_code: -1,
-                err: Some(format!("failed to start wait thread: {e}")),
-                ..Default::default()
-            });
-        }
-    }
-
-    fn spawn_waiter_foreign(handle: &TaskHandle, cgroup: Option<Cgroup>, cell: Arc<ExitCell>) {
-        let (pid, start_time) = (handle.pid, handle.start_time);
-        let spawned = std::thread::Builder::new()
-            .name(format!("raw_exec-reattach-{pid}"))
-            .spawn({
-                let cell = cell.clone();
-                move || {
-                    nomad_executor::wait_foreign(pid, start_time, Duration::from_millis(200));
-                    cell.set(ExitResult {
-                        exit_code: -1,
-                        signal: 0,
-                        oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
-                        err: Some(
-                            "exit status unknown: task was recovered after an agent restart"
-                                .to_string(),
-                        ),
-                    });
-                }
-            });
-        if let Err(e) = spawned {
-            cell.set(ExitResult {
-                exit_code: -1,
-                err: Some(format!("failed to start wait thread: {e}")),
-                ..Default::default()
-            });
-        }
     }
 }
 
@@ -294,38 +95,6 @@ pub(crate) fn lookup_bin(task_dir: &Path, command: &str) -> Option<PathBuf> {
             c.metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-}
-
-fn ensure_executable(path: &Path) {
-    if let Ok(meta) = path.metadata() {
-        let mode = meta.permissions().mode();
-        if mode & 0o555 != 0o555 {
-            if let Err(error) =
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o555))
-            {
-                tracing::warn!(path = %path.display(), %error, "could not make binary executable");
-            }
-        }
-    }
-}
-
-/// `err: cause: cause...`
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
-fn unix_nanos_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn build_spec(cfg: &TaskConfig, tc: &RawExecTaskConfig, program: PathBuf) -> ProcessSpec {
@@ -398,12 +167,7 @@ impl Driver for RawExecDriver {
         if let Some(kill) = &cfg.kill_signal {
             parse_signal(kill)?;
         }
-        if self
-            .tasks
-            .lock()
-            .expect("task table poisoned")
-            .contains_key(&cfg.id)
-        {
+        if self.tasks.contains(&cfg.id) {
             return Err(DriverError::DuplicateTask(cfg.id.clone()));
         }
         if tc.cgroup_v1_override.is_some() || tc.cgroup_v2_override.is_some() {
@@ -420,7 +184,12 @@ impl Driver for RawExecDriver {
             }
         };
         let mut spec = build_spec(cfg, &tc, program);
-        let mut cgroup = self.create_cgroup(cfg);
+        let mut cgroup = common::create_cgroup(
+            &self.cgroup_mode(),
+            cfg,
+            self.fs.clone(),
+            !self.config.no_cgroups,
+        );
         if let Some(cg) = &cgroup {
             spec.cgroup_procs = cg.procs_files();
         }
@@ -463,33 +232,13 @@ impl Driver for RawExecDriver {
             kill_signal: cfg.kill_signal.clone(),
         };
         tracing::info!(alloc_id = %cfg.alloc_id, task = %cfg.task_name, pid = spawned.pid, cgroup = ?handle.cgroup, "raw_exec task started");
-        let exit = ExitCell::new();
-        Self::spawn_waiter_child(cfg.id.clone(), spawned.pid, cgroup.clone(), exit.clone());
-        let task = Arc::new(Task {
-            handle: handle.clone(),
-            cgroup,
-            exit,
-        });
         self.tasks
-            .lock()
-            .expect("task table poisoned")
-            .insert(cfg.id.clone(), task);
+            .insert_started(handle.clone(), cgroup, Default::default());
         Ok(handle)
     }
 
     fn wait_task(&self, task_id: &str) -> Result<ExitFuture, DriverError> {
-        let task = self.task(task_id)?;
-        let mut rx = task.exit.tx.subscribe();
-        Ok(Box::pin(async move {
-            match rx.wait_for(|v| v.is_some()).await {
-                Ok(v) => v.clone().expect("wait_for guarantees Some"),
-                Err(_) => ExitResult {
-                    exit_code: -1,
-                    err: Some("task wait channel closed".to_string()),
-                    ..Default::default()
-                },
-            }
-        }))
+        self.tasks.wait_task(task_id)
     }
 
     fn stop_task(
@@ -498,123 +247,20 @@ impl Driver for RawExecDriver {
         timeout: Duration,
         signal: Option<&str>,
     ) -> Result<(), DriverError> {
-        let task = self.task(task_id)?;
-        let name = signal
-            .filter(|s| !s.is_empty())
-            .or(task.handle.kill_signal.as_deref().filter(|s| !s.is_empty()))
-            .unwrap_or("SIGINT");
-        let sig = parse_signal(name)?;
-        if !task.exited() {
-            if !timeout.is_zero() {
-                match nomad_executor::signal_process(task.handle.pid, sig) {
-                    Ok(()) | Err(ProcessError::NotFound { .. }) => {}
-                    Err(error) => tracing::warn!(task_id, %error, "could not send stop signal"),
-                }
-                let deadline = Instant::now() + timeout;
-                task.exit
-                    .wait(deadline.saturating_duration_since(Instant::now()));
-            }
-            if !task.exited() {
-                if let Err(error) = nomad_executor::signal_process(task.handle.pid, libc::SIGKILL) {
-                    if !matches!(error, ProcessError::NotFound { .. }) {
-                        tracing::warn!(task_id, %error, "could not kill task");
-                    }
-                }
-            }
-        }
-        self.kill_remaining(&task)
+        self.tasks.stop_task(task_id, timeout, signal)
     }
 
     fn signal_task(&self, task_id: &str, signal: &str) -> Result<(), DriverError> {
-        let task = self.task(task_id)?;
-        let sig = parse_signal(signal)?;
-        if task.exited() {
-            return Err(DriverError::Signal {
-                task_id: task_id.to_string(),
-                message: "task has already exited".to_string(),
-            });
-        }
-        nomad_executor::signal_process(task.handle.pid, sig).map_err(|e| DriverError::Signal {
-            task_id: task_id.to_string(),
-            message: e.to_string(),
-        })
+        self.tasks.signal_task(task_id, signal)
     }
 
     fn destroy_task(&self, task_id: &str, force: bool) -> Result<(), DriverError> {
-        let task = self.task(task_id)?;
-        if !task.exited() {
-            if !force {
-                return Err(DriverError::StillRunning(task_id.to_string()));
-            }
-            if let Err(error) = nomad_executor::signal_process(task.handle.pid, libc::SIGKILL) {
-                if !matches!(error, ProcessError::NotFound { .. }) {
-                    tracing::warn!(task_id, %error, "could not kill task");
-                }
-            }
-        }
-        // Leftovers (daemonised children) die with the task.
-        self.kill_remaining(&task)?;
-        if let Some(cg) = &task.cgroup {
-            cg.destroy().map_err(|e| DriverError::Stop {
-                task_id: task_id.to_string(),
-                message: e.to_string(),
-            })?;
-        }
-        self.tasks
-            .lock()
-            .expect("task table poisoned")
-            .remove(task_id);
-        Ok(())
+        self.tasks.destroy_task(task_id, force)
     }
 
     fn recover_task(&self, handle: &TaskHandle) -> Result<(), DriverError> {
-        let err = |message: String| DriverError::Recover {
-            task_id: handle.task_id.clone(),
-            message,
-        };
-        if handle.driver != DRIVER_NAME {
-            return Err(err(format!(
-                "handle belongs to driver {:?}, not {DRIVER_NAME}",
-                handle.driver
-            )));
-        }
-        if self
-            .tasks
-            .lock()
-            .expect("task table poisoned")
-            .contains_key(&handle.task_id)
-        {
-            return Ok(());
-        }
-        if !nomad_executor::is_same_live_process(handle.pid, handle.start_time) {
-            return Err(err(format!(
-                "process {} is no longer running (or its pid was reused)",
-                handle.pid
-            )));
-        }
-        let cgroup = match &handle.cgroup {
-            Some(rel) => match Cgroup::open(&self.cgroup_mode(), rel, self.fs.clone()) {
-                Ok(cg) => Some(cg),
-                Err(error) => {
-                    tracing::warn!(task_id = %handle.task_id, %error, "could not re-open task cgroup");
-                    None
-                }
-            },
-            None => None,
-        };
-        let exit = ExitCell::new();
-        Self::spawn_waiter_foreign(handle, cgroup.clone(), exit.clone());
-        let task = Arc::new(Task {
-            handle: handle.clone(),
-            cgroup,
-            exit,
-        });
         self.tasks
-            .lock()
-            .expect("task table poisoned")
-            .insert(handle.task_id.clone(), task);
-        tracing::info!(task_id = %handle.task_id, pid = handle.pid, "raw_exec task recovered");
-        Ok(())
+            .recover_task(handle, &self.cgroup_mode(), self.fs.clone(), Default::default)
     }
 }
 

@@ -30,14 +30,14 @@ const KEYS: &[&str] = &[
     "denied_envvars",
 ];
 
-fn invalid(field: &str, message: impl Into<String>) -> DriverError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> DriverError {
     DriverError::InvalidConfig {
         field: field.to_string(),
         message: message.into(),
     }
 }
 
-fn string(field: &str, v: &Value) -> Result<String, DriverError> {
+pub(crate) fn string(field: &str, v: &Value) -> Result<String, DriverError> {
     match v {
         Value::String(s) => Ok(s.clone()),
         other => Err(invalid(
@@ -47,7 +47,7 @@ fn string(field: &str, v: &Value) -> Result<String, DriverError> {
     }
 }
 
-fn string_list(field: &str, v: &Value) -> Result<Vec<String>, DriverError> {
+pub(crate) fn string_list(field: &str, v: &Value) -> Result<Vec<String>, DriverError> {
     match v {
         Value::Array(items) => items
             .iter()
@@ -93,7 +93,7 @@ fn string_map_into(
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",

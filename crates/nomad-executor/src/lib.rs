@@ -11,6 +11,8 @@ pub mod caps;
 #[cfg(target_os = "linux")]
 pub mod cgroup;
 #[cfg(target_os = "linux")]
+pub mod hostmount;
+#[cfg(target_os = "linux")]
 pub mod isolate;
 pub mod mount_plan;
 #[cfg(target_os = "linux")]
@@ -27,6 +29,7 @@ pub use process::{
     signal_group, signal_process, wait_child, wait_foreign, ExitStatus, ProcessError,
 };
 pub use procfs::{
+    parse_mountinfo, read_mountinfo, MountInfo,
     is_alive, is_same_live_process, live_pids_in_group, process_start_time, ProcError,
 };
 pub use signal::{parse_signal, signal_name, SignalParseError};

@@ -106,6 +106,74 @@ pub fn live_pids_in_group(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// One line of `/proc/<pid>/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Mount id.
+    pub mount_id: u32,
+    /// Parent mount id.
+    pub parent_id: u32,
+    /// Device major:minor of the file system.
+    pub dev: (u32, u32),
+    /// Root of the mount within its file system.
+    pub root: PathBuf,
+    /// Mount point, relative to the reading process's root.
+    pub mount_point: PathBuf,
+    /// File system type.
+    pub fstype: String,
+    /// Mount source.
+    pub source: String,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses mountinfo text; malformed lines are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if l.len() < 5 || r.len() < 2 {
+                return None;
+            }
+            let (maj, min) = l[2].split_once(':')?;
+            Some(MountInfo {
+                mount_id: l[0].parse().ok()?,
+                parent_id: l[1].parse().ok()?,
+                dev: (maj.parse().ok()?, min.parse().ok()?),
+                root: PathBuf::from(unescape_mountinfo(l[3])),
+                mount_point: PathBuf::from(unescape_mountinfo(l[4])),
+                fstype: unescape_mountinfo(r[0]),
+                source: unescape_mountinfo(r[1]),
+            })
+        })
+        .collect()
+}
+
+/// The mounts of a process (`"self"` or a pid) as it sees them.
+pub fn read_mountinfo(pid: &str) -> std::io::Result<Vec<MountInfo>> {
+    Ok(parse_mountinfo(&std::fs::read_to_string(format!(
+        "/proc/{pid}/mountinfo"
+    ))?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +187,21 @@ mod tests {
         assert_eq!(s.pgrp, 1234);
         assert_eq!(s.session, 1234);
         assert_eq!(s.start_time, 987654);
+    }
+
+    #[test]
+    fn parses_mountinfo() {
+        let text = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                    90 27 0:45 / /a\\040b/secrets rw,nosuid,nodev,noexec shared:7 - tmpfs nomad-secrets rw,size=1024k\n\
+                    garbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mount_point, PathBuf::from("/proc"));
+        assert_eq!(m[1].mount_point, PathBuf::from("/a b/secrets"));
+        assert_eq!(m[1].dev, (0, 45));
+        assert_eq!(m[1].fstype, "tmpfs");
+        assert_eq!(m[1].source, "nomad-secrets");
+        assert!(read_mountinfo("self").is_ok_and(|v| !v.is_empty()));
     }
 
     #[test]
