@@ -220,7 +220,9 @@ impl Acl {
         if namespace == "*" && self.namespaces.all().any(grants_anything) {
             return true;
         }
-        self.namespaces.lookup(namespace).is_some_and(grants_anything)
+        self.namespaces
+            .lookup(namespace)
+            .is_some_and(grants_anything)
     }
 
     /// A node pool capability (`read`, `write`, `delete`) on `pool`.
@@ -432,8 +434,22 @@ mod tests {
             (&[prod, list_all], "dev", LIST_JOBS, true),
             (&[prod, list_all], "dev", SUBMIT_JOB, false),
             // exact beats glob, even though it grants less
-            (&[read_default, list_all, r#"namespace "*" { policy = "write" }"#], "default", SUBMIT_JOB, false),
-            (&[read_default, r#"namespace "*" { policy = "write" }"#], "other", SUBMIT_JOB, true),
+            (
+                &[
+                    read_default,
+                    list_all,
+                    r#"namespace "*" { policy = "write" }"#,
+                ],
+                "default",
+                SUBMIT_JOB,
+                false,
+            ),
+            (
+                &[read_default, r#"namespace "*" { policy = "write" }"#],
+                "other",
+                SUBMIT_JOB,
+                true,
+            ),
             // deny wins across policies, whatever the order
             (&[write_default, deny_default], "default", READ_JOB, false),
             (&[deny_default, write_default], "default", READ_JOB, false),
@@ -459,11 +475,9 @@ mod tests {
 
     #[test]
     fn allow_namespace_filtering() {
-        let a = acl(&[
-            r#"namespace "default" { policy = "read" }
+        let a = acl(&[r#"namespace "default" { policy = "read" }
                namespace "secret" { policy = "deny" }
-               namespace "prod-*" { capabilities = ["list-jobs"] }"#,
-        ]);
+               namespace "prod-*" { capabilities = ["list-jobs"] }"#]);
         assert!(a.allow_namespace("default"));
         assert!(!a.allow_namespace("secret"));
         assert!(a.allow_namespace("prod-x"));
@@ -475,14 +489,22 @@ mod tests {
 
     #[test]
     fn coarse_levels() {
-        let a = acl(&[r#"node { policy = "read" } agent { policy = "write" } operator { policy = "read" }"#]);
+        let a = acl(&[
+            r#"node { policy = "read" } agent { policy = "write" } operator { policy = "read" }"#,
+        ]);
         assert!(a.allow_node_read() && !a.allow_node_write());
         assert!(a.allow_agent_read() && a.allow_agent_write());
         assert!(a.allow_operator_read() && !a.allow_operator_write());
         // max privilege across policies, deny wins
-        let b = acl(&[r#"node { policy = "read" }"#, r#"node { policy = "write" }"#]);
+        let b = acl(&[
+            r#"node { policy = "read" }"#,
+            r#"node { policy = "write" }"#,
+        ]);
         assert!(b.allow_node_write());
-        let c = acl(&[r#"node { policy = "write" }"#, r#"node { policy = "deny" }"#]);
+        let c = acl(&[
+            r#"node { policy = "write" }"#,
+            r#"node { policy = "deny" }"#,
+        ]);
         assert!(!c.allow_node_read());
         let d = acl(&[r#"plugin { policy = "list" }"#]);
         assert!(d.allow_plugin_list() && !d.allow_plugin_read());

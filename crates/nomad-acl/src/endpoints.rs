@@ -95,8 +95,16 @@ const READ: &[&[&str]] = &[&[READ_JOB]];
 const TABLE: &[(M, &str, Access)] = &[
     // jobs
     (M::Get, "/v1/jobs", Access::Namespace(&[&[LIST_JOBS]])),
-    (M::Write, "/v1/jobs/parse", Access::Namespace(&[&[PARSE_JOB, SUBMIT_JOB]])),
-    (M::Write, "/v1/jobs", Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]])),
+    (
+        M::Write,
+        "/v1/jobs/parse",
+        Access::Namespace(&[&[PARSE_JOB, SUBMIT_JOB]]),
+    ),
+    (
+        M::Write,
+        "/v1/jobs",
+        Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]]),
+    ),
     (M::Write, "/v1/validate/job", Access::Namespace(READ)),
     (M::Get, "/v1/job/:id/summary", Access::Namespace(READ)),
     (M::Get, "/v1/job/:id/versions", Access::Namespace(READ)),
@@ -109,27 +117,67 @@ const TABLE: &[(M, &str, Access)] = &[
     (M::Get, "/v1/job/:id/services", Access::Namespace(READ)),
     // websocket; our extension: run-action suffices (+ alloc-node-exec
     // when the driver has no FS isolation, unless run-action is used).
-    (M::Get, "/v1/job/:id/action", Access::Namespace(&[&[ALLOC_EXEC, RUN_ACTION]])),
-    (M::Write, "/v1/job/:id/plan", Access::Namespace(&[&[SUBMIT_JOB, PLAN_JOB]])),
-    (M::Write, "/v1/job/:id/evaluate", Access::Namespace(&[&[SUBMIT_JOB, EVALUATE_JOB]])),
-    (M::Write, "/v1/job/:id/revert", Access::Namespace(&[&[SUBMIT_JOB, REVERT_JOB]])),
-    (M::Write, "/v1/job/:id/stable", Access::Namespace(&[&[SUBMIT_JOB, STABLE_JOB]])),
+    (
+        M::Get,
+        "/v1/job/:id/action",
+        Access::Namespace(&[&[ALLOC_EXEC, RUN_ACTION]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/plan",
+        Access::Namespace(&[&[SUBMIT_JOB, PLAN_JOB]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/evaluate",
+        Access::Namespace(&[&[SUBMIT_JOB, EVALUATE_JOB]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/revert",
+        Access::Namespace(&[&[SUBMIT_JOB, REVERT_JOB]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/stable",
+        Access::Namespace(&[&[SUBMIT_JOB, STABLE_JOB]]),
+    ),
     (
         M::WriteOrDelete,
         "/v1/job/:id/versions/:name/tag",
         Access::Namespace(&[&[SUBMIT_JOB, TAG_JOB_VERSION]]),
     ),
-    (M::Write, "/v1/job/:id/dispatch", Access::Namespace(&[&[DISPATCH_JOB]])),
-    (M::Write, "/v1/job/:id/dispatch/payload", Access::Namespace(&[&[DISPATCH_JOB]])),
+    (
+        M::Write,
+        "/v1/job/:id/dispatch",
+        Access::Namespace(&[&[DISPATCH_JOB]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/dispatch/payload",
+        Access::Namespace(&[&[DISPATCH_JOB]]),
+    ),
     (
         M::Write,
         "/v1/job/:id/periodic/force",
         Access::Namespace(&[&[DISPATCH_JOB, SUBMIT_JOB, FORCE_PERIODIC_JOB]]),
     ),
-    (M::Get, "/v1/job/:id/scale", Access::Namespace(&[&[READ_JOB, READ_JOB_SCALING]])),
-    (M::Write, "/v1/job/:id/scale", Access::Namespace(&[&[SCALE_JOB, SUBMIT_JOB]])),
+    (
+        M::Get,
+        "/v1/job/:id/scale",
+        Access::Namespace(&[&[READ_JOB, READ_JOB_SCALING]]),
+    ),
+    (
+        M::Write,
+        "/v1/job/:id/scale",
+        Access::Namespace(&[&[SCALE_JOB, SUBMIT_JOB]]),
+    ),
     (M::Get, "/v1/job/:id", Access::Namespace(READ)),
-    (M::Write, "/v1/job/:id", Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]])),
+    (
+        M::Write,
+        "/v1/job/:id",
+        Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]]),
+    ),
     // purge=true: submit-job OR purge-job only.
     (
         M::Delete,
@@ -138,39 +186,115 @@ const TABLE: &[(M, &str, Access)] = &[
     ),
     // allocations
     (M::Get, "/v1/allocations", Access::Namespace(READ)),
-    (M::Write, "/v1/allocation/:id/stop", Access::Namespace(&[&[ALLOC_LIFECYCLE]])),
-    (M::Get, "/v1/allocation/:id/services", Access::Namespace(READ)),
+    (
+        M::Write,
+        "/v1/allocation/:id/stop",
+        Access::Namespace(&[&[ALLOC_LIFECYCLE]]),
+    ),
+    (
+        M::Get,
+        "/v1/allocation/:id/services",
+        Access::Namespace(READ),
+    ),
     (M::Get, "/v1/allocation/:id/checks", Access::Namespace(READ)),
     (M::Get, "/v1/allocation/:id", Access::Namespace(READ)),
-    (M::Get, "/v1/client/allocation/:id/stats", Access::Namespace(READ)),
-    (M::Get, "/v1/client/allocation/:id/checks", Access::Namespace(READ)),
-    (M::Any, "/v1/client/allocation/:id/restart", Access::Namespace(&[&[ALLOC_LIFECYCLE]])),
-    (M::Any, "/v1/client/allocation/:id/signal", Access::Namespace(&[&[ALLOC_LIFECYCLE]])),
-    (M::Any, "/v1/client/allocation/:id/gc", Access::Namespace(&[&[SUBMIT_JOB, GC_ALLOCATION]])),
-    (M::Get, "/v1/client/allocation/:id/pause", Access::Namespace(READ)),
+    (
+        M::Get,
+        "/v1/client/allocation/:id/stats",
+        Access::Namespace(READ),
+    ),
+    (
+        M::Get,
+        "/v1/client/allocation/:id/checks",
+        Access::Namespace(READ),
+    ),
+    (
+        M::Any,
+        "/v1/client/allocation/:id/restart",
+        Access::Namespace(&[&[ALLOC_LIFECYCLE]]),
+    ),
+    (
+        M::Any,
+        "/v1/client/allocation/:id/signal",
+        Access::Namespace(&[&[ALLOC_LIFECYCLE]]),
+    ),
+    (
+        M::Any,
+        "/v1/client/allocation/:id/gc",
+        Access::Namespace(&[&[SUBMIT_JOB, GC_ALLOCATION]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/allocation/:id/pause",
+        Access::Namespace(READ),
+    ),
     (
         M::Write,
         "/v1/client/allocation/:id/pause",
         Access::Namespace(&[&[SUBMIT_JOB, PAUSE_ALLOCATION]]),
     ),
     // websocket; + alloc-node-exec when the driver has no FS isolation.
-    (M::Get, "/v1/client/allocation/:id/exec", Access::Namespace(&[&[ALLOC_EXEC]])),
+    (
+        M::Get,
+        "/v1/client/allocation/:id/exec",
+        Access::Namespace(&[&[ALLOC_EXEC]]),
+    ),
     // file system
-    (M::Get, "/v1/client/fs/logs/:id", Access::Namespace(&[&[READ_LOGS, READ_FS]])),
-    (M::Get, "/v1/client/fs/ls/:id", Access::Namespace(&[&[READ_FS]])),
-    (M::Get, "/v1/client/fs/stat/:id", Access::Namespace(&[&[READ_FS]])),
-    (M::Get, "/v1/client/fs/cat/:id", Access::Namespace(&[&[READ_FS]])),
-    (M::Get, "/v1/client/fs/readat/:id", Access::Namespace(&[&[READ_FS]])),
-    (M::Get, "/v1/client/fs/stream/:id", Access::Namespace(&[&[READ_FS]])),
+    (
+        M::Get,
+        "/v1/client/fs/logs/:id",
+        Access::Namespace(&[&[READ_LOGS, READ_FS]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/fs/ls/:id",
+        Access::Namespace(&[&[READ_FS]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/fs/stat/:id",
+        Access::Namespace(&[&[READ_FS]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/fs/cat/:id",
+        Access::Namespace(&[&[READ_FS]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/fs/readat/:id",
+        Access::Namespace(&[&[READ_FS]]),
+    ),
+    (
+        M::Get,
+        "/v1/client/fs/stream/:id",
+        Access::Namespace(&[&[READ_FS]]),
+    ),
     // evaluations
     (M::Get, "/v1/evaluations", Access::Namespace(READ)),
-    (M::Get, "/v1/evaluation/:id/allocations", Access::Namespace(READ)),
+    (
+        M::Get,
+        "/v1/evaluation/:id/allocations",
+        Access::Namespace(READ),
+    ),
     (M::Get, "/v1/evaluation/:id", Access::Namespace(READ)),
     // deployments
     (M::Get, "/v1/deployments", Access::Namespace(READ)),
-    (M::Get, "/v1/deployment/allocations/:id", Access::Namespace(READ)),
-    (M::Write, "/v1/deployment/fail/:id", Access::Namespace(&[&[SUBMIT_JOB, FAIL_DEPLOYMENT]])),
-    (M::Write, "/v1/deployment/pause/:id", Access::Namespace(&[&[SUBMIT_JOB, PAUSE_DEPLOYMENT]])),
+    (
+        M::Get,
+        "/v1/deployment/allocations/:id",
+        Access::Namespace(READ),
+    ),
+    (
+        M::Write,
+        "/v1/deployment/fail/:id",
+        Access::Namespace(&[&[SUBMIT_JOB, FAIL_DEPLOYMENT]]),
+    ),
+    (
+        M::Write,
+        "/v1/deployment/pause/:id",
+        Access::Namespace(&[&[SUBMIT_JOB, PAUSE_DEPLOYMENT]]),
+    ),
     (
         M::Write,
         "/v1/deployment/promote/:id",
@@ -281,17 +405,53 @@ mod tests {
     fn table_lookups() {
         let cases: &[(&str, &str, Option<Access>)] = &[
             ("GET", "/v1/jobs", Some(Access::Namespace(&[&[LIST_JOBS]]))),
-            ("GET", "/v1/jobs?namespace=*", Some(Access::Namespace(&[&[LIST_JOBS]]))),
-            ("POST", "/v1/jobs/parse", Some(Access::Namespace(&[&[PARSE_JOB, SUBMIT_JOB]]))),
-            ("PUT", "/v1/jobs", Some(Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]]))),
+            (
+                "GET",
+                "/v1/jobs?namespace=*",
+                Some(Access::Namespace(&[&[LIST_JOBS]])),
+            ),
+            (
+                "POST",
+                "/v1/jobs/parse",
+                Some(Access::Namespace(&[&[PARSE_JOB, SUBMIT_JOB]])),
+            ),
+            (
+                "PUT",
+                "/v1/jobs",
+                Some(Access::Namespace(&[&[SUBMIT_JOB, REGISTER_JOB]])),
+            ),
             ("GET", "/v1/job/web", Some(Access::Namespace(READ))),
             ("GET", "/v1/job/web/summary", Some(Access::Namespace(READ))),
-            ("post", "/v1/job/web/plan", Some(Access::Namespace(&[&[SUBMIT_JOB, PLAN_JOB]]))),
-            ("DELETE", "/v1/job/web/versions/v1/tag", Some(Access::Namespace(&[&[SUBMIT_JOB, TAG_JOB_VERSION]]))),
-            ("GET", "/v1/job/web/action", Some(Access::Namespace(&[&[ALLOC_EXEC, RUN_ACTION]]))),
-            ("GET", "/v1/client/allocation/abc/exec", Some(Access::Namespace(&[&[ALLOC_EXEC]]))),
-            ("PUT", "/v1/client/allocation/abc/restart", Some(Access::Namespace(&[&[ALLOC_LIFECYCLE]]))),
-            ("GET", "/v1/client/fs/logs/abc?task=t&type=stdout", Some(Access::Namespace(&[&[READ_LOGS, READ_FS]]))),
+            (
+                "post",
+                "/v1/job/web/plan",
+                Some(Access::Namespace(&[&[SUBMIT_JOB, PLAN_JOB]])),
+            ),
+            (
+                "DELETE",
+                "/v1/job/web/versions/v1/tag",
+                Some(Access::Namespace(&[&[SUBMIT_JOB, TAG_JOB_VERSION]])),
+            ),
+            (
+                "GET",
+                "/v1/job/web/action",
+                Some(Access::Namespace(&[&[ALLOC_EXEC, RUN_ACTION]])),
+            ),
+            (
+                "GET",
+                "/v1/client/allocation/abc/exec",
+                Some(Access::Namespace(&[&[ALLOC_EXEC]])),
+            ),
+            (
+                "PUT",
+                "/v1/client/allocation/abc/restart",
+                Some(Access::Namespace(&[&[ALLOC_LIFECYCLE]])),
+            ),
+            (
+                "GET",
+                "/v1/client/fs/logs/abc?task=t&type=stdout",
+                Some(Access::Namespace(&[&[READ_LOGS, READ_FS]])),
+            ),
             ("GET", "/v1/nodes", Some(Access::NodeRead)),
             ("POST", "/v1/node/n1/drain", Some(Access::NodeWrite)),
             ("GET", "/v1/agent/self", Some(Access::AgentRead)),

@@ -28,8 +28,7 @@ pub use capability::expand_namespace_policy;
 pub use endpoints::{required_access, required_namespace_capabilities, Access};
 pub use error::PolicyError;
 pub use policy::{
-    parse_policy, parse_policy_lenient, HostVolumeRule, Level, NamespaceRule, NodePoolRule,
-    Policy,
+    parse_policy, parse_policy_lenient, HostVolumeRule, Level, NamespaceRule, NodePoolRule, Policy,
 };
 pub use token::{
     anonymous_policy_name, anonymous_token, AclPolicy, AclPolicyListStub, AclToken,

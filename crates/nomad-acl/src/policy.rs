@@ -282,9 +282,7 @@ fn json_obj(map: serde_json::Map<String, Value>) -> Vec<Entry> {
                     });
                 }
             }
-            Value::Array(items)
-                if !items.is_empty() && items.iter().all(Value::is_object) =>
-            {
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
                 // HCL1 JSON: a list of objects is a list of blocks.
                 for item in items {
                     let Value::Object(inner) = item else { continue };
@@ -344,15 +342,212 @@ fn parse_tree(rules: &str) -> Result<Vec<Entry>, PolicyError> {
             )),
         }
     } else {
-        let body = hcl::parse(rules).map_err(|e| match e {
-            hcl::Error::Parse(pe) => PolicyError::Syntax {
-                line: pe.location().line(),
-                column: pe.location().column(),
-                message: pe.message().to_string(),
-            },
-            other => PolicyError::Decode(other.to_string()),
-        })?;
-        Ok(hcl_body(body))
+        match hcl::parse(rules) {
+            Ok(body) => Ok(hcl_body(body)),
+            Err(e) => {
+                // HCL1 (what Nomad uses) accepts one-line forms HCL2 refuses,
+                // such as `node { policy = "read" } agent { policy = "read" }`
+                // or several attributes on one line. Retry with a small
+                // HCL1-style parser; report the HCL2 error if that fails too.
+                if let Some(entries) = hcl1::parse(rules) {
+                    return Ok(entries);
+                }
+                Err(match e {
+                    hcl::Error::Parse(pe) => PolicyError::Syntax {
+                        line: pe.location().line(),
+                        column: pe.location().column(),
+                        message: pe.message().to_string(),
+                    },
+                    other => PolicyError::Decode(other.to_string()),
+                })
+            }
+        }
+    }
+}
+
+/// A lenient parser for the HCL1 subset policies use: `key label* { body }`,
+/// `key = value`, values being strings, lists and objects; items separated
+/// by newlines, commas or nothing; `#`, `//` and `/* */` comments.
+mod hcl1 {
+    use super::{Entry, Node};
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Tok {
+        Ident(String),
+        Str(String),
+        Other,
+        LBrace,
+        RBrace,
+        LBrack,
+        RBrack,
+        Eq,
+        Comma,
+    }
+
+    fn lex(src: &str) -> Option<Vec<Tok>> {
+        let mut out = Vec::new();
+        let mut chars = src.chars().peekable();
+        while let Some(&c) = chars.peek() {
+            match c {
+                c if c.is_whitespace() => {
+                    chars.next();
+                }
+                '#' => while chars.next_if(|&c| c != '\n').is_some() {},
+                '/' => {
+                    chars.next();
+                    match chars.next()? {
+                        '/' => while chars.next_if(|&c| c != '\n').is_some() {},
+                        '*' => {
+                            let mut prev = ' ';
+                            loop {
+                                let c = chars.next()?;
+                                if prev == '*' && c == '/' {
+                                    break;
+                                }
+                                prev = c;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+                '"' => {
+                    chars.next();
+                    let mut s = String::new();
+                    loop {
+                        match chars.next()? {
+                            '"' => break,
+                            '\\' => match chars.next()? {
+                                'n' => s.push('\n'),
+                                't' => s.push('\t'),
+                                'r' => s.push('\r'),
+                                other => s.push(other),
+                            },
+                            '\n' => return None,
+                            c => s.push(c),
+                        }
+                    }
+                    out.push(Tok::Str(s));
+                }
+                '{' | '}' | '[' | ']' | '=' | ',' => {
+                    chars.next();
+                    out.push(match c {
+                        '{' => Tok::LBrace,
+                        '}' => Tok::RBrace,
+                        '[' => Tok::LBrack,
+                        ']' => Tok::RBrack,
+                        '=' => Tok::Eq,
+                        _ => Tok::Comma,
+                    });
+                }
+                c if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' => {
+                    let mut s = String::new();
+                    while let Some(c) = chars
+                        .next_if(|&c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                    {
+                        s.push(c);
+                    }
+                    let first = s.chars().next()?;
+                    if first.is_ascii_alphabetic() || first == '_' {
+                        if s == "true" || s == "false" {
+                            out.push(Tok::Other);
+                        } else {
+                            out.push(Tok::Ident(s));
+                        }
+                    } else {
+                        out.push(Tok::Other);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    struct P {
+        toks: Vec<Tok>,
+        pos: usize,
+    }
+
+    impl P {
+        fn peek(&self) -> Option<&Tok> {
+            self.toks.get(self.pos)
+        }
+        fn next(&mut self) -> Option<Tok> {
+            let t = self.toks.get(self.pos).cloned();
+            self.pos += 1;
+            t
+        }
+
+        fn body(&mut self, nested: bool) -> Option<Vec<Entry>> {
+            let mut entries = Vec::new();
+            loop {
+                while self.peek() == Some(&Tok::Comma) {
+                    self.pos += 1;
+                }
+                match self.peek() {
+                    None if !nested => return Some(entries),
+                    Some(Tok::RBrace) if nested => {
+                        self.pos += 1;
+                        return Some(entries);
+                    }
+                    _ => {}
+                }
+                let key = match self.next()? {
+                    Tok::Ident(s) | Tok::Str(s) => s,
+                    _ => return None,
+                };
+                let mut labels = Vec::new();
+                loop {
+                    match self.next()? {
+                        Tok::Ident(s) | Tok::Str(s) => labels.push(s),
+                        Tok::Eq if labels.is_empty() => {
+                            let value = self.value()?;
+                            entries.push(Entry { key, labels, value });
+                            break;
+                        }
+                        Tok::LBrace => {
+                            let value = Node::Obj(self.body(true)?);
+                            entries.push(Entry { key, labels, value });
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+
+        fn value(&mut self) -> Option<Node> {
+            match self.next()? {
+                Tok::Str(s) => Some(Node::Str(s)),
+                Tok::Other => Some(Node::Other("literal")),
+                Tok::LBrace => Some(Node::Obj(self.body(true)?)),
+                Tok::LBrack => {
+                    let mut items = Vec::new();
+                    loop {
+                        if self.peek() == Some(&Tok::RBrack) {
+                            self.pos += 1;
+                            return Some(Node::List(items));
+                        }
+                        items.push(self.value()?);
+                        match self.next()? {
+                            Tok::Comma => {}
+                            Tok::RBrack => return Some(Node::List(items)),
+                            _ => return None,
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// `None` when the text is not in the supported subset.
+    pub(super) fn parse(src: &str) -> Option<Vec<Entry>> {
+        let mut p = P {
+            toks: lex(src)?,
+            pos: 0,
+        };
+        p.body(false)
     }
 }
 
@@ -701,7 +896,12 @@ const OPERATOR_CAPABILITIES: &[&str] = &[
     "keyring-read",
     "keyring-delete",
 ];
-const SENTINEL_CAPABILITIES: &[&str] = &["deny", "sentinel-read", "sentinel-submit", "sentinel-delete"];
+const SENTINEL_CAPABILITIES: &[&str] = &[
+    "deny",
+    "sentinel-read",
+    "sentinel-submit",
+    "sentinel-delete",
+];
 
 fn parse(rules: &str, strict: bool) -> Result<Policy, PolicyError> {
     if rules.is_empty() {
@@ -758,23 +958,34 @@ fn parse(rules: &str, strict: bool) -> Result<Policy, PolicyError> {
     }
 
     let [agent, node, operator, sentinel, quota, plugin] = scopes;
-    let simple = |entry: Option<&Entry>, ty: &str, scope: &str| -> Result<Option<Level>, PolicyError> {
-        let Some(entry) = entry else { return Ok(None) };
-        let s = decode_scope(entry)?;
-        if !is_policy_level_valid(&s.policy) {
-            return Err(PolicyError::Invalid(format!(
-                "Invalid {scope} policy: &acl.{ty}{{Policy:{}}}",
-                go_quote(&s.policy)
-            )));
-        }
-        Ok(Level::parse(&s.policy))
-    };
+    let simple =
+        |entry: Option<&Entry>, ty: &str, scope: &str| -> Result<Option<Level>, PolicyError> {
+            let Some(entry) = entry else { return Ok(None) };
+            let s = decode_scope(entry)?;
+            if !is_policy_level_valid(&s.policy) {
+                return Err(PolicyError::Invalid(format!(
+                    "Invalid {scope} policy: &acl.{ty}{{Policy:{}}}",
+                    go_quote(&s.policy)
+                )));
+            }
+            Ok(Level::parse(&s.policy))
+        };
     policy.agent = simple(agent, "AgentPolicy", "agent")?;
     policy.node = simple(node, "NodePolicy", "node")?;
 
     for (entry, ty, scope, valid_caps) in [
-        (operator, "OperatorPolicy", "operator", OPERATOR_CAPABILITIES),
-        (sentinel, "SentinelPolicy", "sentinel", SENTINEL_CAPABILITIES),
+        (
+            operator,
+            "OperatorPolicy",
+            "operator",
+            OPERATOR_CAPABILITIES,
+        ),
+        (
+            sentinel,
+            "SentinelPolicy",
+            "sentinel",
+            SENTINEL_CAPABILITIES,
+        ),
     ] {
         let Some(entry) = entry else { continue };
         let s = decode_scope(entry)?;
@@ -785,7 +996,11 @@ fn parse(rules: &str, strict: bool) -> Result<Policy, PolicyError> {
                 go_slice(&s.capabilities)
             )));
         }
-        if let Some(bad) = s.capabilities.iter().find(|c| !valid_caps.contains(&c.as_str())) {
+        if let Some(bad) = s
+            .capabilities
+            .iter()
+            .find(|c| !valid_caps.contains(&c.as_str()))
+        {
             return Err(PolicyError::Invalid(format!(
                 "Invalid {scope} capability '{bad}'"
             )));

@@ -9,14 +9,27 @@ fn caps(list: &[&str]) -> Vec<String> {
 
 fn with_expansion(explicit: &[&str], policy: &str) -> Vec<String> {
     let mut v = caps(explicit);
-    v.extend(expand_namespace_policy(policy).iter().map(|s| s.to_string()));
+    v.extend(
+        expand_namespace_policy(policy)
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    // Implied capabilities are appended, duplicates included, as Nomad
+    // stores them (write's host-volume-create implies host-volume-read).
+    let implied: Vec<String> = v
+        .iter()
+        .flat_map(|c| crate::capability::implied_capabilities(c).iter())
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(implied);
     v
 }
 
 #[test]
 fn parses_namespace_rules() {
     // (rules, [(name, policy, capabilities)])
-    let cases: Vec<(&str, Vec<(&str, Option<&str>, Vec<String>)>)> = vec![
+    type Rule<'a> = (&'a str, Option<&'a str>, Vec<String>);
+    let cases: Vec<(&str, Vec<Rule>)> = vec![
         (
             r#"namespace "default" { policy = "read" }"#,
             vec![("default", Some("read"), with_expansion(&[], "read"))],
@@ -35,13 +48,21 @@ fn parses_namespace_rules() {
             namespace "secret" { policy = "deny" }
             "#,
             vec![
-                ("prod-*", Some("write"), with_expansion(&["alloc-node-exec"], "write")),
+                (
+                    "prod-*",
+                    Some("write"),
+                    with_expansion(&["alloc-node-exec"], "write"),
+                ),
                 ("secret", Some("deny"), caps(&["deny"])),
             ],
         ),
         (
             r#"namespace "ops" { policy = "scale" capabilities = ["run-action"] }"#,
-            vec![("ops", Some("scale"), with_expansion(&["run-action"], "scale"))],
+            vec![(
+                "ops",
+                Some("scale"),
+                with_expansion(&["run-action"], "scale"),
+            )],
         ),
         (
             // implied host volume capabilities
@@ -77,7 +98,7 @@ fn parses_namespace_rules() {
     ];
     for (rules, want) in cases {
         let p = parse_policy(rules).unwrap_or_else(|e| panic!("{rules}: {e}"));
-        let got: Vec<(&str, Option<&str>, Vec<String>)> = p
+        let got: Vec<Rule> = p
             .namespaces
             .iter()
             .map(|n| (n.name.as_str(), n.policy.as_deref(), n.capabilities.clone()))
@@ -106,7 +127,10 @@ fn parses_scopes() {
     assert_eq!(p.quota, Some(Level::Read));
     assert_eq!(p.plugin, Some(Level::List));
     assert_eq!(p.node_pools[0].name, "prod_*");
-    assert_eq!(p.node_pools[0].capabilities, caps(&["delete", "read", "write"]));
+    assert_eq!(
+        p.node_pools[0].capabilities,
+        caps(&["delete", "read", "write"])
+    );
     assert_eq!(p.host_volumes[0].capabilities, caps(&["mount-readonly"]));
 
     let json = parse_policy(
@@ -179,22 +203,37 @@ fn rejects_invalid_rules() {
             r#"namespace "has a space" { policy = "read" }"#,
             "Invalid namespace name: ",
         ),
-        (r#"namespace "" { policy = "read" }"#, "Invalid namespace name: "),
-        (r#"namespace { policy = "read" }"#, "Invalid namespace name: "),
+        (
+            r#"namespace "" { policy = "read" }"#,
+            "Invalid namespace name: ",
+        ),
+        (
+            r#"namespace { policy = "read" }"#,
+            "Invalid namespace name: ",
+        ),
         (
             r#"agent { policy = "foo" }"#,
             r#"Invalid agent policy: &acl.AgentPolicy{Policy:"foo"}"#,
         ),
         (r#"node { policy = "list" }"#, "Invalid node policy: "),
-        (r#"node { }"#, r#"Invalid node policy: &acl.NodePolicy{Policy:""}"#),
-        (r#"operator { policy = "foo" }"#, "Invalid operator policy: "),
+        (
+            r#"node { }"#,
+            r#"Invalid node policy: &acl.NodePolicy{Policy:""}"#,
+        ),
+        (
+            r#"operator { policy = "foo" }"#,
+            "Invalid operator policy: ",
+        ),
         (
             r#"operator { capabilities = ["bogus"] }"#,
             "Invalid operator capability 'bogus'",
         ),
         (r#"quota { policy = "foo" }"#, "Invalid quota policy: "),
         (r#"plugin { policy = "scale" }"#, "Invalid plugin policy: "),
-        (r#"node_pool "a b" { policy = "read" }"#, "Invalid node pool name 'a b'"),
+        (
+            r#"node_pool "a b" { policy = "read" }"#,
+            "Invalid node pool name 'a b'",
+        ),
         (
             r#"node_pool "p" { policy = "all" }"#,
             "Invalid node pool policy 'all' for 'p'",
@@ -203,7 +242,10 @@ fn rejects_invalid_rules() {
             r#"node_pool "p" { capabilities = ["exec"] }"#,
             "Invalid node pool capability 'exec' for 'p'",
         ),
-        (r#"host_volume "v" { capabilities = ["mount"] }"#, "Invalid host volume capability 'mount': "),
+        (
+            r#"host_volume "v" { capabilities = ["mount"] }"#,
+            "Invalid host volume capability 'mount': ",
+        ),
         (
             r#"namespace "d" { variables { } }"#,
             "Invalid variable policy: no variable paths in namespace d",
@@ -243,6 +285,29 @@ fn rejects_invalid_rules() {
 }
 
 #[test]
+fn hcl1_one_line_forms() {
+    let p = parse_policy(
+        r#"namespace "d" { policy = "read" capabilities = ["alloc-exec"] } node { policy = "read" } agent { policy = "read" }"#,
+    )
+    .expect("one-liner");
+    assert_eq!(p.namespaces[0].capabilities[0], "alloc-exec");
+    assert_eq!(p.node, Some(Level::Read));
+    assert_eq!(p.agent, Some(Level::Read));
+    let p = parse_policy(
+        r#"namespace "d" { variables { path "a/*" { capabilities = ["read",] } } }, namespace e { policy = "deny" }"#,
+    )
+    .expect("nested one-liner");
+    assert_eq!(p.namespaces[0].variable_paths()[0].0, "a/*");
+    assert_eq!(p.namespaces[1].name, "e");
+    // Still a syntax error (reported with HCL2's position) when neither
+    // grammar accepts it.
+    assert!(matches!(
+        parse_policy(r#"namespace "d" { policy = "read" "#),
+        Err(PolicyError::Syntax { .. })
+    ));
+}
+
+#[test]
 fn lenient_ignores_unknown_keys() {
     let rules = r#"
         namespace "default" { policy = "read" }
@@ -266,11 +331,18 @@ fn syntax_errors_carry_line_and_column() {
     let msg = parse_policy("namespace \"x\" {\n  policy = \n}")
         .expect_err("bad")
         .to_string();
-    assert!(msg.starts_with("Failed to parse ACL Policy: At 3:1: "), "{msg}");
+    assert!(
+        msg.starts_with("Failed to parse ACL Policy: At 2:12: "),
+        "{msg}"
+    );
 
     let json = "{\n  \"namespace\": {\n    \"default\": {\"policy\": \"read\",}\n  }\n}";
     match parse_policy(json) {
-        Err(PolicyError::Syntax { line, column, message }) => {
+        Err(PolicyError::Syntax {
+            line,
+            column,
+            message,
+        }) => {
             assert_eq!(line, 3);
             assert!(column > 1);
             assert!(!message.contains(" at line "), "{message}");

@@ -123,9 +123,9 @@ impl AclToken {
             CLIENT_TOKEN if !has_links => {
                 errs.push("client token missing policies or roles".into())
             }
-            MANAGEMENT_TOKEN if has_links => errs.push(
-                "management token cannot be associated with policies or roles".into(),
-            ),
+            MANAGEMENT_TOKEN if has_links => {
+                errs.push("management token cannot be associated with policies or roles".into())
+            }
             CLIENT_TOKEN | MANAGEMENT_TOKEN => {}
             _ => errs.push("token type must be client or management".into()),
         }
@@ -169,7 +169,10 @@ impl AclToken {
                 }
                 if let Some(new_exp) = &self.expiration_time {
                     let new_t = timefmt::parse_rfc3339(new_exp);
-                    let old_t = old.expiration_time.as_deref().and_then(timefmt::parse_rfc3339);
+                    let old_t = old
+                        .expiration_time
+                        .as_deref()
+                        .and_then(timefmt::parse_rfc3339);
                     if new_t.is_none() || new_t != old_t {
                         errs.push("cannot update expiration time".into());
                     }
@@ -466,9 +469,8 @@ mod go_duration {
         match Option::<Value>::deserialize(d)? {
             None => Ok(0),
             Some(Value::String(s)) if s.is_empty() => Ok(0),
-            Some(Value::String(s)) => timefmt::parse_go_duration(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!("time: invalid duration \"{s}\""))
-            }),
+            Some(Value::String(s)) => timefmt::parse_go_duration(&s)
+                .ok_or_else(|| serde::de::Error::custom(format!("time: invalid duration \"{s}\""))),
             Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| n.as_f64().map(|f| f as i64))
@@ -508,63 +510,119 @@ mod tests {
         let cases: Vec<(AclToken, Vec<&str>)> = vec![
             (client(), vec![]),
             (
-                AclToken { policies: None, ..client() },
+                AclToken {
+                    policies: None,
+                    ..client()
+                },
                 vec!["client token missing policies or roles"],
             ),
             (
-                AclToken { policies: Some(vec![]), ..client() },
+                AclToken {
+                    policies: Some(vec![]),
+                    ..client()
+                },
                 vec!["client token missing policies or roles"],
             ),
             (
-                AclToken { policies: None, roles: Some(vec![role.clone()]), ..client() },
+                AclToken {
+                    policies: None,
+                    roles: Some(vec![role.clone()]),
+                    ..client()
+                },
                 vec![],
             ),
             (
-                AclToken { token_type: "management".into(), policies: None, ..client() },
+                AclToken {
+                    token_type: "management".into(),
+                    policies: None,
+                    ..client()
+                },
                 vec![],
             ),
             (
-                AclToken { token_type: "management".into(), ..client() },
+                AclToken {
+                    token_type: "management".into(),
+                    ..client()
+                },
                 vec!["management token cannot be associated with policies or roles"],
             ),
             (
-                AclToken { token_type: "management".into(), policies: None, roles: Some(vec![role]), ..client() },
+                AclToken {
+                    token_type: "management".into(),
+                    policies: None,
+                    roles: Some(vec![role]),
+                    ..client()
+                },
                 vec!["management token cannot be associated with policies or roles"],
             ),
             (
-                AclToken { token_type: "admin".into(), ..client() },
+                AclToken {
+                    token_type: "admin".into(),
+                    ..client()
+                },
                 vec!["token type must be client or management"],
             ),
             (
-                AclToken { name: "x".repeat(257), ..client() },
+                AclToken {
+                    name: "x".repeat(257),
+                    ..client()
+                },
                 vec!["token name too long"],
             ),
-            (AclToken { name: "x".repeat(256), ..client() }, vec![]),
             (
-                AclToken { name: "x".repeat(300), policies: None, ..client() },
-                vec!["token name too long", "client token missing policies or roles"],
-            ),
-            (
-                AclToken { expiration_ttl: -MIN, ..client() },
-                vec!["token expiration TTL '-1m0s' should not be negative"],
-            ),
-            (
-                AclToken { expiration_time: Some(timefmt::format_rfc3339(NOW + HOUR)), ..client() },
+                AclToken {
+                    name: "x".repeat(256),
+                    ..client()
+                },
                 vec![],
             ),
             (
-                AclToken { expiration_time: Some(timefmt::format_rfc3339(NOW - HOUR)), ..client() },
+                AclToken {
+                    name: "x".repeat(300),
+                    policies: None,
+                    ..client()
+                },
+                vec![
+                    "token name too long",
+                    "client token missing policies or roles",
+                ],
+            ),
+            (
+                AclToken {
+                    expiration_ttl: -MIN,
+                    ..client()
+                },
+                vec!["token expiration TTL '-1m0s' should not be negative"],
+            ),
+            (
+                AclToken {
+                    expiration_time: Some(timefmt::format_rfc3339(NOW + HOUR)),
+                    ..client()
+                },
+                vec![],
+            ),
+            (
+                AclToken {
+                    expiration_time: Some(timefmt::format_rfc3339(NOW - HOUR)),
+                    ..client()
+                },
                 vec![
                     "expiration time cannot be before create time",
                     "expiration time cannot be less than 1m0s in the future (was -1h0m0s)",
                 ],
             ),
             (
-                AclToken { expiration_time: Some(timefmt::format_rfc3339(NOW + 25 * HOUR)), ..client() },
+                AclToken {
+                    expiration_time: Some(timefmt::format_rfc3339(NOW + 25 * HOUR)),
+                    ..client()
+                },
                 vec!["expiration time cannot be more than 24h0m0s in the future (was 25h0m0s)"],
             ),
             (
-                AclToken { expiration_time: Some(timefmt::format_rfc3339(NOW + 30_000_000_000)), ..client() },
+                AclToken {
+                    expiration_time: Some(timefmt::format_rfc3339(NOW + 30_000_000_000)),
+                    ..client()
+                },
                 vec!["expiration time cannot be less than 1m0s in the future (was 30s)"],
             ),
         ];
@@ -595,9 +653,14 @@ mod tests {
             ]
         );
         let err = changed.validate(Some(&old)).unwrap_err();
-        assert!(err.to_string().starts_with("3 errors occurred:\n\t* cannot toggle global mode"));
+        assert!(err
+            .to_string()
+            .starts_with("3 errors occurred:\n\t* cannot toggle global mode"));
         // Omitting the expiration time on update is fine.
-        let omitted = AclToken { expiration_time: None, ..old.clone() };
+        let omitted = AclToken {
+            expiration_time: None,
+            ..old.clone()
+        };
         assert!(omitted.validate(Some(&old)).is_ok());
     }
 
@@ -667,10 +730,26 @@ mod tests {
         t.expiration_ttl = HOUR;
         t.set_hash();
         let v = serde_json::to_value(&t).expect("serialize");
-        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         for k in [
-            "AccessorID", "SecretID", "Name", "Type", "Policies", "Roles", "Global", "Hash",
-            "CreateTime", "ExpirationTime", "ExpirationTTL", "CreateIndex", "ModifyIndex",
+            "AccessorID",
+            "SecretID",
+            "Name",
+            "Type",
+            "Policies",
+            "Roles",
+            "Global",
+            "Hash",
+            "CreateTime",
+            "ExpirationTime",
+            "ExpirationTTL",
+            "CreateIndex",
+            "ModifyIndex",
         ] {
             assert!(keys.contains(&k), "{k}");
         }
@@ -732,7 +811,11 @@ mod tests {
         let m = msgs(bad.validate());
         assert_eq!(m.len(), 5, "{m:?}");
         assert_eq!(m[0], "invalid name 'bad name'");
-        assert!(m[1].starts_with("failed to parse rules: Invalid namespace policy"), "{}", m[1]);
+        assert!(
+            m[1].starts_with("failed to parse rules: Invalid namespace policy"),
+            "{}",
+            m[1]
+        );
         assert_eq!(m[2], "description longer than 256");
         assert_eq!(m[3], "namespace must be set to set job ID");
         assert_eq!(m[4], "group must be set to set task");

@@ -409,7 +409,10 @@ async fn truncated_or_corrupted_log_is_reported() {
     drop(f);
     let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("truncated");
     match &err {
-        RaftError::Corrupt(m) => assert!(m.contains("raft.db"), "names the file: {m}"),
+        RaftError::Corrupt(m) => {
+            eprintln!("detected: {m}");
+            assert!(m.contains("raft.db"), "names the file: {m}")
+        }
         e => panic!("expected Corrupt, got {e:?}"),
     }
 
@@ -424,7 +427,10 @@ async fn truncated_or_corrupted_log_is_reported() {
     std::fs::write(&db, &bytes).expect("write");
     let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("corrupted");
     match &err {
-        RaftError::Corrupt(m) => assert!(m.contains("raft.db"), "names the file: {m}"),
+        RaftError::Corrupt(m) => {
+            eprintln!("detected: {m}");
+            assert!(m.contains("raft.db"), "names the file: {m}")
+        }
         e => panic!("expected Corrupt, got {e:?}"),
     }
 
