@@ -466,7 +466,11 @@ mod hcl1 {
     struct P {
         toks: Vec<Tok>,
         pos: usize,
+        depth: usize,
     }
+
+    /// Nesting beyond this is refused rather than risking the stack.
+    const MAX_DEPTH: usize = 64;
 
     impl P {
         fn peek(&self) -> Option<&Tok> {
@@ -479,6 +483,16 @@ mod hcl1 {
         }
 
         fn body(&mut self, nested: bool) -> Option<Vec<Entry>> {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return None;
+            }
+            let out = self.body_inner(nested);
+            self.depth -= 1;
+            out
+        }
+
+        fn body_inner(&mut self, nested: bool) -> Option<Vec<Entry>> {
             let mut entries = Vec::new();
             loop {
                 while self.peek() == Some(&Tok::Comma) {
@@ -522,21 +536,31 @@ mod hcl1 {
                 Tok::Other => Some(Node::Other("literal")),
                 Tok::LBrace => Some(Node::Obj(self.body(true)?)),
                 Tok::LBrack => {
-                    let mut items = Vec::new();
-                    loop {
-                        if self.peek() == Some(&Tok::RBrack) {
-                            self.pos += 1;
-                            return Some(Node::List(items));
-                        }
-                        items.push(self.value()?);
-                        match self.next()? {
-                            Tok::Comma => {}
-                            Tok::RBrack => return Some(Node::List(items)),
-                            _ => return None,
-                        }
+                    self.depth += 1;
+                    if self.depth > MAX_DEPTH {
+                        return None;
                     }
+                    let list = self.list();
+                    self.depth -= 1;
+                    list
                 }
                 _ => None,
+            }
+        }
+
+        fn list(&mut self) -> Option<Node> {
+            let mut items = Vec::new();
+            loop {
+                if self.peek() == Some(&Tok::RBrack) {
+                    self.pos += 1;
+                    return Some(Node::List(items));
+                }
+                items.push(self.value()?);
+                match self.next()? {
+                    Tok::Comma => {}
+                    Tok::RBrack => return Some(Node::List(items)),
+                    _ => return None,
+                }
             }
         }
     }
@@ -546,6 +570,7 @@ mod hcl1 {
         let mut p = P {
             toks: lex(src)?,
             pos: 0,
+            depth: 0,
         };
         p.body(false)
     }

@@ -377,3 +377,29 @@ fn rules_json_roundtrip() {
     let back: crate::Policy = serde_json::from_value(v).expect("deserialize");
     assert_eq!(back, p);
 }
+
+#[test]
+fn odd_input_never_panics() {
+    let deep = format!("a = {}{}", "[".repeat(5000), "]".repeat(5000));
+    let deep_blocks = format!("{}{}", "a { ".repeat(5000), "}".repeat(5000));
+    let inputs = [
+        "\u{0}",
+        "{",
+        "}",
+        "[1,2]",
+        "\"unterminated",
+        "namespace \"é\" { policy = \"read\" }",
+        "namespace \"d\" { policy = \"${var.x}\" }",
+        "namespace \"d\" { capabilities = [1, true] }",
+        "namespace \"d\" { policy = <<EOF\nread\nEOF\n }",
+        "/* unterminated comment",
+        "{\"namespace\": \"x\"}",
+        "{\"namespace\": {\"d\": {\"capabilities\": \"list-jobs\"}}}",
+        deep.as_str(),
+        deep_blocks.as_str(),
+    ];
+    for input in inputs {
+        let _ = parse_policy(input);
+        let _ = parse_policy_lenient(input);
+    }
+}

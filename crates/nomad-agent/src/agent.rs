@@ -100,9 +100,11 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             min_dynamic_port: cfg.client.min_dynamic_port.unwrap_or(20000),
             max_dynamic_port: cfg.client.max_dynamic_port.unwrap_or(32000),
             disable_remote_exec: cfg.client.disable_remote_exec,
-            env_denylist: None,
+            // Nomad reads the denylist from `client { options { "env.denylist" = "a,b" } }`.
+            env_denylist: cfg.client.options.get("env.denylist").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
             cgroup_parent: cfg.client.cgroup_parent.clone().unwrap_or_else(|| "nomad.slice".into()),
             node_id: None,
+            dev_mode: cfg.dev_mode,
         };
         let conn = Arc::new(LocalServerConn::new(server));
         let client = Client::new(cc, conn, drivers).context("failed to start the client")?;

@@ -94,6 +94,9 @@ pub struct ClientConfig {
     pub cgroup_parent: String,
     /// Node ID to use; `None` = load from state dir or generate.
     pub node_id: Option<String>,
+    /// `-dev`: tasks are killed and alloc dirs removed when the client shuts down, as Nomad's
+    /// dev agent does, instead of being left running for the next start to reattach.
+    pub dev_mode: bool,
 }
 
 impl ClientConfig {
@@ -117,6 +120,7 @@ impl ClientConfig {
             env_denylist: None,
             cgroup_parent: "nomad.slice".into(),
             node_id: None,
+            dev_mode: false,
         }
     }
 }
@@ -261,7 +265,8 @@ impl Client {
     }
 
     /// Registers, heartbeats, watches and runs allocations until `shutdown` fires. On shutdown
-    /// tasks are left running (they are reattached on the next start), as Nomad does.
+    /// tasks are left running (they are reattached on the next start), as Nomad does; in dev
+    /// mode they are killed.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut shutdown = shutdown;
         self.restore();
@@ -287,6 +292,12 @@ impl Client {
             }
         }
         let runners: Vec<_> = self.lock_runners().values().cloned().collect();
+        if self.shared.config.dev_mode {
+            // Nothing of a dev agent outlives it: kill every task, all at once.
+            let destroys = runners.iter().map(|r| r.destroy());
+            let _ = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(destroys)).await;
+            return;
+        }
         for r in runners {
             r.shutdown();
         }

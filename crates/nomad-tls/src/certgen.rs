@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType,
-    SerialNumber, PKCS_ECDSA_P256_SHA256,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType, SerialNumber,
+    PKCS_ECDSA_P256_SHA256,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -129,7 +129,10 @@ fn random_serial() -> (SerialNumber, u128) {
         n = 1;
     }
     let bytes = n.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len() - 1);
     (SerialNumber::from_slice(&bytes[first..]), n)
 }
 
@@ -258,7 +261,10 @@ fn der_len(len: usize) -> Vec<u8> {
         vec![len as u8]
     } else {
         let bytes = len.to_be_bytes();
-        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let first = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
         let mut out = vec![0x80 | (bytes.len() - first) as u8];
         out.extend_from_slice(&bytes[first..]);
         out
@@ -422,8 +428,8 @@ fn verify_against_ca(
         rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| TlsError::Verify(e.to_string()))?;
-    let server_name =
-        ServerName::try_from(name.to_string()).map_err(|_| TlsError::InvalidServerName(name.into()))?;
+    let server_name = ServerName::try_from(name.to_string())
+        .map_err(|_| TlsError::InvalidServerName(name.into()))?;
     verifier
         .verify_server_cert(leaf, &[], &server_name, &[], UnixTime::now())
         .map(|_| ())

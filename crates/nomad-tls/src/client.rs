@@ -90,11 +90,7 @@ impl ClientTlsConfig {
     /// Where the trusted CAs come from, for messages ("the CA in /x/ca.pem").
     pub(crate) fn ca_description(&self) -> Option<String> {
         match (&self.ca_cert, &self.ca_path) {
-            (Some(f), Some(d)) => Some(format!(
-                "the CA in {} or {}",
-                f.display(),
-                d.display()
-            )),
+            (Some(f), Some(d)) => Some(format!("the CA in {} or {}", f.display(), d.display())),
             (Some(f), None) => Some(format!("the CA in {}", f.display())),
             (None, Some(d)) => Some(format!("the CAs in {}", d.display())),
             (None, None) => None,

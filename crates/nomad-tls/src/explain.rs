@@ -49,11 +49,9 @@ fn find_rustls<'a>(
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             return Some((r, None));
         }
-        if let Some(u) = e.downcast_ref::<ureq::Error>() {
-            if let ureq::Error::Io(io) = u {
-                if let Some(found) = io.get_ref().and_then(|inner| find_rustls(inner)) {
-                    return Some(found);
-                }
+        if let Some(ureq::Error::Io(io)) = e.downcast_ref::<ureq::Error>() {
+            if let Some(found) = io.get_ref().and_then(|inner| find_rustls(inner)) {
+                return Some(found);
             }
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -135,7 +133,11 @@ fn explain_cert_error(
                 if presented.is_empty() {
                     "no names".to_string()
                 } else {
-                    presented.join(", ")
+                    presented
+                        .iter()
+                        .map(|p| clean_presented(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             )
         }
@@ -153,11 +155,20 @@ fn explain_cert_error(
                  certificate{for_host} is not valid for TLS server authentication)"
             )
         }
-        CertificateError::BadSignature | CertificateError::BadEncoding => format!(
-            "x509: the server's certificate{for_host} is malformed or badly signed: {ce}"
-        ),
+        CertificateError::BadSignature | CertificateError::BadEncoding => {
+            format!("x509: the server's certificate{for_host} is malformed or badly signed: {ce}")
+        }
         other => format!("x509: the server's certificate{for_host} was rejected: {other}"),
     }
+}
+
+/// rustls renders presented names as `DnsName("x")` / `IpAddress(1.2.3.4)`; keep the name.
+fn clean_presented(p: &str) -> String {
+    let inner = p
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(p);
+    inner.trim_matches('"').to_string()
 }
 
 fn explain_alert(alert: AlertDescription, cfg: &ClientTlsConfig) -> String {

@@ -65,7 +65,10 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>,
         .map_err(|e| TlsError::Config(e.to_string()))?;
 
     let builder = if cfg.verify_https_client {
-        let ca_file = cfg.ca_file.as_ref().ok_or(TlsError::ClientVerifyWithoutCa)?;
+        let ca_file = cfg
+            .ca_file
+            .as_ref()
+            .ok_or(TlsError::ClientVerifyWithoutCa)?;
         let roots = root_store_from_file(ca_file)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
@@ -82,18 +85,16 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>,
         builder.with_no_client_auth()
     };
 
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                cert: cfg.cert_file.clone(),
-                key: cfg.key_file.clone(),
-            },
-            other => TlsError::InvalidKey {
-                path: cfg.key_file.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+    let config = builder.with_single_cert(chain, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            cert: cfg.cert_file.clone(),
+            key: cfg.key_file.clone(),
+        },
+        other => TlsError::InvalidKey {
+            path: cfg.key_file.clone(),
+            reason: other.to_string(),
+        },
+    })?;
     Ok(Arc::new(config))
 }
 
@@ -108,12 +109,10 @@ pub(crate) fn root_store_from_file(path: &std::path::Path) -> Result<RootCertSto
     let certs = load_certs("CA file", path)?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| TlsError::InvalidCertificate {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        roots.add(cert).map_err(|e| TlsError::InvalidCertificate {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     }
     Ok(roots)
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rustls::{ClientConnection, StreamOwned};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{
-    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers,
-    NextTimeout, TcpConnector, Transport, TransportAdapter,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
+    TcpConnector, Transport, TransportAdapter,
 };
 
 use crate::explain::TlsConnectError;
@@ -31,10 +31,10 @@ pub fn ureq_agent_with_config(
     config: ureq::config::Config,
 ) -> Result<ureq::Agent, TlsError> {
     let tls = NomadTlsConnector::new(cfg)?;
-    let connector = ()
-        .chain(ConnectProxyConnector::default())
-        .chain(TcpConnector::default())
-        .chain(tls);
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(tls);
     Ok(ureq::Agent::with_parts(
         config,
         connector,

@@ -1,0 +1,109 @@
+//! Commit latency of `RaftNode::apply` on a 3-node in-process cluster with fsync on, next to
+//! the fsync floor of the same disk (256 B write + fdatasync), measured in the same run.
+//!
+//! `cargo run --release -p nomad-raft --example raft-bench [-- <dir> [samples]]`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nomad_raft::{RaftConfig, RaftNode};
+use nomad_state::{Command, StateStore};
+use nomad_structs::Evaluation;
+
+fn eval_cmd(i: usize) -> Command {
+    Command::EvalsUpsert {
+        evals: vec![Evaluation {
+            id: format!("bench-eval-{i:06}"),
+            namespace: "default".into(),
+            job_id: "bench".into(),
+            status: "pending".into(),
+            ..Default::default()
+        }],
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn fsync_floor(dir: &std::path::Path, samples: usize) -> std::io::Result<Vec<Duration>> {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let buf = [0x5au8; 256];
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        out.push(t.elapsed());
+    }
+    std::fs::remove_file(&path)?;
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let base = args.get(1).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let samples: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let root = tempfile::tempdir_in(&base)?;
+
+    let mut nodes: Vec<Arc<RaftNode>> = Vec::new();
+    for id in 1..=3u64 {
+        let dir = root.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut cfg = RaftConfig::new(id, "127.0.0.1:0", dir);
+        cfg.heartbeat_interval = Duration::from_millis(50);
+        cfg.election_timeout_min = Duration::from_millis(300);
+        cfg.election_timeout_max = Duration::from_millis(600);
+        nodes.push(RaftNode::start(cfg, StateStore::new()).await?);
+    }
+    let members: BTreeMap<u64, String> = nodes.iter().map(|n| (n.node_id(), n.rpc_addr())).collect();
+    nodes[0].bootstrap(members).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        if let Some(n) = nodes.iter().find(|n| n.is_leader()) {
+            break n.clone();
+        }
+        if Instant::now() > deadline {
+            return Err("no leader elected".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let follower = nodes.iter().find(|n| !n.is_leader()).cloned().ok_or("no follower")?;
+
+    for i in 0..20 {
+        leader.apply(eval_cmd(i)).await?;
+    }
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        leader.apply(eval_cmd(1000 + i)).await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let mut fwd = Vec::with_capacity(samples / 4);
+    for i in 0..samples / 4 {
+        let t = Instant::now();
+        follower.apply(eval_cmd(100_000 + i)).await?;
+        fwd.push(t.elapsed());
+    }
+    fwd.sort();
+
+    let floor = fsync_floor(root.path(), samples)?;
+    let (p50, p99, f50) = (percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&floor, 0.5));
+    println!("dir: {}", root.path().display());
+    println!("apply() on leader, 3 nodes, fsync on: p50 {p50:?}  p99 {p99:?}  (n={samples})");
+    println!("apply() on follower (forwarded):      p50 {:?}  (n={})", percentile(&fwd, 0.5), fwd.len());
+    println!("fsync floor (256 B write + fdatasync): p50 {f50:?}  p99 {:?}  (n={samples})", percentile(&floor, 0.99));
+    println!("ratio apply p50 / fsync p50: {:.2}", p50.as_secs_f64() / f50.as_secs_f64().max(1e-9));
+
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
