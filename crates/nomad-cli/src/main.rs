@@ -21,6 +21,7 @@ mod api;
 mod commands;
 mod format;
 mod goflag;
+mod interrupt;
 mod jobfile;
 mod meta;
 mod monitor;
@@ -40,6 +41,7 @@ Common commands:
 
 Other commands:
     eval        Work with evaluations
+    fs          Inspect the files of an allocation
     init        Write an example job file
     inspect     Print a registered job as JSON
     logs        Stream the logs of a task
@@ -88,6 +90,7 @@ fn dispatch(args: &[String]) -> i32 {
         "validate" => job::validate::run(rest),
         "inspect" => job::inspect::run(rest),
         "logs" => alloc::logs::run(rest),
+        "fs" => alloc::fs::run(rest),
         "alloc-status" => alloc::status::run(rest),
         "node-status" => node::status::run(rest),
         "eval-status" => eval::status::run(rest),

@@ -65,7 +65,8 @@ fn output(msg: &str) {
     }
 }
 
-/// Formats placement metrics, one `prefix* ...` line each (Nomad `formatAllocMetrics`, no scores).
+/// Formats placement metrics, one `prefix* ...` line each, without a trailing newline (Nomad
+/// `formatAllocMetrics`, no scores).
 pub fn format_alloc_metrics(m: &AllocMetric, prefix: &str) -> String {
     let mut out = String::new();
     if m.nodes_evaluated == 0 {
@@ -109,6 +110,7 @@ pub fn format_alloc_metrics(m: &AllocMetric, prefix: &str) -> String {
     for q in m.quota_exhausted.iter().flatten() {
         out.push_str(&format!("{prefix}* Quota limit hit {q:?}\n"));
     }
+    out.truncate(out.trim_end_matches('\n').len());
     out
 }
 
@@ -334,12 +336,12 @@ mod tests {
         let out = format_alloc_metrics(&m, "  ");
         assert_eq!(
             out,
-            "  * No nodes are available in datacenter \"dc1\"\n  * Constraint \"missing drivers\": 1 nodes excluded by filter\n  * Resources exhausted on 1 nodes\n  * Dimension \"memory\" exhausted on 1 nodes\n"
+            "  * No nodes are available in datacenter \"dc1\"\n  * Constraint \"missing drivers\": 1 nodes excluded by filter\n  * Resources exhausted on 1 nodes\n  * Dimension \"memory\" exhausted on 1 nodes"
         );
         let none = AllocMetric::default();
         assert_eq!(
             format_alloc_metrics(&none, "  "),
-            "  * No nodes were eligible for evaluation\n"
+            "  * No nodes were eligible for evaluation"
         );
         assert_eq!(
             failed_tg_header("cache", &none),

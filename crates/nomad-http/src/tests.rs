@@ -629,3 +629,345 @@ async fn logs_follow_growth_and_rotation() {
     .await;
     assert!(decode_frames(&got).2 > 0);
 }
+
+// ----- fs: stream, secrets, escapes, client alloc ops -----
+
+/// A fixture alloc dir with a task `web` holding `local/data.txt` and `secrets/token`.
+fn fs_fixture() -> LogFixture {
+    let fx = log_fixture();
+    let adir = fx.logs.parent().unwrap().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(adir.join("web/secrets")).unwrap();
+    std::fs::create_dir_all(adir.join("web/private")).unwrap();
+    std::fs::write(adir.join("web/local/data.txt"), "0123456789").unwrap();
+    std::fs::write(adir.join("web/secrets/token"), "s3cr3t").unwrap();
+    std::fs::write(adir.join("web/private/key"), "k").unwrap();
+    fx
+}
+
+fn alloc_root(fx: &LogFixture) -> std::path::PathBuf {
+    fx.logs.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+#[tokio::test]
+async fn fs_stream_whole_file_without_follow() {
+    let fx = fs_fixture();
+    let base = format!("/v1/client/fs/stream/{ALLOC}?path=web/local/data.txt&follow=false");
+    let (s, h, b) = get(&fx.app, &base).await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&b));
+    assert_eq!(h["content-type"], "application/json");
+    let (data, files, _) = decode_frames(&b);
+    assert_eq!(data, b"0123456789");
+    assert_eq!(files, vec!["web/local/data.txt"]);
+    let frame: serde_json::Value = serde_json::Deserializer::from_slice(&b)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(frame["Offset"], 10);
+
+    let (_, _, b) = get(&fx.app, &format!("{base}&origin=end&offset=3")).await;
+    assert_eq!(decode_frames(&b).0, b"789");
+    let (_, _, b) = get(&fx.app, &format!("{base}&offset=8")).await;
+    assert_eq!(decode_frames(&b).0, b"89");
+    let (_, _, b) = get(&fx.app, &format!("{base}&offset=2&limit=3")).await;
+    assert_eq!(decode_frames(&b).0, b"234");
+    let (_, _, b) = get(&fx.app, &format!("{base}&origin=end&offset=100")).await;
+    assert_eq!(decode_frames(&b).0, b"0123456789");
+}
+
+#[tokio::test]
+async fn fs_stream_errors() {
+    let fx = fs_fixture();
+    let base = format!("/v1/client/fs/stream/{ALLOC}");
+    let cases: &[(&str, StatusCode, &str)] = &[
+        ("", StatusCode::BAD_REQUEST, "must provide a file name"),
+        (
+            "?path=web/local/data.txt&origin=middle",
+            StatusCode::BAD_REQUEST,
+            "origin must be start or end",
+        ),
+        (
+            "?path=web/local",
+            StatusCode::BAD_REQUEST,
+            "file \"web/local\" is a directory",
+        ),
+        (
+            "?path=web/secrets/token",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Reading secret file prohibited: web/secrets/token",
+        ),
+        (
+            "?path=web/private/key",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Reading private file prohibited: web/private/key",
+        ),
+        (
+            "?path=../../etc/passwd",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Path escapes the alloc directory",
+        ),
+        (
+            "?path=web/local/data.txt&offset=x",
+            StatusCode::BAD_REQUEST,
+            "error parsing offset: strconv.ParseInt: parsing \"x\": invalid syntax",
+        ),
+    ];
+    for (q, status, msg) in cases {
+        let (s, _, b) = get(&fx.app, &format!("{base}{q}")).await;
+        assert_eq!((s, text(&b).as_str()), (*status, *msg), "query {q}");
+    }
+    let (s, _, b) = get(&fx.app, "/v1/client/fs/stream/nope-alloc?path=x").await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "Unknown allocation \"nope-alloc\"")
+    );
+    let (s, _, b) = get(&fx.app, &format!("{base}?path=web/local/missing")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{}", text(&b));
+}
+
+#[tokio::test]
+async fn fs_stream_follows_growth_truncation_and_deletion() {
+    let fx = fs_fixture();
+    let file = alloc_root(&fx).join("web/local/grow.log");
+    std::fs::write(&file, "one\n").unwrap();
+    let req = Request::builder()
+        .uri(format!(
+            "/v1/client/fs/stream/{ALLOC}?path=web/local/grow.log"
+        ))
+        .body(Body::empty())
+        .unwrap();
+    let resp = fx.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let has = |want: &'static [u8]| {
+        move |b: &[u8]| decode_frames(b).0.windows(want.len()).any(|w| w == want)
+    };
+    let got = read_until(&mut body, Duration::from_secs(5), has(b"one\n")).await;
+    assert_eq!(decode_frames(&got).0, b"one\n");
+
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(b"two\n").unwrap();
+    drop(f);
+    let got = read_until(&mut body, Duration::from_secs(5), has(b"two\n")).await;
+    assert_eq!(decode_frames(&got).0, b"two\n");
+
+    // Idle: a heartbeat.
+    let got = read_until(&mut body, Duration::from_secs(3), |b| {
+        decode_frames(b).2 > 0
+    })
+    .await;
+    assert!(decode_frames(&got).2 > 0);
+
+    // Truncation: an event, then the new content from offset 0.
+    std::fs::write(&file, "x\n").unwrap();
+    let event = |ev: &'static str| {
+        move |b: &[u8]| {
+            serde_json::Deserializer::from_slice(b)
+                .into_iter::<serde_json::Value>()
+                .flatten()
+                .any(|v| v["FileEvent"] == ev)
+        }
+    };
+    let got = read_until(&mut body, Duration::from_secs(5), |b| {
+        event("file truncated")(b) && has(b"x\n")(b)
+    })
+    .await;
+    assert!(
+        event("file truncated")(&got),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // Deletion: a final event and the end of the stream.
+    std::fs::remove_file(&file).unwrap();
+    let got = read_until(&mut body, Duration::from_secs(5), event("file deleted")).await;
+    assert!(
+        event("file deleted")(&got),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), body.frame()).await;
+    assert!(matches!(end, Ok(None)), "stream ends after a deletion");
+}
+
+#[tokio::test]
+async fn fs_secrets_are_never_read() {
+    let fx = fs_fixture();
+    for op in ["cat", "readat"] {
+        for path in [
+            "web/secrets/token",
+            "web/SECRETS/token",
+            "web/local/../secrets/token",
+        ] {
+            let (s, _, b) = get(
+                &fx.app,
+                &format!("/v1/client/fs/{op}/{ALLOC}?path={path}&offset=0"),
+            )
+            .await;
+            assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{op} {path}");
+            assert_eq!(text(&b), format!("Reading secret file prohibited: {path}"));
+        }
+    }
+    // A symlink into secrets/ is refused too.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("../secrets", alloc_root(&fx).join("web/local/s")).unwrap();
+        let (s, _, b) = get(
+            &fx.app,
+            &format!("/v1/client/fs/cat/{ALLOC}?path=web/local/s/token"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!text(&b).contains("s3cr3t"));
+    }
+    // Listing and stat show names only, as in Nomad.
+    let (s, _, b) = get(
+        &fx.app,
+        &format!("/v1/client/fs/ls/{ALLOC}?path=web/secrets"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&b));
+    assert!(!text(&b).contains("s3cr3t"));
+    let (s, _, b) = get(
+        &fx.app,
+        &format!("/v1/client/fs/cat/{ALLOC}?path=web/local/data.txt"),
+    )
+    .await;
+    assert_eq!((s, text(&b).as_str()), (StatusCode::OK, "0123456789"));
+}
+
+#[tokio::test]
+async fn fs_paths_may_not_escape_the_alloc_dir() {
+    let fx = fs_fixture();
+    let outside = alloc_root(&fx).parent().unwrap().join("outside.txt");
+    std::fs::write(&outside, "nope").unwrap();
+    for (op, path) in [
+        ("ls", "../"),
+        ("ls", "web/../../"),
+        ("stat", "../outside.txt"),
+        ("cat", "../outside.txt"),
+        ("readat", "/../../outside.txt"),
+        ("stream", "../outside.txt"),
+    ] {
+        let (s, _, b) = get(
+            &fx.app,
+            &format!("/v1/client/fs/{op}/{ALLOC}?path={path}&offset=0"),
+        )
+        .await;
+        assert_eq!(
+            (s, text(&b).as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Path escapes the alloc directory"
+            ),
+            "{op} {path}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&outside, alloc_root(&fx).join("web/local/out")).unwrap();
+        for op in ["cat", "stat", "stream"] {
+            let (s, _, b) = get(
+                &fx.app,
+                &format!("/v1/client/fs/{op}/{ALLOC}?path=web/local/out&follow=false"),
+            )
+            .await;
+            assert_eq!(
+                (s, text(&b).as_str()),
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Path escapes the alloc directory"
+                ),
+                "{op} via symlink"
+            );
+        }
+    }
+    // `/` is the alloc dir itself.
+    let (s, _, b) = get(&fx.app, &format!("/v1/client/fs/ls/{ALLOC}?path=/")).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<String> = serde_json::from_slice::<Vec<serde_json::Value>>(&b)
+        .unwrap()
+        .iter()
+        .map(|v| v["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["alloc", "web"]);
+}
+
+#[tokio::test]
+async fn client_alloc_signal_and_restart_errors() {
+    let fx = fs_fixture();
+    let (s, _, b) = call(
+        &fx.app,
+        Method::PUT,
+        "/v1/client/allocation/nope/signal",
+        r#"{"Task":"web","Signal":"SIGUSR1"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "Unknown allocation \"nope\"")
+    );
+    let (s, _, b) = call(
+        &fx.app,
+        Method::PUT,
+        "/v1/client/allocation/nope/restart",
+        r#"{"TaskName":"web"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "Unknown allocation \"nope\"")
+    );
+    let (s, _, _) = call(
+        &fx.app,
+        Method::GET,
+        "/v1/client/allocation/nope/signal",
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _, b) = call(
+        &fx.app,
+        Method::PUT,
+        "/v1/client/allocation/nope/restart",
+        r#"{"TaskName":"web","AllTasks":true}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "task name cannot be set when restarting all tasks"
+        )
+    );
+}
+
+#[test]
+fn client_errors_use_nomad_wording() {
+    use super::endpoints::fs::{client_error_for_tests as ce, ClientOpForTests as Op};
+    use nomad_client::ClientError;
+    let e = ce(ClientError::UnknownAlloc("a1".into()), Op::Signal);
+    assert_eq!(
+        (e.status, e.message.as_str()),
+        (StatusCode::NOT_FOUND, "Unknown allocation \"a1\"")
+    );
+    let e = ce(ClientError::UnknownTask("db".into()), Op::Signal);
+    assert_eq!(
+        (e.status, e.message.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "Task not found")
+    );
+    let e = ce(ClientError::UnknownTask("db".into()), Op::Restart);
+    assert_eq!(
+        e.message,
+        "Could not find task runner for task: db".to_string()
+    );
+    let e = ce(ClientError::TaskNotRunning, Op::Restart);
+    assert_eq!(
+        (e.status, e.message.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "Task not running")
+    );
+}

@@ -4,6 +4,13 @@
 //! Logs follow Nomad's framing: a concatenation of JSON frames `{"Offset","Data","File",
 //! "FileEvent"}` (all omitempty) with `{}` heartbeats while following, or raw bytes with
 //! `plain=true`. Log files are `<alloc_dir>/alloc/logs/<task>.<stdout|stderr>.<N>`.
+//! `/v1/client/fs/stream` uses the same framing for one file, with `file deleted` /
+//! `file truncated` events.
+//!
+//! Paths: every `?path=` is resolved inside the alloc dir (`..` and symlinks may not leave it:
+//! `Path escapes the alloc directory`). Reads (`cat`, `readat`, `stream`) of anything under a
+//! task's `secrets/` or `private/` are refused as Nomad refuses them (500 `Reading secret file
+//! prohibited: <path>`); `ls` and `stat` show names and sizes only, as in Nomad.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +48,7 @@ pub(crate) async fn fs_request(ctx: Ctx, tail: &str) -> Result<Response, ApiErro
         "stat" => stat(ctx, alloc_id).await,
         "cat" => cat(ctx, alloc_id, false).await,
         "readat" => cat(ctx, alloc_id, true).await,
-        "stream" => Err(ApiError::not_supported("File streaming")),
+        "stream" => stream(ctx, alloc_id).await,
         _ => Err(ApiError::no_route()),
     }
 }
@@ -70,14 +77,33 @@ fn lookup_alloc(ctx: &Ctx, alloc_id: &str) -> Option<Arc<Allocation>> {
         .and_then(|s| s.state().snapshot().alloc(alloc_id))
 }
 
-/// Maps the client's alloc-operation errors to Nomad's statuses.
-fn client_error(e: ClientError) -> ApiError {
-    match e {
-        ClientError::UnknownAlloc(_) => ApiError::not_found(e.to_string()),
-        ClientError::UnknownTask(_) => ApiError::bad_request(e.to_string()),
-        ClientError::TaskNotRunning | ClientError::Driver(_) => ApiError::internal(e.to_string()),
-    }
+/// Which client operation failed, for Nomad's per-operation wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientOp {
+    Signal,
+    Restart,
 }
+
+/// Maps the client's alloc-operation errors to Nomad's statuses and messages: an unknown alloc
+/// is a 404 `Unknown allocation "<id>"`; everything else is an uncoded (500) error worded as
+/// Nomad's alloc runner words it (`Task not found` for signal, `Could not find task runner for
+/// task: <t>` for restart, `Task not running`).
+pub(crate) fn client_error(e: ClientError, op: ClientOp) -> ApiError {
+    // `matches!` rather than an exhaustive `match`: the client may grow variants.
+    if matches!(e, ClientError::UnknownAlloc(_)) {
+        return ApiError::not_found(e.to_string());
+    }
+    if let ClientError::UnknownTask(task) = &e {
+        return ApiError::internal(match op {
+            ClientOp::Signal => "Task not found".to_string(),
+            ClientOp::Restart => format!("Could not find task runner for task: {task}"),
+        });
+    }
+    ApiError::internal(e.to_string())
+}
+
+#[cfg(test)]
+pub(crate) use {client_error as client_error_for_tests, ClientOp as ClientOpForTests};
 
 /// The alloc directory on this node, or `Unknown allocation`.
 fn alloc_dir(ctx: &Ctx, alloc_id: &str) -> Result<PathBuf, ApiError> {
@@ -430,16 +456,67 @@ fn resolve_in_alloc(dir: &Path, rel: &str) -> Result<PathBuf, ApiError> {
             std::path::Component::CurDir | std::path::Component::RootDir => {}
             std::path::Component::ParentDir => {
                 if !out.pop() || !out.starts_with(dir) {
-                    return Err(ApiError::bad_request("Path escapes the alloc directory"));
+                    return Err(escapes());
                 }
             }
             std::path::Component::Prefix(_) => return Err(ApiError::bad_request("invalid path")),
         }
     }
     if !out.starts_with(dir) {
-        return Err(ApiError::bad_request("Path escapes the alloc directory"));
+        return Err(escapes());
     }
     Ok(out)
+}
+
+fn escapes() -> ApiError {
+    ApiError::internal("Path escapes the alloc directory")
+}
+
+/// Refuses reads under a task's `secrets/` or `private/` directory. Like Nomad, the test is a
+/// case-insensitive prefix test on the directory name (`web/Secrets/x`, `web/secrets.bak` are
+/// refused too); the shared `alloc/` directory has neither.
+fn refuse_task_private(dir: &Path, target: &Path, rel: &str) -> Result<(), ApiError> {
+    let Ok(inner) = target.strip_prefix(dir) else {
+        return Ok(());
+    };
+    let mut comps = inner.components();
+    let (Some(task), Some(sub)) = (comps.next(), comps.next()) else {
+        return Ok(());
+    };
+    if task.as_os_str() == "alloc" {
+        return Ok(());
+    }
+    let sub = sub.as_os_str().to_string_lossy().to_lowercase();
+    if sub.starts_with("secrets") {
+        return Err(ApiError::internal(format!(
+            "Reading secret file prohibited: {rel}"
+        )));
+    }
+    if sub.starts_with("private") {
+        return Err(ApiError::internal(format!(
+            "Reading private file prohibited: {rel}"
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves `rel` inside `dir` for an fs endpoint: no `..` or symlink may lead outside the alloc
+/// dir, and with `read` the task-private directories are refused (also through symlinks).
+fn checked_path(dir: &Path, rel: &str, read: bool) -> Result<PathBuf, ApiError> {
+    let target = resolve_in_alloc(dir, rel)?;
+    if read {
+        refuse_task_private(dir, &target, rel)?;
+    }
+    if let Ok(real) = std::fs::canonicalize(&target) {
+        let real_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !real.starts_with(&real_dir) {
+            return Err(escapes());
+        }
+        if read {
+            refuse_task_private(&real_dir, &real, rel)?;
+        }
+    }
+    Ok(target)
 }
 
 fn file_mode_string(meta: &std::fs::Metadata) -> String {
@@ -492,7 +569,7 @@ async fn ls(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
         .get("path")
         .filter(|p| !p.is_empty())
         .unwrap_or("/");
-    let target = resolve_in_alloc(&dir, rel)?;
+    let target = checked_path(&dir, rel, false)?;
     let rd =
         std::fs::read_dir(&target).map_err(|e| ApiError::internal(format!("open {}: {e}", rel)))?;
     let mut out: Vec<serde_json::Value> = rd
@@ -516,7 +593,7 @@ async fn stat(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
     if rel.is_empty() {
         return Err(ApiError::bad_request("must provide a file name"));
     }
-    let target = resolve_in_alloc(&dir, rel)?;
+    let target = checked_path(&dir, rel, false)?;
     let meta =
         std::fs::metadata(&target).map_err(|e| ApiError::internal(format!("stat {rel}: {e}")))?;
     let name = target
@@ -533,18 +610,21 @@ async fn cat(ctx: Ctx, alloc_id: &str, ranged: bool) -> Result<Response, ApiErro
     if rel.is_empty() {
         return Err(ApiError::bad_request("must provide a file name"));
     }
-    let target = resolve_in_alloc(&dir, rel)?;
+    let target = checked_path(&dir, rel, true)?;
     let (offset, limit) = if ranged {
         let offset: u64 = ctx
             .params
             .str("offset")
             .parse()
             .map_err(|_| ApiError::bad_request("must provide a valid offset"))?;
+        // Go clients send `limit=-1` for "to the end"; only a positive limit limits.
         let limit: Option<u64> = match ctx.params.get("limit").filter(|s| !s.is_empty()) {
-            Some(v) => Some(
-                v.parse()
-                    .map_err(|_| ApiError::bad_request("must provide a valid limit"))?,
-            ),
+            Some(v) => {
+                let l: i64 = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("must provide a valid limit"))?;
+                (l > 0).then_some(l.unsigned_abs())
+            }
             None => None,
         };
         (offset, limit)
@@ -584,6 +664,198 @@ async fn cat(ctx: Ctx, alloc_id: &str, ranged: bool) -> Result<Response, ApiErro
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}
+
+/// What one `/v1/client/fs/stream` reads.
+#[derive(Debug, Clone)]
+pub(crate) struct FileStream {
+    /// Host path of the file.
+    pub(crate) path: PathBuf,
+    /// The path as the caller gave it (sent back as `File`).
+    pub(crate) rel: String,
+    /// Byte offset to start at.
+    pub(crate) offset: u64,
+    /// Keep streaming at the end of the file.
+    pub(crate) follow: bool,
+    /// Stop after this many bytes (0 = no limit).
+    pub(crate) limit: u64,
+}
+
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_identity(_meta: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// Streams one file as frames into `tx`: data as it is read, `{}` heartbeats while idle, a
+/// `file truncated` event (and a restart from offset 0) when the file shrinks, and a final
+/// `file deleted` event when it disappears or is replaced by another file. Without `follow`
+/// the stream ends at the end of the file.
+pub(crate) async fn run_file_stream(req: FileStream, tx: mpsc::Sender<Bytes>) {
+    let mut file = match tokio::fs::File::open(&req.path).await {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let identity = match file.metadata().await {
+        Ok(m) => file_identity(&m),
+        Err(_) => return,
+    };
+    let mut offset = req.offset;
+    if offset > 0 && file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return;
+    }
+    let mut remaining = if req.limit > 0 { req.limit } else { u64::MAX };
+    let mut buf = vec![0u8; FRAME_SIZE];
+    let mut idle = Duration::ZERO;
+    let send_event = |event: &'static str, offset: u64| {
+        encode_frame(&StreamFrame {
+            offset,
+            file: &req.rel,
+            file_event: event,
+            ..Default::default()
+        })
+    };
+    loop {
+        if remaining == 0 {
+            return;
+        }
+        let want = usize::try_from(remaining.min(FRAME_SIZE as u64)).unwrap_or(FRAME_SIZE);
+        let n = match file.read(&mut buf[..want]).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(file = %req.path.display(), error = %e, "fs stream read failed");
+                return;
+            }
+        };
+        if n > 0 {
+            offset += n as u64;
+            remaining -= n as u64;
+            idle = Duration::ZERO;
+            let frame = encode_frame(&StreamFrame {
+                offset,
+                data: base64::engine::general_purpose::STANDARD.encode(&buf[..n]),
+                file: &req.rel,
+                file_event: "",
+            });
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if !req.follow {
+            return;
+        }
+        // At the end: look for deletion, replacement or truncation, then wait.
+        match tokio::fs::metadata(&req.path).await {
+            Ok(meta) if file_identity(&meta) != identity => {
+                let _ = tx.send(send_event("file deleted", offset)).await;
+                return;
+            }
+            Ok(meta) if meta.len() < offset => {
+                offset = 0;
+                if file.seek(std::io::SeekFrom::Start(0)).await.is_err() {
+                    return;
+                }
+                if tx.send(send_event("file truncated", 0)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let _ = tx.send(send_event("file deleted", offset)).await;
+                return;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+        idle += POLL_INTERVAL;
+        if idle >= HEARTBEAT {
+            idle = Duration::ZERO;
+            if tx.send(Bytes::from_static(b"{}")).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_int_field(ctx: &Ctx, key: &str) -> Result<i64, ApiError> {
+    match ctx.params.get(key) {
+        None | Some("") => Ok(0),
+        Some(v) => v.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "error parsing {key}: strconv.ParseInt: parsing {v:?}: invalid syntax"
+            ))
+        }),
+    }
+}
+
+/// `GET /v1/client/fs/stream/<alloc_id>?path=&follow=&offset=&origin=&limit=`: one file as
+/// framed JSON; `follow` defaults to true.
+async fn stream(ctx: Ctx, alloc_id: &str) -> Result<Response, ApiError> {
+    require_get(&ctx)?;
+    if alloc_id.is_empty() {
+        return Err(ApiError::bad_request("must provide a valid alloc id"));
+    }
+    let rel = ctx.params.str("path").to_string();
+    if rel.is_empty() {
+        return Err(ApiError::bad_request("must provide a file name"));
+    }
+    let offset = parse_int_field(&ctx, "offset")?;
+    let limit = parse_int_field(&ctx, "limit")?;
+    let follow = match ctx.params.get("follow") {
+        None | Some("") => true,
+        Some(_) => parse_bool_field(&ctx, "follow")?,
+    };
+    let origin = match ctx.params.str("origin") {
+        "" | "start" => Origin::Start,
+        "end" => Origin::End,
+        _ => return Err(ApiError::bad_request("origin must be start or end")),
+    };
+    let dir = alloc_dir(&ctx, alloc_id)?;
+    let path = checked_path(&dir, &rel, false)?;
+    let meta =
+        std::fs::metadata(&path).map_err(|e| ApiError::bad_request(format!("stat {rel}: {e}")))?;
+    if meta.is_dir() {
+        return Err(ApiError::bad_request(format!(
+            "file {rel:?} is a directory"
+        )));
+    }
+    checked_path(&dir, &rel, true)?;
+    let size = meta.len();
+    let start = match origin {
+        Origin::Start => offset.max(0).unsigned_abs().min(size),
+        Origin::End => size.saturating_sub(offset.max(0).unsigned_abs()),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    tokio::spawn(run_file_stream(
+        FileStream {
+            path,
+            rel,
+            offset: start,
+            follow,
+            limit: limit.max(0).unsigned_abs(),
+        },
+        tx,
+    ));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     Ok(resp)
 }
@@ -687,14 +959,14 @@ async fn restart(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     let req: RestartRequest = decode_optional_body(&ctx.body)?;
     let task = req.task_name.filter(|t| !t.is_empty());
     if task.is_some() && req.all_tasks == Some(true) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::internal(
             "task name cannot be set when restarting all tasks",
         ));
     }
     client
         .restart_alloc(id, task.as_deref())
         .await
-        .map_err(client_error)?;
+        .map_err(|e| client_error(e, ClientOp::Restart))?;
     json(&j!({"Index": 0}), ctx.pretty(), Meta::None)
 }
 
@@ -718,7 +990,7 @@ async fn signal(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     client
         .signal_task(id, task.as_deref(), &sig)
         .await
-        .map_err(client_error)?;
+        .map_err(|e| client_error(e, ClientOp::Signal))?;
     json(&j!({"Index": 0}), ctx.pretty(), Meta::None)
 }
 

@@ -338,7 +338,7 @@ fn open_stream(
         .map_err(|e| e.to_string())
 }
 
-fn spawn_reader(r: Box<dyn Read + Send>) -> mpsc::Receiver<Result<Vec<u8>, String>> {
+pub(crate) fn spawn_reader(r: Box<dyn Read + Send>) -> mpsc::Receiver<Result<Vec<u8>, String>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let tx2 = tx.clone();
@@ -363,6 +363,9 @@ fn single_file(
     if !tail {
         let r = open_stream(client, alloc, opts, log_type, "start", 0, opts.follow)
             .map_err(|e| format!("error reading file: {e}"))?;
+        if opts.follow {
+            crate::interrupt::exit_on_interrupt();
+        }
         return decode_frames(r, |data| {
             let ok = out.write_all(&data).is_ok();
             let _ = out.flush();
@@ -384,6 +387,20 @@ fn single_file(
     let r = open_stream(client, alloc, opts, log_type, "end", offset, opts.follow)
         .map_err(|e| format!("error tailing file: {e}"))?;
     let rx = spawn_reader(r);
+    if opts.follow {
+        crate::interrupt::exit_on_interrupt();
+    }
+    print_tail(rx, lines, &mut out)
+}
+
+/// Prints a tailed stream: with `lines == -1` everything as it comes; otherwise buffers until
+/// `lines * 120` bytes, the end of the stream or a second without data, prints only the last
+/// `lines` lines of that, then everything after as it arrives (Nomad's `LineLimitReader`).
+pub(crate) fn print_tail(
+    rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    lines: i64,
+    out: &mut impl Write,
+) -> Result<(), String> {
     if lines == -1 {
         for chunk in rx {
             let data = chunk.map_err(|e| format!("error following logs: {e}"))?;
@@ -392,9 +409,7 @@ fn single_file(
         }
         return Ok(());
     }
-    // Buffer until the search limit, the end of the stream, or a second without data, then
-    // print only the last lines and stream the rest as it comes.
-    let limit_bytes = (lines * BYTES_TO_LINES).max(0) as usize;
+    let limit_bytes = usize::try_from((lines * BYTES_TO_LINES).max(0)).unwrap_or(usize::MAX);
     let mut buf = Vec::new();
     let mut last = Instant::now();
     let mut ended = false;
@@ -415,7 +430,7 @@ fn single_file(
             }
         }
     }
-    let _ = out.write_all(last_lines(&buf, lines.max(0) as usize));
+    let _ = out.write_all(last_lines(&buf, usize::try_from(lines.max(0)).unwrap_or(0)));
     let _ = out.flush();
     if ended {
         return Ok(());
@@ -433,6 +448,7 @@ fn follow_both(client: &Client, alloc: &Allocation, opts: &Opts) -> Result<(), S
         .map_err(|e| format!("failed to setup stdout log tailing: {e}"))?;
     let se = open_stream(client, alloc, opts, "stderr", "end", 0, true)
         .map_err(|e| format!("failed to setup stderr log tailing: {e}"))?;
+    crate::interrupt::exit_on_interrupt();
     let (tx, rx) = mpsc::channel::<(bool, Result<Vec<u8>, String>)>();
     for (is_err, r) in [(false, so), (true, se)] {
         let tx = tx.clone();
@@ -484,6 +500,39 @@ mod tests {
     #[test]
     fn frames_bad_json_is_error() {
         assert!(decode_frames(&b"{\"Data\":"[..], |_| true).is_err());
+    }
+
+    #[test]
+    fn tail_prints_last_lines_then_the_rest() {
+        let (tx, rx) = mpsc::channel();
+        tx.send(Ok(b"a\nb\nc\n".to_vec())).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        print_tail(rx, 2, &mut out).unwrap();
+        assert_eq!(out, b"b\nc\n");
+
+        // More than the search limit arrives at once: only the last lines of it, then the rest.
+        let (tx, rx) = mpsc::channel();
+        tx.send(Ok("x\n".repeat(200).into_bytes())).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            print_tail(rx, 1, &mut out).map(|_| out)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(Ok(b"later\n".to_vec())).unwrap();
+        drop(tx);
+        assert_eq!(t.join().unwrap().unwrap(), b"x\nlater\n");
+
+        let (tx, rx) = mpsc::channel();
+        tx.send(Ok(b"raw".to_vec())).unwrap();
+        tx.send(Err("boom".to_string())).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        assert_eq!(
+            print_tail(rx, -1, &mut out).unwrap_err(),
+            "error following logs: boom"
+        );
+        assert_eq!(out, b"raw");
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub fn run(args: &[String]) -> i32 {
         for (tg, m) in &failed {
             outln!("{}", failed_tg_header(tg, m));
             outln!("{}", format_alloc_metrics(m, "  "));
+            outln!();
         }
         if !eval.blocked_eval.is_empty() {
             outln!(

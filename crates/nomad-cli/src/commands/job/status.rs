@@ -358,25 +358,66 @@ fn output_job_info(
 }
 
 fn print_failed_placements(eval: &Evaluation) {
-    let Some(failed) = &eval.failed_tg_allocs else {
-        return;
+    let text = failed_placements_text(eval);
+    if !text.is_empty() {
+        outln!("{text}");
+    }
+}
+
+/// The `Placement Failure` section of the latest eval with failures (Nomad
+/// `outputFailedPlacements`): at most 5 task groups, sorted, blank lines between them.
+pub(crate) fn failed_placements_text(eval: &Evaluation) -> String {
+    const MAX_FAILED_TGS: usize = 5;
+    let Some(failed) = eval.failed_tg_allocs.as_ref().filter(|f| !f.is_empty()) else {
+        return String::new();
     };
-    outln!("\nPlacement Failure");
+    let mut lines = vec!["\nPlacement Failure".to_string()];
     let n = failed.len();
     for (i, (tg, m)) in failed.iter().enumerate() {
-        if i >= 5 {
+        if i >= MAX_FAILED_TGS {
             break;
         }
-        outln!("Task Group {tg:?}:");
-        outln!("{}", format_alloc_metrics(m, "  "));
+        lines.push(format!("Task Group {tg:?}:"));
+        lines.push(format_alloc_metrics(m, "  "));
         if i != n - 1 {
-            outln!();
+            lines.push(String::new());
         }
     }
-    if n > 5 {
-        outln!(
+    if n > MAX_FAILED_TGS {
+        lines.push(format!(
             "\nPlacement failures truncated. To see remainder run:\nnomad eval-status {}",
             eval.id
+        ));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomad_structs::AllocMetric;
+
+    #[test]
+    fn placement_failure_section() {
+        let mut e = Evaluation {
+            id: "e1".into(),
+            ..Default::default()
+        };
+        assert_eq!(failed_placements_text(&e), "");
+        let m = AllocMetric {
+            nodes_evaluated: 1,
+            nodes_exhausted: 1,
+            dimension_exhausted: Some([("memory".to_string(), 1)].into_iter().collect()),
+            ..Default::default()
+        };
+        e.failed_tg_allocs = Some(
+            [("cache".to_string(), m.clone()), ("web".to_string(), m)]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(
+            failed_placements_text(&e),
+            "\nPlacement Failure\nTask Group \"cache\":\n  * Resources exhausted on 1 nodes\n  * Dimension \"memory\" exhausted on 1 nodes\n\nTask Group \"web\":\n  * Resources exhausted on 1 nodes\n  * Dimension \"memory\" exhausted on 1 nodes"
         );
     }
 }
