@@ -34,8 +34,7 @@ use serde_json::Value;
 use crate::common::{self, ensure_executable, error_chain, unix_nanos_now, TaskCleanup, TaskTable};
 use crate::task_config::{invalid, string, string_list, type_name};
 use crate::{
-    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig,
-    TaskHandle,
+    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig, TaskHandle,
 };
 
 /// Driver name.
@@ -304,10 +303,10 @@ impl ExecDriver {
     /// Creates the driver; the plugin config is validated (modes, capability names,
     /// `chroot_env` paths) with errors naming the option.
     pub fn new(config: ExecConfig) -> Result<ExecDriver, DriverError> {
-        let default_pid = NamespaceMode::parse("default_pid_mode", &config.default_pid_mode)?
-            .unwrap_or_default();
-        let default_ipc = NamespaceMode::parse("default_ipc_mode", &config.default_ipc_mode)?
-            .unwrap_or_default();
+        let default_pid =
+            NamespaceMode::parse("default_pid_mode", &config.default_pid_mode)?.unwrap_or_default();
+        let default_ipc =
+            NamespaceMode::parse("default_ipc_mode", &config.default_ipc_mode)?.unwrap_or_default();
         caps::parse_cap_list(&config.allow_caps, caps::kernel_last_cap())
             .map_err(|e| caps_field_error("allow_caps", e))?;
         let chroot_env: Vec<(String, String)> = if config.chroot_env.is_empty() {
@@ -377,7 +376,8 @@ impl ExecDriver {
         let mut cleanup = TaskCleanup::default();
         for (d, mode) in [("local", 0o777), ("tmp", 0o1777), ("secrets", 0o700)] {
             let p = t.join(d);
-            std::fs::create_dir_all(&p).map_err(|e| format!("failed to create {}: {e}", p.display()))?;
+            std::fs::create_dir_all(&p)
+                .map_err(|e| format!("failed to create {}: {e}", p.display()))?;
             if d == "tmp" {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                     .map_err(|e| format!("failed to chmod {}: {e}", p.display()))?;
@@ -387,8 +387,14 @@ impl ExecDriver {
         }
         let secrets = t.join("secrets");
         if !hostmount::is_mount_point(&secrets) {
-            hostmount::mount_secrets_tmpfs(&secrets, SECRETS_SIZE_MB, user.uid, user.gid)
-                .map_err(|e| format!("failed to mount secrets tmpfs at {}: {e}", secrets.display()))?;
+            hostmount::mount_secrets_tmpfs(&secrets, SECRETS_SIZE_MB, user.uid, user.gid).map_err(
+                |e| {
+                    format!(
+                        "failed to mount secrets tmpfs at {}: {e}",
+                        secrets.display()
+                    )
+                },
+            )?;
             cleanup.unmount.push(secrets);
         }
         let root = task_root_dir(t);
@@ -644,17 +650,27 @@ mod tests {
 
     #[test]
     fn bad_input_names_field_and_value() {
-        let (f, m) =
-            field_of(parse_task_config(&json!({"command": "x", "pid_mode": "privte"}), &allow()).unwrap_err());
-        assert_eq!(f, "pid_mode");
-        assert_eq!(m, "pid_mode must be \"private\" or \"host\", got \"privte\"");
         let (f, m) = field_of(
-            parse_task_config(&json!({"command": "x", "cap_add": ["net_raw"]}), &allow()).unwrap_err(),
+            parse_task_config(&json!({"command": "x", "pid_mode": "privte"}), &allow())
+                .unwrap_err(),
+        );
+        assert_eq!(f, "pid_mode");
+        assert_eq!(
+            m,
+            "pid_mode must be \"private\" or \"host\", got \"privte\""
+        );
+        let (f, m) = field_of(
+            parse_task_config(&json!({"command": "x", "cap_add": ["net_raw"]}), &allow())
+                .unwrap_err(),
         );
         assert_eq!(f, "cap_add");
-        assert_eq!(m, "driver does not allow the following capabilities: net_raw");
+        assert_eq!(
+            m,
+            "driver does not allow the following capabilities: net_raw"
+        );
         let (f, m) = field_of(
-            parse_task_config(&json!({"command": "x", "cap_drop": ["CAP_FLY"]}), &allow()).unwrap_err(),
+            parse_task_config(&json!({"command": "x", "cap_drop": ["CAP_FLY"]}), &allow())
+                .unwrap_err(),
         );
         assert_eq!(f, "cap_drop");
         assert_eq!(m, "unknown capability \"CAP_FLY\"");
@@ -662,9 +678,13 @@ mod tests {
             parse_task_config(&json!({"command": "x", "work_dir": "local"}), &allow()).unwrap_err(),
         );
         assert_eq!(f, "work_dir");
-        assert_eq!(m, "work_dir must be absolute but got relative path \"local\"");
+        assert_eq!(
+            m,
+            "work_dir must be absolute but got relative path \"local\""
+        );
         let (_, m) = field_of(
-            parse_task_config(&json!({"command": "x", "work_dir": "/../etc"}), &allow()).unwrap_err(),
+            parse_task_config(&json!({"command": "x", "work_dir": "/../etc"}), &allow())
+                .unwrap_err(),
         );
         assert!(m.contains("\"/../etc\""), "{m}");
         let (f, _) = field_of(

@@ -11,8 +11,7 @@ use nomad_executor::{parse_signal, CgroupFs, CgroupMode, HostFs, ProcessSpec, Sp
 use crate::common::{self, ensure_executable, error_chain, unix_nanos_now, TaskTable};
 use crate::task_config::{self, RawExecTaskConfig};
 use crate::{
-    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig,
-    TaskHandle,
+    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig, TaskHandle,
 };
 
 /// Driver name.
@@ -259,8 +258,12 @@ impl Driver for RawExecDriver {
     }
 
     fn recover_task(&self, handle: &TaskHandle) -> Result<(), DriverError> {
-        self.tasks
-            .recover_task(handle, &self.cgroup_mode(), self.fs.clone(), Default::default)
+        self.tasks.recover_task(
+            handle,
+            &self.cgroup_mode(),
+            self.fs.clone(),
+            Default::default,
+        )
     }
 }
 

@@ -216,6 +216,22 @@ pub fn kernel_last_cap() -> u32 {
         .min(63)
 }
 
+/// Parses a `CapPrm:`-style line value (hex) from `/proc/<pid>/status`.
+pub fn parse_status_caps(status: &str, key: &str) -> Option<CapSet> {
+    let v = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    u64::from_str_radix(v.trim(), 16).ok().map(CapSet)
+}
+
+/// The calling process's permitted set (what a child can keep at most); all caps if unknown.
+pub fn current_permitted() -> CapSet {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_status_caps(&s, "CapPrm"))
+        .unwrap_or(CapSet(u64::MAX))
+}
+
 /// Parses a list of names into a set. `all` expands to every kernel-supported capability.
 pub fn parse_cap_list<S: AsRef<str>>(names: &[S], last_cap: u32) -> Result<CapSet, CapsError> {
     let mut set = CapSet::EMPTY;
@@ -332,8 +348,14 @@ mod tests {
         let r = compute_caps(basis, NOMAD_DEFAULT_CAPS, &none, &["all"], LAST).unwrap();
         assert!(r.is_empty());
         // Drop one, any spelling.
-        let r = compute_caps(basis, NOMAD_DEFAULT_CAPS, &none, &["CAP_CHOWN", "kill"], LAST)
-            .unwrap();
+        let r = compute_caps(
+            basis,
+            NOMAD_DEFAULT_CAPS,
+            &none,
+            &["CAP_CHOWN", "kill"],
+            LAST,
+        )
+        .unwrap();
         assert!(!r.contains(0) && !r.contains(5) && r.contains(7));
         // Add needs allow.
         let e = compute_caps(basis, NOMAD_DEFAULT_CAPS, &["net_raw"], &none, LAST).unwrap_err();
@@ -367,6 +389,15 @@ mod tests {
         let e = parse_cap_list(&["bpf"], 37).unwrap_err();
         assert_eq!(e, CapsError::Unsupported("bpf".into()));
         assert_eq!(CapSet::all(37).numbers().count(), 38);
+    }
+
+    #[test]
+    fn status_caps() {
+        let st = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\n";
+        assert_eq!(parse_status_caps(st, "CapPrm"), Some(CapSet(0x1fffeffffff)));
+        assert_eq!(parse_status_caps(st, "CapInh"), Some(CapSet(0)));
+        assert_eq!(parse_status_caps(st, "CapEff"), None);
+        assert!(!current_permitted().is_empty() || !current_permitted().contains(0));
     }
 
     #[test]

@@ -259,11 +259,30 @@ impl CgroupLimits {
     }
 }
 
-/// Converts v1 `cpu.shares` (2..=262144) to v2 `cpu.weight` (1..=10000), the same linear map
-/// the OCI runtimes use.
+/// Converts v1 `cpu.shares` (2..=262144) to v2 `cpu.weight` (1..=10000) with the quadratic
+/// (in log space) mapping of current OCI runtimes, which Nomad uses: 0 → 0, ≤ 2 → 1,
+/// ≥ 262144 → 10000, else `ceil(10^((l² + 125·l) / 612 − 7/34))` with `l = log2(shares)`, so
+/// that 1024 shares (the v1 default) map to 100 (the v2 default).
 pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => 10_000,
+        _ => {
+            let l = (shares as f64).log2();
+            let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            // Guard against the last-ulp error of pow/log2 pushing an exact value (1024 →
+            // 100) over the next integer.
+            let w = 10f64.powf(exponent);
+            let rounded = w.round();
+            let v = if (w - rounded).abs() < 1e-9 {
+                rounded
+            } else {
+                w.ceil()
+            };
+            (v as u64).clamp(1, 10_000)
+        }
+    }
 }
 
 /// One directory of a task cgroup (one per v1 controller mount, or the single v2 directory).
@@ -874,10 +893,23 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 
     #[test]
     fn weight_conversion() {
+        assert_eq!(shares_to_weight(0), 0);
+        assert_eq!(shares_to_weight(1), 1);
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10000);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(0), 1);
+        assert_eq!(shares_to_weight(1_000_000), 10000);
+        // Samples from opencontainers/cgroups (facts 4.8).
+        for (shares, weight) in [
+            (100, 17),
+            (250, 34),
+            (500, 58),
+            (1000, 99),
+            (1024, 100),
+            (2000, 170),
+            (4000, 297),
+        ] {
+            assert_eq!(shares_to_weight(shares), weight, "shares {shares}");
+        }
     }
 
     #[test]
@@ -909,7 +941,7 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
                 "write /cg/nomad.slice/cgroup.subtree_control +pids",
                 "mkdir /cg/nomad.slice/a1.web.scope",
                 "write /cg/nomad.slice/a1.web.scope/memory.max 104857600",
-                "write /cg/nomad.slice/a1.web.scope/cpu.weight 39",
+                "write /cg/nomad.slice/a1.web.scope/cpu.weight 100",
             ]
         );
     }

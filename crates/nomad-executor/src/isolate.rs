@@ -440,13 +440,7 @@ impl MountSyscalls for LinuxSyscalls {
     fn mknod_char(&mut self, path: &CStr, mode: u32, major: u32, minor: u32) -> Result<(), i32> {
         let dev = libc::makedev(major, minor);
         // SAFETY: valid NUL-terminated path; plain syscall.
-        check(unsafe {
-            libc::mknod(
-                path.as_ptr(),
-                libc::S_IFCHR | mode as libc::mode_t,
-                dev,
-            )
-        })
+        check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | mode as libc::mode_t, dev) })
     }
 
     fn pivot_root(&mut self, new_root: &CStr) -> Result<(), i32> {
@@ -591,8 +585,8 @@ mod tests {
     impl HostView for Host {
         fn lstat(&self, p: &Path) -> Option<HostEntry> {
             match p.to_str()? {
-                "/usr" | "/etc" | "/t/web/local" | "/t/web/secrets" | "/t/web/tmp"
-                | "/t/alloc" | "/t/alloc/logs" => Some(HostEntry::Dir),
+                "/usr" | "/etc" | "/t/web/local" | "/t/web/secrets" | "/t/web/tmp" | "/t/alloc"
+                | "/t/alloc/logs" => Some(HostEntry::Dir),
                 "/bin" => Some(HostEntry::Symlink("usr/bin".into())),
                 "/usr/bin" => Some(HostEntry::Dir),
                 _ => None,
@@ -634,7 +628,10 @@ mod tests {
         apply_plan(&compiled, &mut sys).expect("apply");
         let calls = &sys.calls;
         assert_eq!(calls[0], "make-private /");
-        assert_eq!(calls[1], "mount tmpfs /t/web/.root [nosuid,nodev] mode=755,size=1m");
+        assert_eq!(
+            calls[1],
+            "mount tmpfs /t/web/.root [nosuid,nodev] mode=755,size=1m"
+        );
         let pos = |needle: &str| {
             calls
                 .iter()
@@ -677,7 +674,10 @@ mod tests {
         assert_eq!(e, libc::EACCES);
         assert_eq!(plan.describe(i), "bind-mount /usr into chroot at /usr");
         // Nothing after the failing call ran.
-        assert!(sys.calls.last().is_some_and(|c| c.starts_with("bind /usr ")));
+        assert!(sys
+            .calls
+            .last()
+            .is_some_and(|c| c.starts_with("bind /usr ")));
     }
 
     #[test]
@@ -690,7 +690,10 @@ mod tests {
             ..Default::default()
         };
         apply_plan(&compiled, &mut sys).expect("optional step ignored");
-        assert!(sys.calls.last().is_some_and(|c| c.starts_with("pivot_root")));
+        assert!(sys
+            .calls
+            .last()
+            .is_some_and(|c| c.starts_with("pivot_root")));
     }
 
     #[test]

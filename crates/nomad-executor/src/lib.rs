@@ -29,8 +29,8 @@ pub use process::{
     signal_group, signal_process, wait_child, wait_foreign, ExitStatus, ProcessError,
 };
 pub use procfs::{
-    parse_mountinfo, read_mountinfo, MountInfo,
-    is_alive, is_same_live_process, live_pids_in_group, process_start_time, ProcError,
+    is_alive, is_same_live_process, live_pids_in_group, parse_mountinfo, process_start_time,
+    read_mountinfo, MountInfo, ProcError,
 };
 pub use signal::{parse_signal, signal_name, SignalParseError};
 #[cfg(target_os = "linux")]

@@ -562,12 +562,10 @@ pub fn build_plan(spec: &ChrootSpec, host: &dyn HostView) -> Result<MountPlan, P
             Some(parent) => {
                 let rel = e.dest.strip_prefix(&parent.dest).unwrap_or(Path::new(""));
                 let mp = parent.source.join(rel);
-                let ok = match (host.lstat(&mp), &e.kind) {
-                    (Some(HostEntry::Dir), Kind::Dir) | (Some(HostEntry::File), Kind::File) => {
-                        true
-                    }
-                    _ => false,
-                };
+                let ok = matches!(
+                    (host.lstat(&mp), &e.kind),
+                    (Some(HostEntry::Dir), Kind::Dir) | (Some(HostEntry::File), Kind::File)
+                );
                 if ok {
                     nested.push(e);
                 } else {
@@ -630,7 +628,9 @@ pub fn build_plan(spec: &ChrootSpec, host: &dyn HostView) -> Result<MountPlan, P
             continue;
         }
         let on_root_tmpfs = !binds.iter().any(|(d, _)| in_chroot.starts_with(d))
-            && !links_for_check.iter().any(|(l, _)| in_chroot.starts_with(l))
+            && !links_for_check
+                .iter()
+                .any(|(l, _)| in_chroot.starts_with(l))
             && !RESERVED_DESTS.iter().any(|r| in_chroot.starts_with(r));
         if on_root_tmpfs && host.lstat(&real) == Some(HostEntry::File) {
             extra_files.push((in_chroot, real));
@@ -683,11 +683,21 @@ pub fn build_plan(spec: &ChrootSpec, host: &dyn HostView) -> Result<MountPlan, P
     for (p, real) in &extra_files {
         b.bind(real.clone(), p, false, MountFlags::RO);
     }
-    b.bind(alloc, Path::new("/alloc"), false, MountFlags::RW_NOSUID_NODEV);
+    b.bind(
+        alloc,
+        Path::new("/alloc"),
+        false,
+        MountFlags::RW_NOSUID_NODEV,
+    );
     if have_logs {
         b.bind(logs, Path::new("/alloc/logs"), false, MountFlags::ALL);
     }
-    b.bind(local, Path::new("/local"), false, MountFlags::RW_NOSUID_NODEV);
+    b.bind(
+        local,
+        Path::new("/local"),
+        false,
+        MountFlags::RW_NOSUID_NODEV,
+    );
     b.bind(
         secrets,
         Path::new("/secrets"),
@@ -874,10 +884,9 @@ impl MountPlan {
         let c = |p: &Path| self.chroot_of(p);
         match step {
             MountStep::MakePrivate => "make the task's mount tree private".into(),
-            MountStep::Tmpfs { target, .. } if *target == self.root => format!(
-                "mount the chroot root tmpfs at {}",
-                self.root.display()
-            ),
+            MountStep::Tmpfs { target, .. } if *target == self.root => {
+                format!("mount the chroot root tmpfs at {}", self.root.display())
+            }
             MountStep::Tmpfs { target, .. } => format!("mount tmpfs at {}", c(target)),
             MountStep::Mkdir { path, .. } => format!("create mount point {}", c(path)),
             MountStep::Touch { path } => format!("create mount point {}", c(path)),
@@ -1037,7 +1046,9 @@ mod tests {
     fn default_env_on_merged_usr_host() {
         let plan = build_plan(&spec(&default_env()), &FakeHost::merged_usr()).expect("plan");
         assert_eq!(plan.steps[0], MountStep::MakePrivate);
-        assert!(matches!(&plan.steps[1], MountStep::Tmpfs { target, .. } if target == Path::new("/t/web/.root")));
+        assert!(
+            matches!(&plan.steps[1], MountStep::Tmpfs { target, .. } if target == Path::new("/t/web/.root"))
+        );
         // Only /etc and /usr are real binds; /bin /lib /lib64 /sbin become links; missing
         // sources (/lib32, /run/...) are skipped.
         assert_eq!(
@@ -1046,9 +1057,17 @@ mod tests {
                 ("/etc".into(), "/t/web/.root/etc".into(), true),
                 ("/usr".into(), "/t/web/.root/usr".into(), true),
                 ("/t/alloc".into(), "/t/web/.root/alloc".into(), false),
-                ("/t/alloc/logs".into(), "/t/web/.root/alloc/logs".into(), false),
+                (
+                    "/t/alloc/logs".into(),
+                    "/t/web/.root/alloc/logs".into(),
+                    false
+                ),
                 ("/t/web/local".into(), "/t/web/.root/local".into(), false),
-                ("/t/web/secrets".into(), "/t/web/.root/secrets".into(), false),
+                (
+                    "/t/web/secrets".into(),
+                    "/t/web/.root/secrets".into(),
+                    false
+                ),
                 ("/t/web/tmp".into(), "/t/web/.root/tmp".into(), false),
             ]
         );
@@ -1064,7 +1083,9 @@ mod tests {
         let i = plan
             .steps
             .iter()
-            .position(|s| matches!(s, MountStep::Bind { source, .. } if source == Path::new("/usr")))
+            .position(
+                |s| matches!(s, MountStep::Bind { source, .. } if source == Path::new("/usr")),
+            )
             .expect("usr bind");
         assert_eq!(
             plan.steps[i + 1],
@@ -1087,7 +1108,9 @@ mod tests {
         assert!(!flags_of("/t/web/.root/local").expect("local").readonly);
         // Ends with the read-only root and pivot_root.
         let n = plan.steps.len();
-        assert!(matches!(&plan.steps[n - 2], MountStep::Remount { target, flags, .. } if target == Path::new("/t/web/.root") && flags.readonly));
+        assert!(
+            matches!(&plan.steps[n - 2], MountStep::Remount { target, flags, .. } if target == Path::new("/t/web/.root") && flags.readonly)
+        );
         assert_eq!(
             plan.steps[n - 1],
             MountStep::PivotRoot {
@@ -1135,7 +1158,12 @@ mod tests {
         let binds: Vec<String> = binds_of(&plan).into_iter().map(|b| b.0).collect();
         assert_eq!(
             &binds[..4],
-            &["/bin".to_string(), "/etc".into(), "/lib".into(), "/usr".into()]
+            &[
+                "/bin".to_string(),
+                "/etc".into(),
+                "/lib".into(),
+                "/usr".into()
+            ]
         );
         // No logs dir on the host: no logs bind.
         assert!(!binds.contains(&"/t/alloc/logs".to_string()));
@@ -1147,8 +1175,8 @@ mod tests {
             .dir("/opt")
             .dir("/opt/tools")
             .link("/tools", "/opt/tools");
-        let plan = build_plan(&spec(&[("/usr", "/usr"), ("/tools", "/tools")]), &host)
-            .expect("plan");
+        let plan =
+            build_plan(&spec(&[("/usr", "/usr"), ("/tools", "/tools")]), &host).expect("plan");
         assert!(binds_of(&plan).contains(&(
             "/opt/tools".into(),
             "/t/web/.root/tools".into(),
@@ -1184,7 +1212,9 @@ mod tests {
             .steps
             .iter()
             .any(|s| matches!(s, MountStep::Touch { .. })));
-        assert!(binds_of(&plan).iter().any(|b| b.0 == "/run/systemd/resolve"));
+        assert!(binds_of(&plan)
+            .iter()
+            .any(|b| b.0 == "/run/systemd/resolve"));
     }
 
     #[test]
@@ -1219,9 +1249,16 @@ mod tests {
             "invalid chroot_env entry \"usr\" = \"/usr\": the host path must be absolute"
         );
         let e = build_plan(&spec(&[("/usr", "/local/usr")]), &host).unwrap_err();
-        assert!(e.to_string().contains("/local is managed by the exec driver"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("/local is managed by the exec driver"),
+            "{e}"
+        );
         let e = build_plan(&spec(&[("/usr", "/")]), &host).unwrap_err();
-        assert!(e.to_string().contains("cannot replace the chroot root"), "{e}");
+        assert!(
+            e.to_string().contains("cannot replace the chroot root"),
+            "{e}"
+        );
         let e = build_plan(&spec(&[("/usr", "/x"), ("/etc", "/x/")]), &host).unwrap_err();
         assert!(e.to_string().contains("duplicate"), "{e}");
         assert!(validate_chroot_env(&[("/a".into(), "b".into())]).is_err());
@@ -1242,10 +1279,10 @@ mod tests {
         let plan = build_plan(
             &spec(&[
                 ("/usr", "/usr"),
-                ("/t/alloc/data", "/data"),  // inside the alloc dir: skipped
-                ("/opt", "/usr/share"),      // nested, mount point exists: bound
-                ("/etc", "/usr/nowhere"),    // nested, no mount point: skipped
-                ("/opt", "/bin/opt"),        // under a symlink entry... no /bin entry here
+                ("/t/alloc/data", "/data"), // inside the alloc dir: skipped
+                ("/opt", "/usr/share"),     // nested, mount point exists: bound
+                ("/etc", "/usr/nowhere"),   // nested, no mount point: skipped
+                ("/opt", "/bin/opt"),       // under a symlink entry... no /bin entry here
             ]),
             &host,
         )
@@ -1256,7 +1293,10 @@ mod tests {
         assert!(!binds.iter().any(|b| b.1.ends_with("/usr/nowhere")));
         // /bin/opt is a plain top-level dir because /bin is not in this chroot_env.
         assert!(binds.contains(&("/opt".into(), "/t/web/.root/bin/opt".into(), true)));
-        assert!(plan.warnings.iter().any(|w| w.contains("inside the alloc dir")));
+        assert!(plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("inside the alloc dir")));
         assert!(plan.warnings.iter().any(|w| w.contains("no mount point")));
         // The nested bind comes after its parent.
         let pos = |t: &str| binds.iter().position(|b| b.1 == t).expect(t);
@@ -1269,7 +1309,9 @@ mod tests {
         let i = plan
             .steps
             .iter()
-            .position(|s| matches!(s, MountStep::Bind { source, .. } if source == Path::new("/usr")))
+            .position(
+                |s| matches!(s, MountStep::Bind { source, .. } if source == Path::new("/usr")),
+            )
             .expect("usr");
         assert_eq!(plan.describe(i), "bind-mount /usr into chroot at /usr");
         assert_eq!(plan.describe(i + 1), "remount /usr ro");
@@ -1283,7 +1325,10 @@ mod tests {
             ..spec(&default_env())
         };
         let plan = build_plan(&no_pivot, &FakeHost::merged_usr()).expect("plan");
-        assert!(matches!(plan.steps.last(), Some(MountStep::MoveRoot { .. })));
+        assert!(matches!(
+            plan.steps.last(),
+            Some(MountStep::MoveRoot { .. })
+        ));
     }
 
     #[test]

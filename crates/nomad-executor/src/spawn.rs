@@ -308,7 +308,10 @@ struct PreparedIso {
     last_cap: u32,
 }
 
-fn prepare(spec: &ProcessSpec, iso: Option<&crate::isolate::Isolation>) -> Result<Prepared, SpawnError> {
+fn prepare(
+    spec: &ProcessSpec,
+    iso: Option<&crate::isolate::Isolation>,
+) -> Result<Prepared, SpawnError> {
     let program = path_cstring(&spec.program, "command")?;
     let mut argv = vec![program.clone()];
     for a in &spec.args {
@@ -332,11 +335,7 @@ fn prepare(spec: &ProcessSpec, iso: Option<&crate::isolate::Isolation>) -> Resul
         .iter()
         .map(|p| path_cstring(p, "cgroup path"))
         .collect::<Result<Vec<_>, _>>()?;
-    let creds = spec
-        .user
-        .as_deref()
-        .map(lookup_credentials)
-        .transpose()?;
+    let creds = spec.user.as_deref().map(lookup_credentials).transpose()?;
     let devnull = Path::new("/dev/null");
     let stdin = nix::fcntl::open(devnull, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| SpawnError::Open {
@@ -367,10 +366,16 @@ fn prepare(spec: &ProcessSpec, iso: Option<&crate::isolate::Isolation>) -> Resul
                 if i.ipc_namespace {
                     flags |= libc::CLONE_NEWIPC;
                 }
+                // A task cannot hold what the agent itself lacks (capset would fail EPERM),
+                // e.g. CAP_SYS_RESOURCE inside a restricted container.
+                let caps = crate::caps::CapSet(i.caps.0 & crate::caps::current_permitted().0);
+                if caps != i.caps {
+                    tracing::debug!(requested = ?i.caps, granted = ?caps, "capabilities the agent lacks are not given to the task");
+                }
                 Ok(PreparedIso {
                     plan: crate::isolate::CompiledPlan::compile(&i.plan)?,
                     clone_flags: flags,
-                    caps: i.caps,
+                    caps,
                     last_cap: crate::caps::kernel_last_cap(),
                 })
             })
@@ -656,8 +661,7 @@ unsafe fn isolate_before_setuid(iso: &PreparedIso, creds: Option<&Credentials>, 
     for cap in 0..=iso.last_cap {
         if !iso.caps.contains(cap) {
             // SAFETY: prctl with integer arguments is async-signal-safe.
-            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0
-            {
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
                 // SAFETY: child-only.
                 unsafe { fail(pipe, Step::CapBounding) }
             }
@@ -736,9 +740,12 @@ unsafe fn isolate_after_setuid(iso: &PreparedIso, creds: Option<&Credentials>, p
 /// 2. Join the cgroups while still root and before exec, so no task code ever runs outside
 ///    them (and nothing it forks escapes).
 /// 3. `oom_score_adj` while still privileged (lowering it needs CAP_SYS_RESOURCE).
-/// 4. stdio redirection (dup2 clears CLOEXEC on the targets).
+/// 4. stdio redirection (dup2 clears CLOEXEC on the targets). Isolated only, then: the mount
+///    plan (ends in pivot_root, so every later path is inside the chroot), bounding-set drop
+///    and keep-caps while still root (see `isolate_before_setuid`).
 /// 5. Drop privileges: setgroups, then setgid, then setuid (after setuid we could not change
-///    groups any more).
+///    groups any more). Isolated only, then: capset + ambient caps, which need the
+///    post-setuid credentials.
 /// 6. chdir as the target user, so directory permissions are checked for that user.
 /// 7. Mark every other inherited fd CLOEXEC, reset signal dispositions and mask (Rust ignores
 ///    SIGPIPE; the agent may block signals), then execve.
@@ -798,19 +805,30 @@ unsafe fn child_main(
     }
 
     if let Some(c) = &prep.creds {
-        // SAFETY: pointer/len describe the prepared Vec; setgroups is a plain syscall here
-        // (the child is single-threaded, so glibc does no cross-thread setxid broadcast).
-        if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } < 0 {
+        // Raw syscalls, not the glibc wrappers: glibc's setgroups/setgid/setuid broadcast the
+        // change to every thread it believes exists (a futex wait on the "setxid" handshake).
+        // After a raw clone(2) glibc still believes the parent's threads exist, so the
+        // wrappers would wait forever. The kernel calls change this (only) thread, which is
+        // the whole child.
+        // SAFETY: pointer/len describe the prepared Vec; plain syscall.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                c.groups.len() as libc::size_t,
+                c.groups.as_ptr(),
+            )
+        } < 0
+        {
             // SAFETY: child-only.
             unsafe { fail(pipe, Step::Setgroups) }
         }
-        // SAFETY: plain syscall in a single-threaded child.
-        if unsafe { libc::setgid(c.gid) } < 0 {
+        // SAFETY: plain syscall with an integer argument.
+        if unsafe { libc::syscall(libc::SYS_setgid, c.gid as libc::c_long) } < 0 {
             // SAFETY: child-only.
             unsafe { fail(pipe, Step::Setgid) }
         }
-        // SAFETY: plain syscall in a single-threaded child.
-        if unsafe { libc::setuid(c.uid) } < 0 {
+        // SAFETY: plain syscall with an integer argument.
+        if unsafe { libc::syscall(libc::SYS_setuid, c.uid as libc::c_long) } < 0 {
             // SAFETY: child-only.
             unsafe { fail(pipe, Step::Setuid) }
         }
