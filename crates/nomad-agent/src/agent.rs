@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nomad_client::{Client, ClientConfig};
-use nomad_drivers::{Driver, RawExecConfig, RawExecDriver};
+use nomad_drivers::{Driver, ExecDriver, RawExecConfig, RawExecDriver};
 use nomad_http::{AgentInfo, HttpState};
 use nomad_server::{Server, ServerConfig};
 use tokio::sync::watch;
@@ -85,9 +85,14 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
         let raw = RawExecDriver::new(RawExecConfig { enabled: cfg.raw_exec_enabled(), no_cgroups: cfg.raw_exec_no_cgroups(), ..Default::default() });
         drivers.insert("raw_exec".into(), Arc::new(raw));
+        let alloc_dir = cfg.client.alloc_dir.clone().unwrap_or_else(|| data_dir.join("alloc"));
+        let mut exec_cfg = cfg.exec_driver_config()?;
+        exec_cfg.alloc_root = Some(alloc_dir.clone());
+        let exec = ExecDriver::new(exec_cfg).map_err(|e| anyhow::anyhow!("invalid exec plugin configuration: {e}"))?;
+        drivers.insert("exec".into(), Arc::new(exec));
         let cc = ClientConfig {
             data_dir: data_dir.clone(),
-            alloc_dir: cfg.client.alloc_dir.clone().unwrap_or_else(|| data_dir.join("alloc")),
+            alloc_dir,
             state_dir: cfg.client.state_dir.clone().unwrap_or_else(|| data_dir.join("client")),
             node_name: cfg.name.clone(),
             node_class: cfg.client.node_class.clone(),

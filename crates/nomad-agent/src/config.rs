@@ -86,6 +86,8 @@ pub struct ClientBlock {
     pub min_dynamic_port: Option<u16>,
     /// `max_dynamic_port`.
     pub max_dynamic_port: Option<u16>,
+    /// `chroot_env { "/host/path" = "/chroot/path" }` for the exec driver; empty = Nomad's default.
+    pub chroot_env: BTreeMap<String, String>,
 }
 
 impl Default for AgentConfig {
@@ -124,6 +126,32 @@ impl AgentConfig {
         let plugin = self.plugins.get("raw_exec").and_then(|c| c.get("enabled")).and_then(as_bool);
         let legacy = self.client.options.get("driver.raw_exec.enable").map(|v| matches!(v.as_str(), "1" | "true" | "t" | "T" | "TRUE" | "True"));
         plugin.or(legacy).unwrap_or(false)
+    }
+
+    /// The exec driver's configuration from `plugin "exec" { config { } }` and `client { chroot_env }`.
+    pub fn exec_driver_config(&self) -> anyhow::Result<nomad_drivers::ExecConfig> {
+        let mut c = nomad_drivers::ExecConfig { chroot_env: self.client.chroot_env.clone(), ..Default::default() };
+        let Some(p) = self.plugins.get("exec") else {
+            return Ok(c);
+        };
+        let obj = p.as_object().cloned().unwrap_or_default();
+        for (k, v) in obj {
+            match k.as_str() {
+                "default_pid_mode" => c.default_pid_mode = json_to_string(&v),
+                "default_ipc_mode" => c.default_ipc_mode = json_to_string(&v),
+                "no_pivot" | "no_pivot_root" => c.no_pivot_root = as_bool(&v).unwrap_or(false),
+                "allow_caps" => {
+                    c.allow_caps = v
+                        .as_array()
+                        .ok_or_else(|| anyhow::anyhow!("plugin \"exec\": allow_caps must be a list of strings"))?
+                        .iter()
+                        .map(json_to_string)
+                        .collect()
+                }
+                other => bail!("plugin \"exec\": unsupported config key {other:?}"),
+            }
+        }
+        Ok(c)
     }
 
     /// Whether raw_exec tasks run without cgroups (`no_cgroups = true`).
@@ -239,6 +267,9 @@ impl AgentConfig {
             }
             if let Some(v) = c.max_dynamic_port {
                 self.client.max_dynamic_port = Some(v);
+            }
+            for m in c.chroot_env.into_iter().flatten() {
+                self.client.chroot_env.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
             }
         }
         for (name, blocks) in f.plugin.unwrap_or_default() {
@@ -429,6 +460,8 @@ struct ClientFile {
     cgroup_parent: Option<String>,
     min_dynamic_port: Option<u16>,
     max_dynamic_port: Option<u16>,
+    #[serde(default, deserialize_with = "blocks")]
+    chroot_env: Option<Vec<BTreeMap<String, serde_json::Value>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

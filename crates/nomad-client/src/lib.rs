@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 
 pub mod alloc_runner;
 pub mod allocdir;
+pub mod artifacts;
 pub mod fingerprint;
 pub mod logmon;
 pub mod restarts;
@@ -151,8 +152,6 @@ pub(crate) struct Shared {
     pub host_env: BTreeMap<String, String>,
     /// Set once the client registered (tasks that failed to restore wait for it).
     pub server_contacted: watch::Sender<bool>,
-    /// Monotonic epoch for restart trackers.
-    pub epoch: Instant,
     pending: Mutex<BTreeMap<String, Allocation>>,
     pending_notify: Notify,
 }
@@ -253,7 +252,6 @@ impl Client {
             node: Mutex::new(node),
             db: Some(db),
             server_contacted: watch::channel(false).0,
-            epoch: Instant::now(),
             pending: Mutex::new(BTreeMap::new()),
             pending_notify: Notify::new(),
         });
@@ -295,7 +293,9 @@ impl Client {
         if self.shared.config.dev_mode {
             // Nothing of a dev agent outlives it: kill every task, all at once.
             let destroys = runners.iter().map(|r| r.destroy());
-            let _ = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(destroys)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(destroys))
+                    .await;
             return;
         }
         for r in runners {
@@ -383,7 +383,9 @@ impl Client {
         Ok((d, h))
     }
 
-    /// Sends `signal` to one task, or to every running task when `task` is `None`.
+    /// Sends `signal` to one task, or to every running task when `task` is `None`; each
+    /// signalled task records a `Signaling` event (`TaskSignal` = the signal). A named task that
+    /// is not running, or an alloc with no running task, is refused with "Task not running".
     pub async fn signal_task(
         &self,
         alloc_id: &str,
@@ -401,7 +403,11 @@ impl Client {
                 t.signal(&self.shared.drivers, signal)
             }
             None => {
-                for t in r.tasks().values().filter(|t| t.is_running()) {
+                let running: Vec<_> = r.tasks().values().filter(|t| t.is_running()).collect();
+                if running.is_empty() {
+                    return Err(ClientError::TaskNotRunning);
+                }
+                for t in running {
                     t.signal(&self.shared.drivers, signal)?;
                 }
                 Ok(())
@@ -409,8 +415,12 @@ impl Client {
         }
     }
 
-    /// Restarts one running task, or every running task when `task` is `None` (in place, without
-    /// counting against the restart policy).
+    /// Restarts one running task, or every running task when `task` is `None`, in place: event
+    /// `Restart Signaled` ("User requested restart"), the task is stopped with its kill signal
+    /// and timeout (`Terminated`), then `Restarting` with no delay and `Started`. This does not
+    /// count against the restart policy (the task state's `Restarts` still increments, as in
+    /// Nomad). A task that is not running (e.g. in a completed batch alloc) is refused with
+    /// "Task not running".
     pub async fn restart_alloc(
         &self,
         alloc_id: &str,
@@ -430,12 +440,24 @@ impl Client {
                 t.request_restart();
             }
             None => {
-                for t in r.tasks().values().filter(|t| t.is_running()) {
+                let running: Vec<_> = r.tasks().values().filter(|t| t.is_running()).collect();
+                if running.is_empty() {
+                    return Err(ClientError::TaskNotRunning);
+                }
+                for t in running {
                     t.request_restart();
                 }
             }
         }
         Ok(())
+    }
+
+    /// `alloc restart -all-tasks`: restarts every running task of the alloc, like
+    /// [`Client::restart_alloc`] with no task. Gap: Nomad also re-runs tasks that already
+    /// finished (e.g. prestart tasks) in lifecycle order; here dead tasks stay dead. An alloc with
+    /// no running task is refused with "Task not running".
+    pub async fn restart_all_tasks(&self, alloc_id: &str) -> Result<(), ClientError> {
+        self.restart_alloc(alloc_id, None).await
     }
 
     fn lock_runners(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<AllocRunner>>> {

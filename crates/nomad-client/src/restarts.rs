@@ -1,5 +1,8 @@
 //! The restart tracker (facts §5.4): events in (exit, start failure), decision out. Sans-IO:
 //! the caller passes the current time and a jitter fraction.
+//!
+//! Times are durations since the Unix epoch (wall clock), so the tracker's window and count can
+//! be persisted with the task state and survive an agent restart ([`TrackerState`]).
 
 use std::time::Duration;
 
@@ -98,13 +101,24 @@ pub enum Outcome {
     RestartRequested,
 }
 
+/// The persisted part of a [`RestartTracker`]: restarts counted in the current window and
+/// when the window started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrackerState {
+    /// Restarts (and failed starts) counted against the policy in the current window.
+    pub count: u64,
+    /// Window start, Unix nanoseconds; `None` before the first exit.
+    pub window_start_unix_nanos: Option<i64>,
+}
+
 /// Per-task restart state.
 #[derive(Debug, Clone)]
 pub struct RestartTracker {
     policy: Policy,
     on_success: bool,
     count: u64,
-    /// Window start, as a duration since an arbitrary epoch chosen by the caller.
+    /// Window start, as a duration since the Unix epoch.
     start: Option<Duration>,
 }
 
@@ -128,19 +142,42 @@ impl RestartTracker {
         }
     }
 
+    /// A tracker continuing from persisted state (agent restart).
+    pub fn restored(policy: Policy, on_success: bool, st: TrackerState) -> Self {
+        RestartTracker {
+            policy,
+            on_success,
+            count: st.count,
+            start: st
+                .window_start_unix_nanos
+                .map(|n| Duration::from_nanos(n.max(0) as u64)),
+        }
+    }
+
+    /// The state to persist.
+    pub fn state(&self) -> TrackerState {
+        TrackerState {
+            count: self.count,
+            window_start_unix_nanos: self.start.map(|d| d.as_nanos() as i64),
+        }
+    }
+
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// Decides; `now` is monotonic time since the caller's epoch, `jitter` in `[0, 1)`.
+    /// Decides; `now` is the time since the Unix epoch, `jitter` in `[0, 1)`.
+    ///
+    /// A user-requested restart restarts at once, with an empty reason (Nomad clears it), and
+    /// is not counted against the policy.
     pub fn decide(&mut self, outcome: Outcome, now: Duration, jitter: f64) -> Decision {
         let success = match outcome {
             Outcome::Killed => return Decision::Killed,
             Outcome::RestartRequested => {
                 return Decision::Restart {
                     delay: Duration::ZERO,
-                    reason: REASON_WITHIN_POLICY.to_string(),
+                    reason: String::new(),
                 }
             }
             Outcome::Exited { success } => success,
@@ -337,9 +374,11 @@ mod tests {
                         0,
                         Decision::Restart {
                             delay: Duration::ZERO,
-                            reason: REASON_WITHIN_POLICY.into(),
+                            reason: String::new(),
                         },
                     ),
+                    // The user restart did not count: one attempt is still left.
+                    (Outcome::Exited { success: false }, 1, restart(2)),
                 ],
             },
         ];
@@ -349,6 +388,34 @@ mod tests {
                 assert_eq!(t.decide(o, s(at), 0.0), want, "{} step {i}", c.name);
             }
         }
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let s = |n| Duration::from_secs(n);
+        let mut t = RestartTracker::new(policy(2, 100, 1, "fail"), false);
+        assert_eq!(t.state(), TrackerState::default());
+        t.decide(Outcome::Exited { success: false }, s(1_000), 0.0);
+        let st = t.state();
+        assert_eq!(st.count, 1);
+        assert_eq!(st.window_start_unix_nanos, Some(1_000_000_000_000));
+        let json = serde_json::to_string(&st).expect("ser");
+        let back: TrackerState = serde_json::from_str(&json).expect("de");
+        // A restored tracker keeps counting in the same window: the second failure restarts,
+        // the third exceeds the policy.
+        let mut r = RestartTracker::restored(policy(2, 100, 1, "fail"), false, back);
+        assert!(matches!(
+            r.decide(Outcome::Exited { success: false }, s(1_010), 0.0),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            r.decide(Outcome::Exited { success: false }, s(1_020), 0.0),
+            Decision::NotRestarting { .. }
+        ));
+        // Past the window the count resets.
+        let mut r = RestartTracker::restored(policy(2, 100, 1, "fail"), false, back);
+        r.decide(Outcome::Exited { success: false }, s(1_200), 0.0);
+        assert_eq!(r.state().count, 1);
     }
 
     #[test]

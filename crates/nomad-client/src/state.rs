@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Persisted per-task state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LocalTaskState {
     /// The state reported to the servers.
     pub state: TaskState,
@@ -20,6 +21,11 @@ pub struct LocalTaskState {
     pub handle: Option<TaskHandle>,
     /// The task runner finished (no restart will follow).
     pub run_complete: bool,
+    /// Every artifact was downloaded (the artifact hook is done and is skipped on restarts
+    /// and after an agent restart, like Nomad's `PrestartDone`).
+    pub artifacts_done: bool,
+    /// The restart tracker's count and window, so a restored task keeps its restart budget.
+    pub restart_tracker: crate::restarts::TrackerState,
 }
 
 /// Persisted alloc state.
@@ -151,11 +157,26 @@ mod tests {
                     kill_signal: None,
                 }),
                 run_complete: false,
+                artifacts_done: true,
+                restart_tracker: crate::restarts::TrackerState {
+                    count: 2,
+                    window_start_unix_nanos: Some(5),
+                },
             },
         );
         db.put(&st).expect("put");
         std::fs::write(d.path().join("allocs").join("bad.json"), "{").expect("w");
         assert_eq!(db.load_all(), vec![st]);
+        // State written before these fields existed still loads.
+        std::fs::write(
+            d.path().join("allocs").join("old.json"),
+            r#"{"alloc":{"ID":"old"},"tasks":{"t":{"state":{"State":"dead"},"handle":null,"run_complete":true}}}"#,
+        )
+        .expect("w");
+        let all = db.load_all();
+        assert_eq!(all.len(), 2);
+        assert!(!all[1].tasks["t"].artifacts_done);
+        db.delete("old").expect("del");
         db.delete("a1").expect("del");
         assert!(db.load_all().is_empty());
         let id = load_or_create_id(d.path(), "node-id").expect("id");

@@ -1,19 +1,23 @@
 //! The task runner: one task's life from `Received` to `dead` (facts §5), with Nomad's event
-//! strings. Hooks are the steps of [`TaskRunner::run`]: task dir, logmon, validate, env and
-//! config interpolation, driver start, wait, restart policy, kill.
+//! strings. Hooks are the steps of [`TaskRunner::run`]: task dir, logmon, lifecycle gate,
+//! artifacts (`Downloading Artifacts` / `Failed Artifact Download`, retried per the restart
+//! policy when recoverable, done once), env and config interpolation, driver start, wait,
+//! restart policy (its count and window persisted with the task state), kill.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nomad_drivers::{Driver, ExitFuture, ExitResult, TaskConfig, TaskHandle};
+use nomad_drivers::{Driver, ExitFuture, ExitResult, FsIsolation, TaskConfig, TaskHandle};
 use nomad_structs::task_event as te;
 use nomad_structs::{
-    Allocation, Task, TaskEvent, TaskState, TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING,
+    Allocation, Node, Task, TaskEvent, TaskState, TASK_STATE_DEAD, TASK_STATE_PENDING,
+    TASK_STATE_RUNNING,
 };
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::allocdir::AllocDir;
+use crate::artifacts::{self, ArtifactEnv};
 use crate::logmon::{LogMon, LogSettings};
 use crate::restarts::{Decision, Outcome, Policy, RestartTracker};
 use crate::state::LocalTaskState;
@@ -31,6 +35,21 @@ pub fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The wall clock as a duration since the Unix epoch (the restart tracker's time base).
+pub(crate) fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Why a start attempt (prestart hooks + driver start) did not produce a running task.
+enum StartErr {
+    /// Failed; the event was emitted. `recoverable` decides whether the policy may retry.
+    Failed { recoverable: bool },
+    /// A kill arrived meanwhile.
+    Killed,
 }
 
 /// A uniformly distributed number in `[0, 1)` (from a v4 UUID: no rand dependency).
@@ -300,7 +319,7 @@ impl TaskRunner {
             group_policy.as_ref(),
             self.task.restart_policy.as_ref(),
         );
-        let mut tracker = RestartTracker::new(policy, on_success);
+        let mut tracker = RestartTracker::restored(policy, on_success, initial.restart_tracker);
 
         // Restore: reattach to a task started by a previous agent.
         let mut reattached: Option<TaskHandle> = None;
@@ -360,7 +379,14 @@ impl TaskRunner {
             ev = ev.detail("message", "Building Task Directory");
             self.emit(ev, |_| {});
         }
-        if let Err(e) = rt.dir.build_task(&self.name) {
+        let secrets_mb = self
+            .task
+            .resources
+            .as_ref()
+            .and_then(|r| r.secrets_mb)
+            .unwrap_or(0)
+            .max(0) as u64;
+        if let Err(e) = rt.dir.build_task(&self.name, secrets_mb) {
             let mut ev = TaskEvent::new(te::SETUP_FAILURE, now_nanos());
             ev.setup_error = format!("failed to build task directory for {:?}: {e}", self.name);
             ev.fails_task = true;
@@ -420,18 +446,19 @@ impl TaskRunner {
                     None => break,
                 },
                 None => {
-                    if kill_rx.borrow().is_some() {
+                    let pending_kill = kill_rx.borrow().clone();
+                    if let Some(req) = pending_kill {
+                        if let Some(ev) = req.event {
+                            self.emit(ev, |_| {});
+                        }
                         self.set_dead(false);
                         break;
                     }
-                    match self.start_once(&rt, &logmon).await {
+                    match self.start_once(&rt, &logmon, &mut kill_rx).await {
                         Ok(x) => x,
-                        Err(recoverable) => {
-                            let d = tracker.decide(
-                                Outcome::StartError { recoverable },
-                                rt.shared.epoch.elapsed(),
-                                jitter(),
-                            );
+                        Err(StartErr::Killed) => continue,
+                        Err(StartErr::Failed { recoverable }) => {
+                            let d = self.decide(&mut tracker, Outcome::StartError { recoverable });
                             if self.apply(d, &mut kill_rx).await {
                                 continue;
                             }
@@ -459,12 +486,11 @@ impl TaskRunner {
                 Waited::Exited(res) => {
                     self.emit_terminated(&res);
                     self.destroy(&driver, &handle.task_id).await;
-                    let d = tracker.decide(
+                    let d = self.decide(
+                        &mut tracker,
                         Outcome::Exited {
                             success: res.successful(),
                         },
-                        rt.shared.epoch.elapsed(),
-                        jitter(),
                     );
                     if self.apply(d, &mut kill_rx).await {
                         continue;
@@ -497,6 +523,8 @@ impl TaskRunner {
                 Waited::Restart => {
                     let mut ev = TaskEvent::new(te::RESTART_SIGNAL, now_nanos());
                     ev.restart_reason = "User requested restart".into();
+                    // Nomad's display for `Restart Signaled` is the reason.
+                    ev.display_message = ev.restart_reason.clone();
                     ev = ev.detail("restart_reason", "User requested restart");
                     self.emit(ev, |_| {});
                     let kt = self.kill_timeout();
@@ -504,11 +532,7 @@ impl TaskRunner {
                     let res = wait_exit(exit, kt).await;
                     self.emit_terminated(&res);
                     self.destroy(&driver, &handle.task_id).await;
-                    let d = tracker.decide(
-                        Outcome::RestartRequested,
-                        rt.shared.epoch.elapsed(),
-                        jitter(),
-                    );
+                    let d = self.decide(&mut tracker, Outcome::RestartRequested);
                     if self.apply(d, &mut kill_rx).await {
                         continue;
                     }
@@ -560,6 +584,104 @@ impl TaskRunner {
         self.emit(ev, |_| {});
     }
 
+    /// Asks the tracker and persists its new count/window with the task state.
+    fn decide(&self, tracker: &mut RestartTracker, outcome: Outcome) -> Decision {
+        let d = tracker.decide(outcome, wall_now(), jitter());
+        let st = tracker.state();
+        self.update(|s| s.restart_tracker = st);
+        d
+    }
+
+    /// The task's env; `iso` decides the dir variables and host env passthrough.
+    fn build_task_env(
+        &self,
+        rt: &RunCtx,
+        alloc: &Allocation,
+        node: &Node,
+        iso: FsIsolation,
+    ) -> BTreeMap<String, String> {
+        let opts = &rt.shared.config.options;
+        let deny = rt.shared.config.env_denylist.clone().or_else(|| {
+            opts.get("env.denylist")
+                .or_else(|| opts.get("env.blacklist"))
+                .map(|s| s.split(',').map(str::to_string).collect())
+        });
+        taskenv::build_env(&taskenv::EnvInputs {
+            alloc,
+            task: &self.task,
+            node,
+            region: &rt.shared.config.region,
+            alloc_root: &rt.dir.root,
+            fs_isolation: iso,
+            host_env: &rt.shared.host_env,
+            denylist: deny.as_deref(),
+        })
+    }
+
+    /// The artifact prestart hook: downloads every `artifact` once (skipped when done).
+    async fn run_artifacts(
+        &self,
+        rt: &RunCtx,
+        env: &BTreeMap<String, String>,
+        node_vals: &BTreeMap<String, String>,
+        kill_rx: &mut watch::Receiver<Option<KillRequest>>,
+    ) -> Result<(), StartErr> {
+        let arts = self.task.artifacts.clone().unwrap_or_default();
+        if arts.is_empty() || self.lock().artifacts_done {
+            return Ok(());
+        }
+        self.emit(
+            TaskEvent::new(te::DOWNLOADING_ARTIFACTS, now_nanos()),
+            |_| {},
+        );
+        // `EnvMapClient`: the same env with the dir variables as host paths.
+        let mut client_env = env.clone();
+        let host = taskenv::task_dirs(&rt.dir.root, &self.name, FsIsolation::None);
+        for (k, v) in [
+            ("NOMAD_ALLOC_DIR", host.alloc_dir),
+            ("NOMAD_TASK_DIR", host.task_dir),
+            ("NOMAD_SECRETS_DIR", host.secrets_dir),
+        ] {
+            if env.get(k).is_some() {
+                client_env.insert(k.to_string(), v);
+            }
+        }
+        let aenv = ArtifactEnv {
+            task_env: env,
+            client_env: &client_env,
+            node: node_vals,
+        };
+        let (task_dir, shared_dir) = (rt.dir.task_dir(&self.name), rt.dir.shared_dir());
+        for a in &arts {
+            let res = match artifacts::plan(a, aenv, &task_dir, &shared_dir) {
+                Ok(p) => {
+                    tokio::select! {
+                        r = artifacts::fetch(p) => r,
+                        _ = kill_rx.wait_for(|k| k.is_some()) => return Err(StartErr::Killed),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(r) => {
+                    tracing::debug!(task = %self.name, files = r.files.len(), bytes = r.bytes, "artifact downloaded");
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let mut ev = TaskEvent::new(te::ARTIFACT_DOWNLOAD_FAILED, now_nanos());
+                    ev.download_error = msg.clone();
+                    ev = ev.detail("download_error", msg);
+                    self.emit(ev, |_| {});
+                    return Err(StartErr::Failed {
+                        recoverable: e.is_recoverable(),
+                    });
+                }
+            }
+        }
+        self.update(|st| st.artifacts_done = true);
+        Ok(())
+    }
+
     /// Applies a restart decision; true = start again.
     async fn apply(&self, d: Decision, kill_rx: &mut watch::Receiver<Option<KillRequest>>) -> bool {
         match d {
@@ -609,12 +731,15 @@ impl TaskRunner {
         }
     }
 
-    /// Validate, build env, interpolate, start. Err(recoverable) after emitting the event.
+    /// Driver check, prestart hooks (artifacts), env, config interpolation and validation,
+    /// start. Errors are returned after their event was emitted.
     async fn start_once(
         &self,
         rt: &RunCtx,
         logmon: &LogMon,
-    ) -> Result<(TaskHandle, Arc<dyn Driver>), bool> {
+        kill_rx: &mut watch::Receiver<Option<KillRequest>>,
+    ) -> Result<(TaskHandle, Arc<dyn Driver>), StartErr> {
+        const UNRECOVERABLE: StartErr = StartErr::Failed { recoverable: false };
         let driver = match rt.shared.drivers.get(&self.task.driver) {
             Some(d) => d.clone(),
             None => {
@@ -622,7 +747,7 @@ impl TaskRunner {
                     "failed to initialize driver: plugin {:?} not found",
                     self.task.driver
                 ));
-                return Err(false);
+                return Err(UNRECOVERABLE);
             }
         };
         let fp = driver.fingerprint();
@@ -631,41 +756,37 @@ impl TaskRunner {
                 "driver {:?} is not available on this node: {}",
                 self.task.driver, fp.health_description
             ));
-            return Err(false);
+            return Err(UNRECOVERABLE);
         }
         let alloc = rt.alloc.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let node = rt.shared.node();
         let caps = driver.capabilities();
-        let opts = &rt.shared.config.options;
-        let deny = rt.shared.config.env_denylist.clone().or_else(|| {
-            opts.get("env.denylist")
-                .or_else(|| opts.get("env.blacklist"))
-                .map(|s| s.split(',').map(str::to_string).collect())
-        });
-        let env = taskenv::build_env(&taskenv::EnvInputs {
-            alloc: &alloc,
-            task: &self.task,
-            node: &node,
-            region: &rt.shared.config.region,
-            alloc_root: &rt.dir.root,
-            fs_isolation: caps.fs_isolation,
-            host_env: &rt.shared.host_env,
-            denylist: deny.as_deref(),
-        });
+        let env = self.build_task_env(rt, &alloc, &node, caps.fs_isolation);
         let node_vals = taskenv::node_values(&node, &rt.shared.config.region);
+        self.run_artifacts(rt, &env, &node_vals, kill_rx).await?;
         let raw = serde_json::Value::Object(self.task.config.clone().unwrap_or_default());
-        let cfg = taskenv::interpolate_config(&raw, &env, &node_vals);
-        if let Err(e) = driver.validate_config(&cfg) {
-            let mut ev = TaskEvent::new(te::FAILED_VALIDATION, now_nanos());
-            ev.validation_error = format!("failed to parse config: {e}");
-            ev.fails_task = true;
-            let v = ev.validation_error.clone();
-            ev = ev
-                .detail("validation_error", v)
-                .detail("fails_task", "true");
-            self.emit(ev, |_| {});
-            return Err(false);
-        }
+        let cfg = taskenv::try_interpolate_config(&raw, &env, &node_vals)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                driver
+                    .validate_config(&cfg)
+                    .map(|()| cfg)
+                    .map_err(|e| e.to_string())
+            });
+        let cfg = match cfg {
+            Ok(c) => c,
+            Err(e) => {
+                let mut ev = TaskEvent::new(te::FAILED_VALIDATION, now_nanos());
+                ev.validation_error = format!("failed to parse config: {e}");
+                ev.fails_task = true;
+                let v = ev.validation_error.clone();
+                ev = ev
+                    .detail("validation_error", v)
+                    .detail("fails_task", "true");
+                self.emit(ev, |_| {});
+                return Err(UNRECOVERABLE);
+            }
+        };
         let suffix: String = uuid::Uuid::new_v4()
             .simple()
             .to_string()
@@ -704,13 +825,13 @@ impl TaskRunner {
                 Ok((h, driver))
             }
             Ok(Err(e)) => {
-                let rec = e.is_recoverable();
+                let recoverable = e.is_recoverable();
                 self.driver_failure(e.to_string());
-                Err(rec)
+                Err(StartErr::Failed { recoverable })
             }
             Err(e) => {
                 self.driver_failure(format!("failed to start task: {e}"));
-                Err(true)
+                Err(StartErr::Failed { recoverable: true })
             }
         }
     }

@@ -4,9 +4,13 @@
 //! Two interpolation engines are implemented:
 //! - [`replace_env`]: Nomad's simple `${name}` replacer (task env values, meta, host env values);
 //!   unknown names stay verbatim.
-//! - [`interpolate_config`]: the driver `config` block. Nomad evaluates it as HCL2 and fails on
-//!   unknown variables; we resolve `${NAME}`, `${env["NAME"]}`, `${attr.x}`, `${meta.x}`,
-//!   `${node.*}` and leave anything else verbatim (no arithmetic or functions).
+//! - [`try_interpolate_config`]: the driver `config` block. Nomad evaluates it as HCL2 and fails
+//!   on unknown variables; we resolve `${NAME}`, `${a.b.c}` (env keys with dots), `${env["NAME"]}`,
+//!   `${env.NAME}`, `${attr.x}`, `${meta.x}`, `${node.*}` (incl. `node.attr.x`/`node.meta.x`),
+//!   fail like HCL on an unknown variable or attribute, and leave expressions we cannot evaluate
+//!   (arithmetic, functions) verbatim. Hyphenated names (`${attr.unique.network.ip-address}`),
+//!   which HCL would parse as a subtraction, are resolved when they name a value and otherwise
+//!   left verbatim. [`interpolate_config`] is the lenient form (unknown names stay verbatim).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,6 +140,17 @@ pub fn replace_env(s: &str, maps: &[&BTreeMap<String, String>]) -> String {
 
 /// Replaces each `${...}` (no nesting) whose inside `lookup` resolves; others stay verbatim.
 fn replace_refs(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    match try_replace_refs::<std::convert::Infallible>(s, |i| Ok(lookup(i))) {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// [`replace_refs`] with a lookup that may fail.
+fn try_replace_refs<E>(
+    s: &str,
+    lookup: impl Fn(&str) -> Result<Option<String>, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -144,7 +159,7 @@ fn replace_refs(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
         match after.find('}') {
             Some(end) => {
                 let inner = &after[..end];
-                match lookup(inner) {
+                match lookup(inner)? {
                     Some(v) => out.push_str(&v),
                     None => {
                         out.push_str("${");
@@ -161,7 +176,134 @@ fn replace_refs(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
+}
+
+/// Why a driver `config` block could not be interpolated: HCL2's diagnostics (summary; detail),
+/// without source positions. The task runner reports them as `failed to parse config: …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigInterpolationError {
+    /// `${foo}` where nothing named `foo` exists.
+    #[error("Unknown variable; There is no variable named {0:?}.")]
+    UnknownVariable(String),
+    /// `${attr.nope}`: the object exists, the attribute does not.
+    #[error("Unsupported attribute; This object does not have an attribute named {0:?}.")]
+    UnsupportedAttribute(String),
+    /// `${env["NOPE"]}`.
+    #[error("Invalid index; The given key does not identify an element in this collection value.")]
+    InvalidIndex(String),
+}
+
+/// Strict resolution of one reference: `Ok(None)` = an expression we leave verbatim.
+fn strict_config_lookup(
+    inner: &str,
+    env: &BTreeMap<String, String>,
+    node: &BTreeMap<String, String>,
+) -> Result<Option<String>, ConfigInterpolationError> {
+    let t = inner.trim();
+    if let Some(rest) = t.strip_prefix("env[") {
+        let Some(key) = rest.strip_suffix(']').map(str::trim).and_then(|r| {
+            r.strip_prefix('"')
+                .and_then(|r| r.strip_suffix('"'))
+                .or_else(|| r.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+        }) else {
+            return Ok(None);
+        };
+        return env
+            .get(key)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| ConfigInterpolationError::InvalidIndex(key.to_string()));
+    }
+    if t.is_empty() || !t.chars().all(simple_name_char) {
+        return Ok(None);
+    }
+    if let Some(v) = config_lookup(t, env, node) {
+        return Ok(Some(v));
+    }
+    let segs: Vec<&str> = t.split('.').collect();
+    if t.contains('-')
+        || segs
+            .iter()
+            .any(|s| s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return Ok(None);
+    }
+    if segs[0] == "env" {
+        // `env` is a flat map of every variable.
+        if segs.len() == 1 {
+            return Ok(None);
+        }
+        let key = segs[1..].join(".");
+        return match env.get(&key) {
+            Some(v) => Ok(Some(v.clone())),
+            None => Err(ConfigInterpolationError::UnsupportedAttribute(key)),
+        };
+    }
+    // `node.attr.x` / `node.meta.x` are copies of `attr.x` / `meta.x`.
+    let canon = |p: &str| -> String {
+        for (alias, real) in [("node.attr", "attr"), ("node.meta", "meta")] {
+            if p == alias {
+                return real.to_string();
+            }
+            if let Some(r) = p.strip_prefix(alias).and_then(|r| r.strip_prefix('.')) {
+                return format!("{real}.{r}");
+            }
+        }
+        p.to_string()
+    };
+    let has_key = |p: &str| {
+        let c = canon(p);
+        env.contains_key(&c) || node.contains_key(&c)
+    };
+    let is_obj = |p: &str| {
+        let c = format!("{}.", canon(p));
+        env.keys().chain(node.keys()).any(|k| k.starts_with(&c))
+            || (p == "node" && !node.is_empty())
+            || (p == "node.attr" || p == "node.meta")
+    };
+    if !has_key(segs[0]) && !is_obj(segs[0]) {
+        return Err(ConfigInterpolationError::UnknownVariable(
+            segs[0].to_string(),
+        ));
+    }
+    for k in 1..segs.len() {
+        let path = segs[..=k].join(".");
+        if !has_key(&path) && !is_obj(&path) {
+            return Err(ConfigInterpolationError::UnsupportedAttribute(
+                segs[k].to_string(),
+            ));
+        }
+    }
+    // The path names an object (not a string): leave it for HCL-aware consumers.
+    Ok(None)
+}
+
+/// Interpolates every string (and object key) of the driver `config` block, failing like
+/// HCL2 on unknown variables and attributes (see the module docs for what is evaluated).
+pub fn try_interpolate_config(
+    v: &serde_json::Value,
+    env: &BTreeMap<String, String>,
+    node: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, ConfigInterpolationError> {
+    use serde_json::Value;
+    let sub = |s: &str| try_replace_refs(s, |i| strict_config_lookup(i, env, node));
+    Ok(match v {
+        Value::String(s) => Value::String(sub(s)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| try_interpolate_config(x, env, node))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => {
+            let mut m = serde_json::Map::new();
+            for (k, x) in o {
+                m.insert(sub(k)?, try_interpolate_config(x, env, node)?);
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    })
 }
 
 /// Resolves one driver-config reference (the text inside `${...}`).
@@ -773,6 +915,43 @@ mod tests {
             ])
         );
         assert_eq!(out["nested"]["k"], "linux");
+    }
+
+    #[test]
+    fn strict_config_interpolation() {
+        let env = BTreeMap::from([
+            ("NOMAD_ALLOC_ID".to_string(), "aid".to_string()),
+            ("a.b".to_string(), "ab".to_string()),
+        ]);
+        let (_, node) = fixture();
+        let nv = node_values(&node, "global");
+        let ok = |v: serde_json::Value| try_interpolate_config(&v, &env, &nv);
+        assert_eq!(
+            ok(
+                json!({"k": ["${NOMAD_ALLOC_ID}", "${a.b}", "${env.NOMAD_ALLOC_ID}",
+                            "${node.meta.rack}", "${NOMAD_ALLOC_INDEX + 2}", "${attr.x-y}"]})
+            )
+            .expect("ok"),
+            json!({"k": ["aid", "ab", "aid", "r1", "${NOMAD_ALLOC_INDEX + 2}", "${attr.x-y}"]})
+        );
+        let err = |v: serde_json::Value| ok(v).expect_err("must fail").to_string();
+        assert_eq!(
+            err(json!({"command": "${nope}"})),
+            "Unknown variable; There is no variable named \"nope\"."
+        );
+        assert_eq!(
+            err(json!(["${attr.nope}"])),
+            "Unsupported attribute; This object does not have an attribute named \"nope\"."
+        );
+        assert_eq!(
+            err(json!(["${node.unique.nope}"])),
+            "Unsupported attribute; This object does not have an attribute named \"nope\"."
+        );
+        assert_eq!(
+            err(json!({"${a.c}": 1})),
+            "Unsupported attribute; This object does not have an attribute named \"c\"."
+        );
+        assert!(err(json!(["${env[\"NOPE\"]}"])).starts_with("Invalid index"));
     }
 
     #[test]

@@ -1,211 +1,16 @@
 //! End-to-end client tests: a fake in-memory server and the real raw_exec driver.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nomad_client::{BoxFuture, Client, ClientConfig, RpcError, ServerConn};
-use nomad_drivers::{Driver, RawExecConfig, RawExecDriver};
-use nomad_structs::{Allocation, Job, Node, RestartPolicy, Task, TaskGroup, TaskState};
-use tokio::sync::watch;
-
-#[derive(Default)]
-struct FakeServer {
-    allocs: Mutex<(Vec<Allocation>, u64)>,
-    index_tx: Mutex<Option<watch::Sender<u64>>>,
-    updates: Mutex<BTreeMap<String, Allocation>>,
-    nodes: Mutex<Vec<Node>>,
-}
-
-impl FakeServer {
-    fn new() -> Arc<FakeServer> {
-        let s = FakeServer::default();
-        *s.index_tx.lock().unwrap() = Some(watch::channel(0).0);
-        Arc::new(s)
-    }
-
-    fn set_allocs(&self, allocs: Vec<Allocation>) {
-        let mut g = self.allocs.lock().unwrap();
-        g.1 += 1;
-        g.0 = allocs;
-        let idx = g.1;
-        drop(g);
-        self.index_tx
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .send_replace(idx);
-    }
-
-    fn update(&self, id: &str) -> Option<Allocation> {
-        self.updates.lock().unwrap().get(id).cloned()
-    }
-}
-
-impl ServerConn for FakeServer {
-    fn register(&self, node: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        self.nodes.lock().unwrap().push(node);
-        Box::pin(async { Ok(Duration::from_secs(10)) })
-    }
-
-    fn heartbeat(&self, _node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async { Ok(Duration::from_secs(10)) })
-    }
-
-    fn allocs(
-        &self,
-        _node_id: &str,
-        min_index: u64,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
-        let mut rx = self.index_tx.lock().unwrap().as_ref().unwrap().subscribe();
-        Box::pin(async move {
-            let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > min_index)).await;
-            let g = self.allocs.lock().unwrap();
-            Ok((g.0.clone(), g.1))
-        })
-    }
-
-    fn update_allocs(&self, allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
-        let mut u = self.updates.lock().unwrap();
-        for a in allocs {
-            u.insert(a.id.clone(), a);
-        }
-        Box::pin(async { Ok(()) })
-    }
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        if start.elapsed() > timeout {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn raw_exec() -> BTreeMap<String, Arc<dyn Driver>> {
-    let d: Arc<dyn Driver> = Arc::new(RawExecDriver::new(RawExecConfig {
-        enabled: true,
-        no_cgroups: true,
-        cgroup_mode: None,
-    }));
-    BTreeMap::from([("raw_exec".to_string(), d)])
-}
-
-fn task(name: &str, script: &str) -> Task {
-    let mut cfg = serde_json::Map::new();
-    cfg.insert("command".into(), "/bin/sh".into());
-    cfg.insert("args".into(), serde_json::json!(["-c", script]));
-    Task {
-        name: name.into(),
-        driver: "raw_exec".into(),
-        config: Some(cfg),
-        kill_timeout: Some(2_000_000_000),
-        ..Default::default()
-    }
-}
-
-fn alloc(job_type: &str, tasks: Vec<Task>, restart: RestartPolicy) -> Allocation {
-    let id = uuid::Uuid::new_v4().to_string();
-    let job = Job {
-        id: "example".into(),
-        name: "example".into(),
-        job_type: job_type.into(),
-        namespace: "default".into(),
-        task_groups: vec![TaskGroup {
-            name: "grp".into(),
-            tasks,
-            restart_policy: Some(restart),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    Allocation {
-        id,
-        name: "example.grp[0]".into(),
-        namespace: "default".into(),
-        job_id: "example".into(),
-        task_group: "grp".into(),
-        job: Some(Box::new(job)),
-        desired_status: "run".into(),
-        client_status: "pending".into(),
-        alloc_modify_index: 1,
-        ..Default::default()
-    }
-}
-
-fn no_restart() -> RestartPolicy {
-    RestartPolicy {
-        attempts: Some(0),
-        interval: Some(10_000_000_000),
-        delay: Some(100_000_000),
-        mode: Some("fail".into()),
-        render_templates: None,
-    }
-}
-
-struct Harness {
-    server: Arc<FakeServer>,
-    client: Arc<Client>,
-    stop: watch::Sender<bool>,
-    run: tokio::task::JoinHandle<()>,
-    dir: Arc<tempfile::TempDir>,
-}
-
-fn start(dir: Arc<tempfile::TempDir>, server: Arc<FakeServer>) -> Harness {
-    let mut cfg = ClientConfig::new(dir.path().to_path_buf());
-    cfg.node_name = "test-node".into();
-    let client = Client::new(cfg, server.clone(), raw_exec()).expect("client");
-    let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(client.clone().run(rx));
-    Harness {
-        server,
-        client,
-        stop,
-        run,
-        dir,
-    }
-}
-
-impl Harness {
-    async fn status(&self, id: &str, want: &str) -> Allocation {
-        let mut last = None;
-        let s = self.server.clone();
-        wait_until(
-            &format!("client status {want}"),
-            Duration::from_secs(20),
-            || {
-                last = s.update(id);
-                last.as_ref().is_some_and(|a| a.client_status == want)
-            },
-        )
-        .await;
-        last.expect("update")
-    }
-
-    async fn shutdown(self) {
-        self.stop.send_replace(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.run).await;
-    }
-}
-
-fn event_types(ts: &TaskState) -> Vec<String> {
-    ts.events
-        .iter()
-        .flatten()
-        .map(|e| e.event_type.clone())
-        .collect()
-}
+use common::*;
+use nomad_structs::RestartPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batch_task_runs_and_completes() {
-    let h = start(
-        Arc::new(tempfile::tempdir().expect("tmp")),
-        FakeServer::new(),
-    );
+    let h = start(TestDir::new(), FakeServer::new());
     wait_until("registration", Duration::from_secs(5), || {
         !h.server.nodes.lock().unwrap().is_empty()
     })
@@ -273,10 +78,7 @@ async fn batch_task_runs_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_task_restarts_then_fails() {
-    let h = start(
-        Arc::new(tempfile::tempdir().expect("tmp")),
-        FakeServer::new(),
-    );
+    let h = start(TestDir::new(), FakeServer::new());
     let policy = RestartPolicy {
         attempts: Some(1),
         interval: Some(60_000_000_000),
@@ -322,10 +124,7 @@ async fn failing_task_restarts_then_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_failure_reports_driver_error() {
-    let h = start(
-        Arc::new(tempfile::tempdir().expect("tmp")),
-        FakeServer::new(),
-    );
+    let h = start(TestDir::new(), FakeServer::new());
     let mut t = task("web", "");
     t.config = Some(
         serde_json::from_value(serde_json::json!({"command": "/definitely/not/here"}))
@@ -360,10 +159,7 @@ async fn start_failure_reports_driver_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stop_and_sibling_failure() {
-    let h = start(
-        Arc::new(tempfile::tempdir().expect("tmp")),
-        FakeServer::new(),
-    );
+    let h = start(TestDir::new(), FakeServer::new());
     // Server stop: Killing → Terminated → Killed, not failed.
     let mut a = alloc(
         "service",
@@ -427,7 +223,7 @@ async fn stop_and_sibling_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_reattaches_running_task() {
-    let dir = Arc::new(tempfile::tempdir().expect("tmp"));
+    let dir = TestDir::new();
     let server = FakeServer::new();
     let h = start(dir.clone(), server.clone());
     let a = alloc(
@@ -476,7 +272,7 @@ async fn restore_reattaches_running_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_of_dead_process_restarts_task() {
-    let dir = Arc::new(tempfile::tempdir().expect("tmp"));
+    let dir = TestDir::new();
     let server = FakeServer::new();
     let h = start(dir.clone(), server.clone());
     let a = alloc(
@@ -528,4 +324,394 @@ async fn restore_of_dead_process_restarts_task() {
     server.set_allocs(vec![stop]);
     h2.status(&a.id, "complete").await;
     h2.shutdown().await;
+}
+
+fn artifact(src: &str, dest: Option<&str>) -> nomad_structs::TaskArtifact {
+    nomad_structs::TaskArtifact {
+        getter_source: Some(src.into()),
+        relative_dest: dest.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn artifacts_download_before_start() {
+    let http = serve(BTreeMap::from([(
+        "/v1/web.txt".to_string(),
+        b"artifact-body\n".to_vec(),
+    )]));
+    let h = start(TestDir::new(), FakeServer::new());
+    let mut t = task("web", "cat local/dl/web.txt");
+    let mut a1 = artifact(
+        &format!(
+            "http://127.0.0.1:{}/${{VERSION}}/${{NOMAD_TASK_NAME}}.txt",
+            http.port
+        ),
+        Some("local/dl"),
+    );
+    a1.getter_headers = Some(BTreeMap::from([(
+        "X-Token".to_string(),
+        "tok-${NOMAD_TASK_NAME}-${attr.kernel.name}".to_string(),
+    )]));
+    t.artifacts = Some(vec![a1]);
+    t.env = Some(BTreeMap::from([("VERSION".to_string(), "v1".to_string())]));
+    let a = alloc("batch", vec![t], no_restart());
+    h.server.set_allocs(vec![a.clone()]);
+    let up = h.status(&a.id, "complete").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    assert_eq!(
+        event_types(ts),
+        vec![
+            "Received",
+            "Task Setup",
+            "Downloading Artifacts",
+            "Started",
+            "Terminated"
+        ]
+    );
+    assert_eq!(
+        event(ts, "Downloading Artifacts").display_message,
+        "Client is downloading artifacts"
+    );
+    assert_eq!(stdout_of(&h.client, &a.id, "web"), "artifact-body\n");
+    let reqs = http.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].starts_with("GET /v1/web.txt "), "{}", reqs[0]);
+    assert!(
+        reqs[0]
+            .to_ascii_lowercase()
+            .contains("x-token: tok-web-linux"),
+        "{}",
+        reqs[0]
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn artifact_failures_follow_restart_policy() {
+    let http = serve(BTreeMap::new());
+    let h = start(TestDir::new(), FakeServer::new());
+    // Recoverable (HTTP 404): retried per policy (1 attempt), then the task fails.
+    let mut t = task("web", "true");
+    t.artifacts = Some(vec![artifact(
+        &format!("http://127.0.0.1:{}/missing.txt", http.port),
+        None,
+    )]);
+    let a = alloc("batch", vec![t], policy(1, 50));
+    // Unrecoverable (destination escapes): no retry.
+    let mut t = task("web", "true");
+    t.artifacts = Some(vec![artifact(
+        &format!("http://127.0.0.1:{}/x", http.port),
+        Some("../../../etc"),
+    )]);
+    let b = alloc("batch", vec![t], policy(3, 50));
+    h.server.set_allocs(vec![a.clone(), b.clone()]);
+
+    let up = h.status(&a.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    assert_eq!(
+        event_types(ts),
+        vec![
+            "Received",
+            "Task Setup",
+            "Downloading Artifacts",
+            "Failed Artifact Download",
+            "Restarting",
+            "Downloading Artifacts",
+            "Failed Artifact Download",
+            "Not Restarting"
+        ]
+    );
+    let f = event(ts, "Failed Artifact Download");
+    assert!(f.download_error.contains("404"), "{}", f.download_error);
+    assert_eq!(f.display_message, f.download_error);
+    assert_eq!(
+        f.details.as_ref().expect("d")["download_error"],
+        f.download_error
+    );
+    assert!(ts.failed);
+    assert_eq!(ts.restarts, 1);
+    assert_eq!(http.requests.lock().unwrap().len(), 2);
+
+    let up = h.status(&b.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    assert_eq!(
+        event_types(ts),
+        vec![
+            "Received",
+            "Task Setup",
+            "Downloading Artifacts",
+            "Failed Artifact Download",
+            "Not Restarting"
+        ]
+    );
+    assert_eq!(
+        event(ts, "Failed Artifact Download").download_error,
+        "artifact destination path escapes alloc directory"
+    );
+    assert_eq!(
+        last_event(ts, "Not Restarting").restart_reason,
+        "Error was unrecoverable"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exit_codes_and_signals_in_terminated_events() {
+    let h = start(TestDir::new(), FakeServer::new());
+    let a = alloc("batch", vec![task("web", "kill -9 $$")], no_restart());
+    let b = alloc("batch", vec![task("web", "exit 3")], no_restart());
+    let mut t = task("web", "true");
+    t.config =
+        Some(serde_json::from_value(serde_json::json!({"command": "${nope}"})).expect("cfg"));
+    let c = alloc("batch", vec![t], policy(3, 50));
+    h.server.set_allocs(vec![a.clone(), b.clone(), c.clone()]);
+
+    let up = h.status(&a.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    let term = event(ts, "Terminated");
+    assert_eq!((term.exit_code, term.signal), (137, 9));
+    assert_eq!(term.display_message, "Exit Code: 137, Signal: 9");
+    let d = term.details.as_ref().expect("details");
+    assert_eq!(d["exit_code"], "137");
+    assert_eq!(d["signal"], "9");
+    assert_eq!(d["oom_killed"], "false");
+    assert!(!d.contains_key("exit_message"));
+
+    let up = h.status(&b.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    let term = event(ts, "Terminated");
+    assert_eq!((term.exit_code, term.signal), (3, 0));
+    assert_eq!(term.display_message, "Exit Code: 3");
+    assert_eq!(term.details.as_ref().expect("d")["signal"], "0");
+
+    // An unknown variable in the driver config fails validation; not restarted.
+    let up = h.status(&c.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    let fv = event(ts, "Failed Validation");
+    assert_eq!(
+        fv.validation_error,
+        "failed to parse config: Unknown variable; There is no variable named \"nope\"."
+    );
+    assert_eq!(
+        last_event(ts, "Not Restarting").restart_reason,
+        "Error was unrecoverable"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signal_and_restart_api() {
+    let h = start(TestDir::new(), FakeServer::new());
+    // attempts = 0: any restart counted against the policy would fail the task.
+    let a = alloc(
+        "service",
+        vec![task(
+            "web",
+            "trap 'echo got-usr1' USR1; echo start; while :; do sleep 0.05; done",
+        )],
+        no_restart(),
+    );
+    let b = alloc("batch", vec![task("web", "true")], no_restart());
+    h.server.set_allocs(vec![a.clone(), b.clone()]);
+    h.status(&a.id, "running").await;
+    let c = h.client.clone();
+    let id = a.id.clone();
+    wait_until("started output", Duration::from_secs(10), || {
+        stdout_of(&c, &id, "web").contains("start")
+    })
+    .await;
+
+    h.client
+        .signal_task(&a.id, Some("web"), "SIGUSR1")
+        .await
+        .expect("signal");
+    wait_until("trap ran", Duration::from_secs(10), || {
+        stdout_of(&c, &id, "web").contains("got-usr1")
+    })
+    .await;
+    let st = h.client.task_state(&a.id, "web").expect("state");
+    let sig = event(&st, "Signaling");
+    assert_eq!(sig.task_signal, "SIGUSR1");
+    assert_eq!(sig.display_message, "Task being sent signal SIGUSR1");
+    assert_eq!(sig.details.as_ref().expect("d")["task_signal"], "SIGUSR1");
+
+    let started = |n: usize| {
+        let c = c.clone();
+        let id = id.clone();
+        move || {
+            c.task_state(&id, "web").is_some_and(|s| {
+                // Only the last 10 events are kept: count restarts, not Started events.
+                s.state == "running"
+                    && s.restarts as usize == n - 1
+                    && event_types(&s).last().map(String::as_str) == Some("Started")
+                    && c.task_driver(&id, "web").is_ok()
+            })
+        }
+    };
+    h.client
+        .restart_alloc(&a.id, Some("web"))
+        .await
+        .expect("restart");
+    wait_until("restarted", Duration::from_secs(15), started(2)).await;
+    let st = h.client.task_state(&a.id, "web").expect("state");
+    let types = event_types(&st);
+    assert_eq!(
+        &types[types.len() - 4..],
+        &["Restart Signaled", "Terminated", "Restarting", "Started"]
+    );
+    let rs = event(&st, "Restart Signaled");
+    assert_eq!(rs.restart_reason, "User requested restart");
+    assert_eq!(rs.display_message, "User requested restart");
+    let r = last_event(&st, "Restarting");
+    assert_eq!(r.display_message, "Task restarting in 0s");
+    assert_eq!(st.restarts, 1);
+    assert!(st.last_restart.is_some());
+    assert!(!st.failed);
+
+    // Every running task (no name), then -all-tasks: still not counted against the policy.
+    h.client.restart_alloc(&a.id, None).await.expect("restart");
+    wait_until("restarted again", Duration::from_secs(15), started(3)).await;
+    h.client
+        .restart_all_tasks(&a.id)
+        .await
+        .expect("restart all");
+    wait_until("restarted thrice", Duration::from_secs(15), started(4)).await;
+    let st = h.client.task_state(&a.id, "web").expect("state");
+    assert_eq!(st.restarts, 3);
+    let up = h.status(&a.id, "running").await;
+    assert!(!up.task_states.expect("states")["web"].failed);
+
+    // A completed batch alloc: nothing runs, so Nomad's "Task not running".
+    h.status(&b.id, "complete").await;
+    use nomad_client::ClientError;
+    let e = h
+        .client
+        .restart_alloc(&b.id, Some("web"))
+        .await
+        .unwrap_err();
+    assert_eq!(e, ClientError::TaskNotRunning);
+    assert_eq!(e.to_string(), "Task not running");
+    assert_eq!(
+        h.client.restart_alloc(&b.id, None).await.unwrap_err(),
+        ClientError::TaskNotRunning
+    );
+    assert_eq!(
+        h.client.restart_all_tasks(&b.id).await.unwrap_err(),
+        ClientError::TaskNotRunning
+    );
+    assert_eq!(
+        h.client
+            .signal_task(&b.id, None, "SIGHUP")
+            .await
+            .unwrap_err(),
+        ClientError::TaskNotRunning
+    );
+    assert_eq!(
+        h.client
+            .signal_task(&b.id, Some("web"), "SIGHUP")
+            .await
+            .unwrap_err(),
+        ClientError::TaskNotRunning
+    );
+    assert!(matches!(
+        h.client.restart_alloc(&a.id, Some("nope")).await,
+        Err(ClientError::UnknownTask(_))
+    ));
+
+    let mut stop = a.clone();
+    stop.desired_status = "stop".into();
+    stop.alloc_modify_index = 2;
+    h.server.set_allocs(vec![stop, b.clone()]);
+    h.status(&a.id, "complete").await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_budget_survives_agent_restart() {
+    let dir = TestDir::new();
+    let server = FakeServer::new();
+    let h = start(dir.clone(), server.clone());
+    // First run fails (restart 1 of 1), second run stays up.
+    let a = alloc(
+        "service",
+        vec![task(
+            "web",
+            "if [ -f \"$NOMAD_ALLOC_DIR/ran\" ]; then exec sleep 30; fi; touch \"$NOMAD_ALLOC_DIR/ran\"; exit 1",
+        )],
+        policy(1, 50),
+    );
+    server.set_allocs(vec![a.clone()]);
+    let c = h.client.clone();
+    let id = a.id.clone();
+    wait_until("second run", Duration::from_secs(15), || {
+        c.task_state(&id, "web")
+            .is_some_and(|s| s.restarts == 1 && s.state == "running")
+            && c.task_driver(&id, "web").is_ok()
+    })
+    .await;
+    h.shutdown().await;
+
+    let h2 = start(dir, server.clone());
+    let c = h2.client.clone();
+    wait_until("restored", Duration::from_secs(10), || {
+        c.task_driver(&id, "web").is_ok()
+    })
+    .await;
+    let pid = h2.client.task_driver(&a.id, "web").expect("handle").1.pid;
+    assert_eq!(h2.client.task_state(&a.id, "web").expect("st").restarts, 1);
+    // The task dies: the restored tracker remembers the restart already used.
+    let st = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let up = h2.status(&a.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    assert_eq!(
+        last_event(ts, "Not Restarting").restart_reason,
+        "Exceeded allowed attempts 1 in interval 1h0m0s and mode is \"fail\""
+    );
+    assert_eq!(ts.restarts, 1);
+    h2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alloc_dir_kept_until_gc() {
+    let h = start(TestDir::new(), FakeServer::new());
+    let a = alloc(
+        "batch",
+        vec![task(
+            "web",
+            "echo s3 > \"$NOMAD_SECRETS_DIR/tok\"; echo d > local/f",
+        )],
+        no_restart(),
+    );
+    h.server.set_allocs(vec![a.clone()]);
+    h.status(&a.id, "complete").await;
+    let dir = h.client.alloc_dir_path(&a.id).expect("dir kept");
+    let r = h.client.alloc_runner(&a.id).expect("runner");
+    assert!(r.wait_done(Duration::from_secs(10)).await);
+    // The task ended but its dirs stay until the servers GC the alloc.
+    let secrets = dir.join("web/secrets");
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("tok")).expect("secret"),
+        "s3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("web/local/f")).expect("local"),
+        "d\n"
+    );
+    assert!(dir.join("alloc/logs/web.stdout.0").exists());
+    if nomad_client::allocdir::agent_is_root() {
+        assert!(nomad_executor::hostmount::is_mount_point(&secrets));
+        assert!(nomad_executor::hostmount::is_mount_point(
+            &dir.join("web/private")
+        ));
+    }
+    h.server.set_allocs(vec![]);
+    wait_until("gc", Duration::from_secs(10), || !dir.exists()).await;
+    assert!(!nomad_executor::hostmount::is_mount_point(&secrets));
+    h.shutdown().await;
 }

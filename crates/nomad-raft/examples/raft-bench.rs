@@ -29,20 +29,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn fsync_floor(dir: &std::path::Path, samples: usize) -> std::io::Result<Vec<Duration>> {
-    let path = dir.join("fsync-probe");
-    let mut f = std::fs::File::create(&path)?;
-    let buf = [0x5au8; 256];
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        f.write_all(&buf)?;
-        f.sync_data()?;
-        out.push(t.elapsed());
-    }
-    std::fs::remove_file(&path)?;
-    out.sort();
-    Ok(out)
+/// Appends 256 B to `f` and fdatasyncs it: the floor of any durable commit on this disk.
+fn fsync_once(f: &mut std::fs::File) -> std::io::Result<Duration> {
+    let t = Instant::now();
+    f.write_all(&[0x5au8; 256])?;
+    f.sync_data()?;
+    Ok(t.elapsed())
+}
+
+const PROBE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+
+/// One 256 B insert committed with `Durability::Immediate` (redb's own floor).
+fn redb_once(db: &redb::Database, i: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let txn = db.begin_write()?;
+    txn.open_table(PROBE)?.insert(i, [0x5au8; 256].as_slice())?;
+    txn.commit()?;
+    Ok(t.elapsed())
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -79,27 +82,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..20 {
         leader.apply(eval_cmd(i)).await?;
     }
-    let mut lat = Vec::with_capacity(samples);
+    // Interleave the three measurements so that all of them see the same disk load.
+    let mut probe = std::fs::File::create(root.path().join("fsync-probe"))?;
+    let probe_db = redb::Database::create(root.path().join("redb-probe.db"))?;
+    let (mut lat, mut fwd, mut floor, mut redb) = (vec![], vec![], vec![], vec![]);
     for i in 0..samples {
         let t = Instant::now();
         leader.apply(eval_cmd(1000 + i)).await?;
         lat.push(t.elapsed());
+        if i % 4 == 0 {
+            let t = Instant::now();
+            follower.apply(eval_cmd(100_000 + i)).await?;
+            fwd.push(t.elapsed());
+        }
+        floor.push(fsync_once(&mut probe)?);
+        redb.push(redb_once(&probe_db, i as u64)?);
     }
-    lat.sort();
-    let mut fwd = Vec::with_capacity(samples / 4);
-    for i in 0..samples / 4 {
-        let t = Instant::now();
-        follower.apply(eval_cmd(100_000 + i)).await?;
-        fwd.push(t.elapsed());
+    for v in [&mut lat, &mut fwd, &mut floor, &mut redb] {
+        v.sort();
     }
-    fwd.sort();
-
-    let floor = fsync_floor(root.path(), samples)?;
     let (p50, p99, f50) = (percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&floor, 0.5));
     println!("dir: {}", root.path().display());
     println!("apply() on leader, 3 nodes, fsync on: p50 {p50:?}  p99 {p99:?}  (n={samples})");
     println!("apply() on follower (forwarded):      p50 {:?}  (n={})", percentile(&fwd, 0.5), fwd.len());
     println!("fsync floor (256 B write + fdatasync): p50 {f50:?}  p99 {:?}  (n={samples})", percentile(&floor, 0.99));
+    println!("redb commit (256 B, Immediate):        p50 {:?}  (n={samples})", percentile(&redb, 0.5));
     println!("ratio apply p50 / fsync p50: {:.2}", p50.as_secs_f64() / f50.as_secs_f64().max(1e-9));
 
     for n in &nodes {

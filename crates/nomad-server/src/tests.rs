@@ -263,6 +263,17 @@ async fn namespace_precedence_and_deregister() {
         region: "eu".into(),
         ..Default::default()
     });
+    for ns in ["from-req", "from-job"] {
+        s.namespace_upsert(
+            nomad_state::Namespace {
+                name: ns.into(),
+                ..Default::default()
+            },
+            &ResolvedAcl::disabled(),
+        )
+        .await
+        .unwrap();
+    }
     let mut job = test_job("web", 1);
     job.namespace = "from-job".into();
     let req = JobRegisterRequest {

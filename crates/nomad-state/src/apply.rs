@@ -132,6 +132,17 @@ impl Tables {
                     self.upsert_eval(index, e.clone(), &mut touched);
                 }
             }
+            Command::AclBootstrap { token, reset_index } => {
+                self.acl_bootstrap(index, token, *reset_index)?
+            }
+            Command::AclTokenUpsert { tokens } => self.acl_token_upsert(index, tokens)?,
+            Command::AclTokenDelete { accessor_ids } => {
+                self.acl_token_delete(index, accessor_ids)?
+            }
+            Command::AclPolicyUpsert { policies } => self.acl_policy_upsert(index, policies)?,
+            Command::AclPolicyDelete { names } => self.acl_policy_delete(index, names),
+            Command::NamespaceUpsert { namespaces } => self.namespace_upsert(index, namespaces)?,
+            Command::NamespaceDelete { names } => self.namespace_delete(index, names)?,
         }
         for key in touched {
             self.refresh_job_status(index, &key);
@@ -150,6 +161,12 @@ impl Tables {
     ) -> Result<(), StateError> {
         if job.id.is_empty() || job.namespace.is_empty() {
             return Err(StateError::Invalid("job without ID or namespace".into()));
+        }
+        if !self.namespaces.contains_key(&job.namespace) {
+            return Err(StateError::Refused(format!(
+                "job {:?} is in nonexistent namespace {:?}",
+                job.id, job.namespace
+            )));
         }
         let key: JobKey = (job.namespace.clone(), job.id.clone());
         let existing = self.jobs.get(&key).cloned();

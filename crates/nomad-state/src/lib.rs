@@ -9,9 +9,15 @@
 //! (`Arc::make_mut`), and objects are cloned before they are changed (copy-on-write).
 //! Entry points: [`StateStore::apply`], [`StateStore::snapshot`], [`StateStore::wait_for_change`],
 //! [`StateStore::persist`] / [`StateStore::restore`].
+//!
+//! Besides jobs, evals, allocs and nodes the store holds ACL tokens (by AccessorID, indexed by
+//! SecretID), ACL policies, the ACL bootstrap index and [`Namespace`]s; the `default`
+//! namespace exists from the start (index 1), even before any command, as in Nomad.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod apply;
+mod namespace;
 mod persist;
 mod snapshot;
 mod tables;
@@ -22,6 +28,12 @@ use std::time::Duration;
 use nomad_structs::*;
 use serde::{Deserialize, Serialize};
 
+pub use namespace::{
+    Namespace, NamespaceCapabilities, NamespaceConsulConfiguration, NamespaceNodePoolConfiguration,
+    NamespaceVaultConfiguration, DEFAULT_NAMESPACE, DEFAULT_NAMESPACE_DESCRIPTION,
+    MAX_NAMESPACE_DESCRIPTION_LENGTH, NAMESPACE_NAME_PATTERN,
+};
+pub use nomad_acl::{AclPolicy, AclToken};
 pub use snapshot::StateSnapshot;
 use tables::Tables;
 
@@ -81,6 +93,26 @@ pub enum Command {
         evals: Vec<Evaluation>,
         now: i64,
     },
+    /// The one-time ACL bootstrap: stores the (management) token and records the index.
+    /// Refused once bootstrapped, unless `reset_index` equals the recorded bootstrap index
+    /// (Nomad's `acl-bootstrap-reset` file, read by the server before proposing).
+    AclBootstrap {
+        token: AclToken,
+        reset_index: Option<u64>,
+    },
+    /// Create or update ACL tokens (IDs, times and hash set by the server). An update keeps
+    /// the stored SecretID, CreateTime and CreateIndex.
+    AclTokenUpsert { tokens: Vec<AclToken> },
+    /// Delete ACL tokens by AccessorID (all must exist).
+    AclTokenDelete { accessor_ids: Vec<String> },
+    /// Create or update ACL policies (validated and hashed by the server).
+    AclPolicyUpsert { policies: Vec<AclPolicy> },
+    /// Delete ACL policies by name (unknown names are ignored, as in Nomad).
+    AclPolicyDelete { names: Vec<String> },
+    /// Create or update namespaces (a missing hash is computed here).
+    NamespaceUpsert { namespaces: Vec<Namespace> },
+    /// Delete namespaces (all must exist; `default` cannot be deleted).
+    NamespaceDelete { names: Vec<String> },
 }
 
 impl Command {
@@ -95,7 +127,14 @@ impl Command {
             | Command::PlanApply { evals, .. }
             | Command::AllocClientUpdate { evals, .. }
             | Command::AllocDesiredTransition { evals, .. } => evals.iter().collect(),
-            Command::NodeRegister { .. } => vec![],
+            Command::NodeRegister { .. }
+            | Command::AclBootstrap { .. }
+            | Command::AclTokenUpsert { .. }
+            | Command::AclTokenDelete { .. }
+            | Command::AclPolicyUpsert { .. }
+            | Command::AclPolicyDelete { .. }
+            | Command::NamespaceUpsert { .. }
+            | Command::NamespaceDelete { .. } => vec![],
         }
     }
 }
@@ -109,6 +148,10 @@ pub enum StateError {
     /// The command is malformed.
     #[error("invalid command: {0}")]
     Invalid(String),
+    /// The command is well-formed but the state refuses it, with Nomad's state-store message
+    /// (e.g. `ACL bootstrap already done`, `default namespace can not be deleted`).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Tables, for blocking queries on a table's index.
@@ -124,6 +167,12 @@ pub enum Table {
     Allocs,
     /// Nodes.
     Nodes,
+    /// ACL tokens (Nomad's `acl_token` index).
+    AclTokens,
+    /// ACL policies (`acl_policy`).
+    AclPolicies,
+    /// Namespaces.
+    Namespaces,
 }
 
 /// The state store. Cheap to share behind an `Arc`.

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use nomad_acl::{AclPolicy, AclToken};
 use nomad_structs::*;
 use serde::{Deserialize, Serialize};
 
+use crate::namespace::Namespace;
 use crate::tables::Tables;
 use crate::{StateError, Table};
 
@@ -21,6 +23,15 @@ struct Persisted {
     evals: Vec<Evaluation>,
     allocs: Vec<Allocation>,
     nodes: Vec<Node>,
+    // The ACL and namespace tables came later: older snapshots decode without them.
+    #[serde(default)]
+    acl_tokens: Vec<AclToken>,
+    #[serde(default)]
+    acl_policies: Vec<AclPolicy>,
+    #[serde(default)]
+    namespaces: Vec<Namespace>,
+    #[serde(default)]
+    acl_bootstrap_index: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,6 +66,10 @@ pub(crate) fn encode(t: &Tables) -> Vec<u8> {
         evals: t.evals.values().map(|e| (**e).clone()).collect(),
         allocs: t.allocs.values().map(|a| (**a).clone()).collect(),
         nodes: t.nodes.values().map(|n| (**n).clone()).collect(),
+        acl_tokens: t.acl_tokens.values().map(|x| (**x).clone()).collect(),
+        acl_policies: t.acl_policies.values().map(|x| (**x).clone()).collect(),
+        namespaces: t.namespaces.values().map(|x| (**x).clone()).collect(),
+        acl_bootstrap_index: t.acl_bootstrap_index,
     };
     // Serializing plain data structures to a Vec cannot fail; an empty state is the fallback.
     serde_json::to_vec(&p).unwrap_or_default()
@@ -115,8 +130,28 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tables, StateError> {
                 .map(|n| (n.id.clone(), Arc::new(n)))
                 .collect(),
         ),
+        acl_tokens: Arc::new(
+            p.acl_tokens
+                .into_iter()
+                .map(|x| (x.accessor_id.clone(), Arc::new(x)))
+                .collect(),
+        ),
+        acl_policies: Arc::new(
+            p.acl_policies
+                .into_iter()
+                .map(|x| (x.name.clone(), Arc::new(x)))
+                .collect(),
+        ),
+        namespaces: Arc::new(
+            p.namespaces
+                .into_iter()
+                .map(|x| (x.name.clone(), Arc::new(x)))
+                .collect(),
+        ),
+        acl_bootstrap_index: p.acl_bootstrap_index,
         ..Tables::default()
     };
+    t.ensure_default_namespace();
     t.reindex();
     Ok(t)
 }

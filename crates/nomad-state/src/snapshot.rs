@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use nomad_acl::{AclPolicy, AclToken};
 use nomad_structs::*;
 
+use crate::namespace::Namespace;
 use crate::tables::Tables;
 use crate::Table;
 
@@ -162,5 +164,68 @@ impl StateSnapshot {
     /// One node.
     pub fn node(&self, id: &str) -> Option<Arc<Node>> {
         self.t.nodes.get(id).cloned()
+    }
+
+    /// ACL tokens in Nomad's list order: by CreateIndex, then AccessorID. With a non-empty
+    /// `prefix`, only tokens whose AccessorID starts with it, by AccessorID.
+    pub fn acl_tokens(&self, prefix: &str) -> Vec<Arc<AclToken>> {
+        if !prefix.is_empty() {
+            return self
+                .t
+                .acl_tokens
+                .range(prefix.to_string()..)
+                .take_while(|(id, _)| id.starts_with(prefix))
+                .map(|(_, t)| t.clone())
+                .collect();
+        }
+        let mut out: Vec<Arc<AclToken>> = self.t.acl_tokens.values().cloned().collect();
+        out.sort_by(|a, b| (a.create_index, &a.accessor_id).cmp(&(b.create_index, &b.accessor_id)));
+        out
+    }
+
+    /// One ACL token by AccessorID.
+    pub fn acl_token(&self, accessor_id: &str) -> Option<Arc<AclToken>> {
+        self.t.acl_tokens.get(accessor_id).cloned()
+    }
+
+    /// One ACL token by SecretID.
+    pub fn acl_token_by_secret(&self, secret_id: &str) -> Option<Arc<AclToken>> {
+        let accessor = self.t.acl_tokens_by_secret.get(secret_id)?;
+        self.t.acl_tokens.get(accessor).cloned()
+    }
+
+    /// ACL policies (name prefix), sorted by name. Stored without `RulesJSON`.
+    pub fn acl_policies(&self, prefix: &str) -> Vec<Arc<AclPolicy>> {
+        self.t
+            .acl_policies
+            .range(prefix.to_string()..)
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// One ACL policy by name.
+    pub fn acl_policy(&self, name: &str) -> Option<Arc<AclPolicy>> {
+        self.t.acl_policies.get(name).cloned()
+    }
+
+    /// Raft index of the ACL bootstrap, `None` before it (Nomad's reset index).
+    pub fn acl_bootstrap_index(&self) -> Option<u64> {
+        (self.t.acl_bootstrap_index != 0).then_some(self.t.acl_bootstrap_index)
+    }
+
+    /// Namespaces (name prefix), sorted by name. `default` is always there.
+    pub fn namespaces(&self, prefix: &str) -> Vec<Arc<Namespace>> {
+        self.t
+            .namespaces
+            .range(prefix.to_string()..)
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// One namespace by name.
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.t.namespaces.get(name).cloned()
     }
 }

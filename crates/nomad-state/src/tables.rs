@@ -3,15 +3,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use nomad_acl::{AclPolicy, AclToken};
 use nomad_structs::*;
 
+use crate::namespace::{Namespace, DEFAULT_NAMESPACE};
 use crate::Table;
 
 /// (namespace, job ID).
 pub(crate) type JobKey = (String, String);
 
 /// Every table at one index. Cloning is cheap (one `Arc` clone per table).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Tables {
     pub(crate) index: u64,
     pub(crate) table_index: Arc<BTreeMap<Table, u64>>,
@@ -31,6 +33,45 @@ pub(crate) struct Tables {
     /// (eval ID, alloc ID).
     pub(crate) allocs_by_eval: Arc<BTreeSet<(String, String)>>,
     pub(crate) nodes: Arc<BTreeMap<String, Arc<Node>>>,
+    /// By AccessorID.
+    pub(crate) acl_tokens: Arc<BTreeMap<String, Arc<AclToken>>>,
+    /// SecretID → AccessorID.
+    pub(crate) acl_tokens_by_secret: Arc<BTreeMap<String, String>>,
+    /// By name.
+    pub(crate) acl_policies: Arc<BTreeMap<String, Arc<AclPolicy>>>,
+    /// By name; `default` is always there.
+    pub(crate) namespaces: Arc<BTreeMap<String, Arc<Namespace>>>,
+    /// Raft index of the last ACL bootstrap (0: never bootstrapped).
+    pub(crate) acl_bootstrap_index: u64,
+}
+
+impl Default for Tables {
+    /// An empty state, except for the `default` namespace, which exists from index 1 on as in
+    /// Nomad (so it is there before any command was applied).
+    fn default() -> Self {
+        let mut t = Tables {
+            index: 0,
+            table_index: Arc::default(),
+            jobs: Arc::default(),
+            job_versions: Arc::default(),
+            job_summaries: Arc::default(),
+            submissions: Arc::default(),
+            evals: Arc::default(),
+            evals_by_job: Arc::default(),
+            allocs: Arc::default(),
+            allocs_by_job: Arc::default(),
+            allocs_by_node: Arc::default(),
+            allocs_by_eval: Arc::default(),
+            nodes: Arc::default(),
+            acl_tokens: Arc::default(),
+            acl_tokens_by_secret: Arc::default(),
+            acl_policies: Arc::default(),
+            namespaces: Arc::default(),
+            acl_bootstrap_index: 0,
+        };
+        t.ensure_default_namespace();
+        t
+    }
 }
 
 impl Tables {
@@ -126,8 +167,28 @@ impl Tables {
         Arc::make_mut(&mut self.evals).insert(eval.id.clone(), Arc::new(eval));
     }
 
+    /// Puts the `default` namespace back if it is missing (fresh store, old snapshot).
+    pub(crate) fn ensure_default_namespace(&mut self) {
+        if !self.namespaces.contains_key(DEFAULT_NAMESPACE) {
+            Arc::make_mut(&mut self.namespaces).insert(
+                DEFAULT_NAMESPACE.to_string(),
+                Arc::new(Namespace::default_namespace()),
+            );
+            let m = Arc::make_mut(&mut self.table_index);
+            let at = m.entry(Table::Namespaces).or_insert(1);
+            *at = (*at).max(1);
+        }
+    }
+
     /// Rebuilds every secondary index from the primary tables (after a restore).
     pub(crate) fn reindex(&mut self) {
+        self.acl_tokens_by_secret = Arc::new(
+            self.acl_tokens
+                .values()
+                .filter(|t| !t.secret_id.is_empty())
+                .map(|t| (t.secret_id.clone(), t.accessor_id.clone()))
+                .collect(),
+        );
         let mut by_job = BTreeSet::new();
         let mut by_node = BTreeSet::new();
         let mut by_eval = BTreeSet::new();

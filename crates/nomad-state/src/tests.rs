@@ -689,6 +689,13 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
     j.namespace = "other".into();
     s.apply(
         3,
+        &Command::NamespaceUpsert {
+            namespaces: vec![namespace("other")],
+        },
+    )
+    .unwrap();
+    s.apply(
+        4,
         &Command::JobRegister {
             job: j,
             eval: None,
@@ -701,7 +708,7 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
     assert!(empty.job("default", "web").is_none());
     let now = s.snapshot();
     assert_eq!(now.index(&[Table::Nodes]), 2);
-    assert_eq!(now.index(&[Table::Jobs, Table::Nodes]), 3);
+    assert_eq!(now.index(&[Table::Jobs, Table::Nodes]), 4);
     assert_eq!(now.index(&[Table::Allocs]), 1);
     assert_eq!(now.jobs(None, "").len(), 2);
     assert_eq!(now.jobs(Some("default"), "").len(), 1);
@@ -771,4 +778,299 @@ async fn wait_wakes_on_change_and_times_out() {
     )
     .await
     .expect("immediate");
+}
+
+fn token(accessor: &str, secret: &str, kind: &str, policies: &[&str]) -> AclToken {
+    let mut t = AclToken {
+        accessor_id: accessor.into(),
+        secret_id: secret.into(),
+        name: format!("token {accessor}"),
+        token_type: kind.into(),
+        policies: (!policies.is_empty()).then(|| policies.iter().map(|p| p.to_string()).collect()),
+        create_time: "2024-01-01T00:00:00Z".into(),
+        ..Default::default()
+    };
+    t.set_hash();
+    t
+}
+
+fn policy(name: &str, rules: &str) -> AclPolicy {
+    AclPolicy {
+        name: name.into(),
+        rules: rules.into(),
+        ..Default::default()
+    }
+}
+
+fn namespace(name: &str) -> Namespace {
+    Namespace {
+        name: name.into(),
+        description: format!("the {name} namespace"),
+        ..Default::default()
+    }
+}
+
+/// A log touching every ACL and namespace command, then a job in the new namespace.
+fn acl_log() -> Vec<Command> {
+    let mut prod_job = job("api");
+    prod_job.namespace = "prod".into();
+    vec![
+        Command::AclBootstrap {
+            token: token("boot", "s-boot", "management", &[]),
+            reset_index: None,
+        },
+        Command::AclPolicyUpsert {
+            policies: vec![
+                policy("readonly", r#"namespace "*" { policy = "read" }"#),
+                policy("anonymous", r#"namespace "default" { policy = "read" }"#),
+            ],
+        },
+        Command::AclTokenUpsert {
+            tokens: vec![token("c1", "s-c1", "client", &["readonly"])],
+        },
+        Command::NamespaceUpsert {
+            namespaces: vec![namespace("prod"), namespace("dev")],
+        },
+        Command::JobRegister {
+            job: prod_job,
+            eval: None,
+            submission: None,
+            now: 5,
+        },
+        Command::NamespaceDelete {
+            names: vec!["dev".into()],
+        },
+        Command::AclPolicyDelete {
+            names: vec!["anonymous".into(), "never-existed".into()],
+        },
+        Command::AclTokenDelete {
+            accessor_ids: vec!["c1".into()],
+        },
+    ]
+}
+
+#[test]
+fn default_namespace_exists_in_a_fresh_store() {
+    let s = StateStore::new();
+    let snap = s.snapshot();
+    let ns = snap
+        .namespace(DEFAULT_NAMESPACE)
+        .expect("default namespace");
+    assert_eq!(ns.description, DEFAULT_NAMESPACE_DESCRIPTION);
+    assert_eq!((ns.create_index, ns.modify_index), (1, 1));
+    assert!(!ns.hash.is_empty());
+    assert_eq!(snap.index(&[Table::Namespaces]), 1);
+    assert_eq!(snap.latest_index(), 0);
+    assert_eq!(snap.acl_bootstrap_index(), None);
+    // The first command may still use index 1.
+    s.apply(1, &Command::EvalsUpsert { evals: vec![] }).unwrap();
+    // Snapshots written before namespaces existed get the default namespace back.
+    let mut old: serde_json::Value = serde_json::from_slice(&s.persist()).unwrap();
+    old.as_object_mut().unwrap().remove("namespaces");
+    let restored = StateStore::from_persisted(&serde_json::to_vec(&old).unwrap()).unwrap();
+    assert!(restored.snapshot().namespace("default").is_some());
+}
+
+#[test]
+fn acl_log_is_deterministic_and_round_trips() {
+    let mut cmds = log();
+    cmds.extend(acl_log());
+    // Commands travel through the Raft log as JSON.
+    for c in &cmds {
+        let back: Command = serde_json::from_slice(&serde_json::to_vec(c).unwrap()).unwrap();
+        assert_eq!(&back, c);
+    }
+    let (a, b) = (StateStore::new(), StateStore::new());
+    apply_all(&a, &cmds);
+    apply_all(&b, &cmds);
+    assert_eq!(a.persist(), b.persist());
+    let restored = StateStore::from_persisted(&a.persist()).unwrap();
+    assert_eq!(restored.persist(), a.persist());
+
+    let snap = restored.snapshot();
+    assert_eq!(snap.acl_bootstrap_index(), Some(10));
+    let boot = snap
+        .acl_token_by_secret("s-boot")
+        .expect("by secret after restore");
+    assert_eq!((boot.accessor_id.as_str(), boot.create_index), ("boot", 10));
+    assert!(snap.acl_token("c1").is_none());
+    assert!(snap.acl_token_by_secret("s-c1").is_none());
+    let names: Vec<String> = snap
+        .acl_policies("")
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(names, vec!["readonly"]);
+    let ro = snap.acl_policy("readonly").unwrap();
+    assert_eq!((ro.create_index, ro.modify_index), (11, 11));
+    assert!(!ro.hash.is_empty() && ro.rules_json.is_none());
+    let ns: Vec<String> = snap.namespaces("").iter().map(|n| n.name.clone()).collect();
+    assert_eq!(ns, vec!["default", "prod"]);
+    assert!(snap.job("prod", "api").is_some());
+    assert_eq!(snap.index(&[Table::AclTokens]), 17);
+    assert_eq!(snap.index(&[Table::AclPolicies]), 16);
+    assert_eq!(snap.index(&[Table::Namespaces]), 15);
+}
+
+#[test]
+fn bootstrap_once_unless_the_reset_index_matches() {
+    let s = StateStore::new();
+    let boot = |a: &str, reset| Command::AclBootstrap {
+        token: token(a, &format!("s-{a}"), "management", &[]),
+        reset_index: reset,
+    };
+    s.apply(3, &boot("b1", None)).unwrap();
+    let before = s.persist();
+    assert_eq!(
+        s.apply(4, &boot("b2", None)),
+        Err(StateError::Refused("ACL bootstrap already done".into()))
+    );
+    assert_eq!(
+        s.apply(4, &boot("b2", Some(2))),
+        Err(StateError::Refused(
+            "Invalid reset index for ACL bootstrap".into()
+        ))
+    );
+    assert_eq!(s.persist(), before, "a refused command changes nothing");
+    s.apply(4, &boot("b2", Some(3))).unwrap();
+    let snap = s.snapshot();
+    assert_eq!(snap.acl_bootstrap_index(), Some(4));
+    // The earlier bootstrap token is kept (Nomad only adds a new one).
+    assert!(snap.acl_token("b1").is_some() && snap.acl_token("b2").is_some());
+}
+
+#[test]
+fn token_upsert_keeps_immutable_fields_and_delete_checks() {
+    let s = StateStore::new();
+    s.apply(
+        1,
+        &Command::AclTokenUpsert {
+            tokens: vec![token("a", "s-a", "client", &["p"])],
+        },
+    )
+    .unwrap();
+    let mut update = token("a", "other-secret", "client", &["p", "q"]);
+    update.create_time = "2030-01-01T00:00:00Z".into();
+    s.apply(
+        2,
+        &Command::AclTokenUpsert {
+            tokens: vec![update],
+        },
+    )
+    .unwrap();
+    let snap = s.snapshot();
+    let t = snap.acl_token("a").unwrap();
+    assert_eq!(t.secret_id, "s-a");
+    assert_eq!(t.create_time, "2024-01-01T00:00:00Z");
+    assert_eq!((t.create_index, t.modify_index), (1, 2));
+    assert_eq!(t.policy_names(), ["p", "q"]);
+    assert!(snap.acl_token_by_secret("other-secret").is_none());
+
+    // A second token may not reuse a secret.
+    assert!(matches!(
+        s.apply(
+            3,
+            &Command::AclTokenUpsert {
+                tokens: vec![token("b", "s-a", "client", &["p"])]
+            }
+        ),
+        Err(StateError::Refused(_))
+    ));
+    assert_eq!(
+        s.apply(
+            3,
+            &Command::AclTokenDelete {
+                accessor_ids: vec!["a".into(), "x".into(), "y".into()]
+            }
+        ),
+        Err(StateError::Refused(
+            "Cannot delete nonexistent tokens: x, y".into()
+        ))
+    );
+    assert!(s.snapshot().acl_token("a").is_some());
+    // Listing order is Nomad's: by CreateIndex.
+    s.apply(
+        3,
+        &Command::AclTokenUpsert {
+            tokens: vec![token("0-later", "s-0", "management", &[])],
+        },
+    )
+    .unwrap();
+    let order: Vec<String> = s
+        .snapshot()
+        .acl_tokens("")
+        .iter()
+        .map(|t| t.accessor_id.clone())
+        .collect();
+    assert_eq!(order, vec!["a", "0-later"]);
+    assert_eq!(s.snapshot().acl_tokens("0-").len(), 1);
+}
+
+#[test]
+fn namespace_rules() {
+    let s = StateStore::new();
+    let mut j = job("web");
+    j.namespace = "prod".into();
+    let reg = Command::JobRegister {
+        job: j,
+        eval: None,
+        submission: None,
+        now: 1,
+    };
+    assert_eq!(
+        s.apply(1, &reg),
+        Err(StateError::Refused(
+            "job \"web\" is in nonexistent namespace \"prod\"".into()
+        ))
+    );
+    s.apply(
+        1,
+        &Command::NamespaceUpsert {
+            namespaces: vec![namespace("prod")],
+        },
+    )
+    .unwrap();
+    s.apply(2, &reg).unwrap();
+    s.apply(
+        3,
+        &Command::NamespaceUpsert {
+            namespaces: vec![Namespace {
+                description: "changed".into(),
+                ..namespace("prod")
+            }],
+        },
+    )
+    .unwrap();
+    let ns = s.snapshot().namespace("prod").unwrap();
+    assert_eq!((ns.create_index, ns.modify_index), (1, 3));
+    assert_eq!(ns.hash, ns.compute_hash());
+    assert_eq!(
+        s.apply(
+            4,
+            &Command::NamespaceDelete {
+                names: vec!["prod".into(), "default".into()]
+            }
+        ),
+        Err(StateError::Refused(
+            "default namespace can not be deleted".into()
+        ))
+    );
+    assert_eq!(
+        s.apply(
+            4,
+            &Command::NamespaceDelete {
+                names: vec!["nope".into()]
+            }
+        ),
+        Err(StateError::Refused("namespace not found".into()))
+    );
+    assert!(s.snapshot().namespace("prod").is_some());
+    s.apply(
+        4,
+        &Command::NamespaceDelete {
+            names: vec!["prod".into()],
+        },
+    )
+    .unwrap();
+    assert!(s.snapshot().namespace("prod").is_none());
 }

@@ -1,0 +1,4 @@
+//! Endpoint groups split out of `lib.rs`, one file per Nomad `*_endpoint.go`.
+
+pub(crate) mod acl;
+pub(crate) mod namespace;
