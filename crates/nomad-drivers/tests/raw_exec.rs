@@ -626,3 +626,64 @@ fn nix_user_uid(name: &str) -> Option<u32> {
             (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
         })
 }
+
+/// The client's log collector reads task output from a FIFO; while the agent is down nobody
+/// reads it. Output written then must wait in the pipe (not kill the task with SIGPIPE) and
+/// reach the next reader.
+#[test]
+fn fifo_output_survives_a_missing_reader() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(d) = driver(Mode::NoCgroups) else {
+        return;
+    };
+    let fx = Fixture::new();
+    let cfg =
+        fx.sh("echo one; while [ ! -f go ]; do sleep 0.02; done; echo two; echo done > finished; while [ ! -f stop ]; do sleep 0.02; done");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&cfg.stdout_path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let open_reader = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&cfg.stdout_path)
+            .expect("open fifo for reading")
+    };
+    let read_until = |reader: &mut std::fs::File, want: &str| {
+        let mut got = String::new();
+        wait_for(want, Duration::from_secs(10), || {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = reader.read(&mut buf) {
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            got.contains(want)
+        });
+    };
+    let mut reader = open_reader();
+    d.start_task(&cfg).expect("start");
+    read_until(&mut reader, "one");
+    // The "agent" goes away: no reader is left but the task's own descriptor.
+    drop(reader);
+    std::fs::write(fx.file("go"), "").expect("go");
+    wait_for(
+        "task to write after the reader left",
+        Duration::from_secs(10),
+        || fx.read("finished").contains("done"),
+    );
+    // The task is still running (the pipe lives on through its descriptor) when the next
+    // reader arrives. Output buffered when a task exits with no reader is not kept: the kernel
+    // frees a pipe when its last descriptor closes.
+    let mut reader = open_reader();
+    read_until(&mut reader, "two");
+    std::fs::write(fx.file("stop"), "").expect("stop");
+    let res = wait_exit(&d, &cfg.id);
+    assert_eq!(
+        (res.exit_code, res.signal),
+        (0, 0),
+        "the task must not die of SIGPIPE: {res:?}"
+    );
+    d.destroy_task(&cfg.id, false).expect("destroy");
+}

@@ -257,9 +257,22 @@ fn lookup_credentials(name: &str) -> Result<Credentials, SpawnError> {
 /// Opens an output file for the child: write-only, append, created 0644. FIFOs block in open
 /// until a reader exists (the log collector must already be reading).
 fn open_output(path: &Path) -> Result<OwnedFd, SpawnError> {
+    // A FIFO (the client's log collector reads the other end) is opened read-write: the task's
+    // own descriptor then always counts as a reader, so while the agent is down (nobody reading)
+    // writes fill the pipe and block instead of failing with EPIPE/SIGPIPE, and the restarted
+    // agent drains what was written. On Linux an O_RDWR open of a FIFO never blocks.
+    use std::os::unix::fs::FileTypeExt;
+    let is_fifo = std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    let access = if is_fifo {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT
+    };
     let fd = nix::fcntl::open(
         path,
-        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        access | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o644),
     )
     .map_err(|e| SpawnError::Open {
