@@ -51,7 +51,10 @@ fn redb_once(db: &redb::Database, i: u64) -> Result<Duration, Box<dyn std::error
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let base = args.get(1).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = args
+        .get(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let samples: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let root = tempfile::tempdir_in(&base)?;
 
@@ -65,7 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.election_timeout_max = Duration::from_millis(600);
         nodes.push(RaftNode::start(cfg, StateStore::new()).await?);
     }
-    let members: BTreeMap<u64, String> = nodes.iter().map(|n| (n.node_id(), n.rpc_addr())).collect();
+    let members: BTreeMap<u64, String> =
+        nodes.iter().map(|n| (n.node_id(), n.rpc_addr())).collect();
     nodes[0].bootstrap(members).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let leader = loop {
@@ -77,7 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let follower = nodes.iter().find(|n| !n.is_leader()).cloned().ok_or("no follower")?;
+    let follower = nodes
+        .iter()
+        .find(|n| !n.is_leader())
+        .cloned()
+        .ok_or("no follower")?;
 
     for i in 0..20 {
         leader.apply(eval_cmd(i)).await?;
@@ -101,13 +109,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for v in [&mut lat, &mut fwd, &mut floor, &mut redb] {
         v.sort();
     }
-    let (p50, p99, f50) = (percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&floor, 0.5));
+    let (p50, p99, f50) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&floor, 0.5),
+    );
     println!("dir: {}", root.path().display());
     println!("apply() on leader, 3 nodes, fsync on: p50 {p50:?}  p99 {p99:?}  (n={samples})");
-    println!("apply() on follower (forwarded):      p50 {:?}  (n={})", percentile(&fwd, 0.5), fwd.len());
-    println!("fsync floor (256 B write + fdatasync): p50 {f50:?}  p99 {:?}  (n={samples})", percentile(&floor, 0.99));
-    println!("redb commit (256 B, Immediate):        p50 {:?}  (n={samples})", percentile(&redb, 0.5));
-    println!("ratio apply p50 / fsync p50: {:.2}", p50.as_secs_f64() / f50.as_secs_f64().max(1e-9));
+    println!(
+        "apply() on follower (forwarded):      p50 {:?}  (n={})",
+        percentile(&fwd, 0.5),
+        fwd.len()
+    );
+    println!(
+        "fsync floor (256 B write + fdatasync): p50 {f50:?}  p99 {:?}  (n={samples})",
+        percentile(&floor, 0.99)
+    );
+    println!(
+        "redb commit (256 B, Immediate):        p50 {:?}  (n={samples})",
+        percentile(&redb, 0.5)
+    );
+    println!(
+        "ratio apply p50 / fsync p50: {:.2}",
+        p50.as_secs_f64() / f50.as_secs_f64().max(1e-9)
+    );
 
     for n in &nodes {
         n.shutdown().await;

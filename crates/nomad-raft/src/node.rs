@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::network::{CallError, Conn, FramedConn, NetworkFactory, Request, RequestBody, Response, ResponseBody, Shared};
+use crate::network::{
+    CallError, Conn, FramedConn, NetworkFactory, Request, RequestBody, Response, ResponseBody,
+    Shared,
+};
 use crate::store::log::{LogDb, LogStore, META_CLUSTER_ID, META_LAST_PURGED, META_NODE_ID};
 use crate::store::sm::{load_snapshot, StateMachine, StoredSnapshot, SNAPSHOT_FILE};
 use crate::types::{LogId, NodeId, Raft};
@@ -41,11 +44,16 @@ pub struct RaftNode {
     shutdown_tx: watch::Sender<bool>,
     stopped: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Lets `shutdown` wait until the log file is closed (so it can be opened again).
+    db: std::sync::Weak<LogDb>,
 }
 
 impl std::fmt::Debug for RaftNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RaftNode").field("node_id", &self.node_id).field("rpc_addr", &self.rpc_addr).finish()
+        f.debug_struct("RaftNode")
+            .field("node_id", &self.node_id)
+            .field("rpc_addr", &self.rpc_addr)
+            .finish()
     }
 }
 
@@ -99,17 +107,29 @@ fn fatal<E: std::fmt::Display>(e: &E) -> RaftError {
 impl RaftNode {
     /// Opens the log under `cfg.data_dir/raft`, restores the last snapshot into `state` and
     /// replays the committed log after it, then starts the RPC listener on `cfg.rpc_addr`.
-    pub async fn start(cfg: RaftConfig, state: Arc<StateStore>) -> Result<Arc<RaftNode>, RaftError> {
+    pub async fn start(
+        cfg: RaftConfig,
+        state: Arc<StateStore>,
+    ) -> Result<Arc<RaftNode>, RaftError> {
         if cfg.election_timeout_min >= cfg.election_timeout_max {
-            return Err(RaftError::Config("election_timeout_min must be below election_timeout_max".into()));
+            return Err(RaftError::Config(
+                "election_timeout_min must be below election_timeout_max".into(),
+            ));
         }
         if cfg.heartbeat_interval >= cfg.election_timeout_min {
-            return Err(RaftError::Config("heartbeat_interval must be below election_timeout_min".into()));
+            return Err(RaftError::Config(
+                "heartbeat_interval must be below election_timeout_min".into(),
+            ));
         }
-        let dir: Option<PathBuf> = if cfg.in_memory { None } else { Some(cfg.data_dir.join("raft")) };
+        let dir: Option<PathBuf> = if cfg.in_memory {
+            None
+        } else {
+            Some(cfg.data_dir.join("raft"))
+        };
         let fsync = !cfg.in_memory;
         if let Some(d) = &dir {
-            std::fs::create_dir_all(d).map_err(|e| RaftError::Storage(format!("{}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| RaftError::Storage(format!("{}: {e}", d.display())))?;
         }
 
         // Opening verifies the whole log; keep that off the async threads.
@@ -133,7 +153,10 @@ impl RaftNode {
         let stored_cluster: Option<String> = db.get_meta(META_CLUSTER_ID)?;
         let cluster_id = match (&cfg.cluster_id, stored_cluster) {
             (Some(ours), Some(disk)) if *ours != disk => {
-                return Err(RaftError::ClusterIdMismatch { ours: ours.clone(), theirs: disk })
+                return Err(RaftError::ClusterIdMismatch {
+                    ours: ours.clone(),
+                    theirs: disk,
+                })
             }
             (Some(ours), None) => {
                 db.put_meta(META_CLUSTER_ID, ours, true)?;
@@ -147,10 +170,15 @@ impl RaftNode {
             None => None,
         };
         let purged: Option<LogId> = db.get_meta(META_LAST_PURGED)?;
-        let snap_index = snapshot.as_ref().and_then(|s| s.meta.last_log_id.as_ref()).map(|l| l.index);
+        let snap_index = snapshot
+            .as_ref()
+            .and_then(|s| s.meta.last_log_id.as_ref())
+            .map(|l| l.index);
         if let Some(p) = &purged {
             if snap_index.is_none_or(|s| s < p.index) {
-                let snap_path = dir.as_ref().map(|d| d.join(SNAPSHOT_FILE).display().to_string());
+                let snap_path = dir
+                    .as_ref()
+                    .map(|d| d.join(SNAPSHOT_FILE).display().to_string());
                 return Err(RaftError::Corrupt(format!(
                     "{}: the log is purged up to {} but the snapshot {} covers {}",
                     db.path(),
@@ -162,12 +190,17 @@ impl RaftNode {
         }
         match &snapshot {
             Some(s) => state.restore(&s.data).map_err(|e| {
-                let p = dir.as_ref().map(|d| d.join(SNAPSHOT_FILE).display().to_string()).unwrap_or_default();
+                let p = dir
+                    .as_ref()
+                    .map(|d| d.join(SNAPSHOT_FILE).display().to_string())
+                    .unwrap_or_default();
                 RaftError::Corrupt(format!("{p}: {e}"))
             })?,
             None if state.latest_index() > 0 => {
                 // The log is the only truth: start from the empty state and replay it.
-                state.restore(&StateStore::new().persist()).map_err(|e| RaftError::Storage(e.to_string()))?;
+                state
+                    .restore(&StateStore::new().persist())
+                    .map_err(|e| RaftError::Storage(e.to_string()))?;
             }
             None => {}
         }
@@ -198,7 +231,9 @@ impl RaftNode {
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            NetworkFactory { shared: shared.clone() },
+            NetworkFactory {
+                shared: shared.clone(),
+            },
             LogStore::new(db.clone()),
             sm,
         )
@@ -211,6 +246,7 @@ impl RaftNode {
                 RaftError::Storage(m)
             }
         })?;
+        let db_weak = Arc::downgrade(&db);
         drop(db);
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -226,9 +262,13 @@ impl RaftNode {
             shutdown_tx,
             stopped: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            db: db_weak,
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&node), shutdown_rx));
-        node.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(accept);
+        node.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(accept);
         tracing::info!(node_id = node.node_id, rpc_addr = %node.rpc_addr, "raft started");
         Ok(node)
     }
@@ -258,7 +298,10 @@ impl RaftNode {
     /// member list, so every server bootstrapping the same list agrees.
     pub async fn bootstrap(&self, members: BTreeMap<u64, String>) -> Result<(), RaftError> {
         if !members.contains_key(&self.node_id) {
-            return Err(RaftError::Config(format!("bootstrap members do not include this node ({})", self.node_id)));
+            return Err(RaftError::Config(format!(
+                "bootstrap members do not include this node ({})",
+                self.node_id
+            )));
         }
         if self.raft.is_initialized().await.map_err(|e| fatal(&e))? {
             return Ok(());
@@ -266,7 +309,10 @@ impl RaftNode {
         if self.shared.cluster_id().is_none() {
             self.shared.set_cluster_id(&derived_cluster_id(&members))?;
         }
-        let nodes: BTreeMap<u64, BasicNode> = members.into_iter().map(|(id, addr)| (id, BasicNode::new(addr))).collect();
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
         match self.raft.initialize(nodes).await {
             Ok(()) => Ok(()),
             Err(ORaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
@@ -279,9 +325,14 @@ impl RaftNode {
     /// voter. On a follower the request is forwarded to the leader.
     pub async fn add_voter(&self, node_id: u64, rpc_addr: String) -> Result<(), RaftError> {
         let deadline = Instant::now() + self.apply_timeout;
-        self.with_leader(deadline, RequestBody::Join { node_id, addr: rpc_addr.clone() }, || {
-            self.add_voter_local(node_id, rpc_addr.clone(), deadline)
-        })
+        self.with_leader(
+            deadline,
+            RequestBody::Join {
+                node_id,
+                addr: rpc_addr.clone(),
+            },
+            || self.add_voter_local(node_id, rpc_addr.clone(), deadline),
+        )
         .await
         .map(|_| ())
     }
@@ -289,9 +340,11 @@ impl RaftNode {
     /// Removes `node_id` from the configuration (voter or learner). Forwarded when not leader.
     pub async fn remove_peer(&self, node_id: u64) -> Result<(), RaftError> {
         let deadline = Instant::now() + self.apply_timeout;
-        self.with_leader(deadline, RequestBody::Remove { node_id }, || self.remove_local(node_id))
-            .await
-            .map(|_| ())
+        self.with_leader(deadline, RequestBody::Remove { node_id }, || {
+            self.remove_local(node_id)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Asks the server at `via` (any member) to add this node as a voter.
@@ -301,7 +354,10 @@ impl RaftNode {
         let mut target = via.to_string();
         loop {
             let mut conn = Conn::new(target.clone());
-            let body = RequestBody::Join { node_id: self.node_id, addr: self.rpc_addr.clone() };
+            let body = RequestBody::Join {
+                node_id: self.node_id,
+                addr: self.rpc_addr.clone(),
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             let res = match conn.call(&self.shared, body, left).await {
                 Ok(ResponseBody::Done(r)) => r,
@@ -331,14 +387,33 @@ impl RaftNode {
     }
 
     /// [`RaftNode::apply`] with an explicit deadline.
-    pub async fn apply_with_timeout(&self, cmd: Command, timeout: Duration) -> Result<u64, RaftError> {
+    pub async fn apply_with_timeout(
+        &self,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<u64, RaftError> {
         let deadline = Instant::now() + timeout;
-        let index = self.with_leader(deadline, RequestBody::Forward(cmd.clone()), || self.write_local(cmd.clone())).await?;
+        let index = self
+            .with_leader(deadline, RequestBody::Forward(cmd.clone()), || {
+                self.write_local(cmd.clone())
+            })
+            .await?;
         // A forwarded write is applied here once the leader's next append carries the commit.
         if self.applied_index() < index {
-            let left = deadline.saturating_duration_since(Instant::now()).max(self.heartbeat * 20);
-            if self.raft.wait(Some(left)).applied_index_at_least(Some(index), "forwarded write").await.is_err() {
-                tracing::warn!(index, "write committed on the leader but not yet applied here");
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(self.heartbeat * 20);
+            if self
+                .raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(index), "forwarded write")
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    index,
+                    "write committed on the leader but not yet applied here"
+                );
             }
         }
         Ok(index)
@@ -349,7 +424,12 @@ impl RaftNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
         Some((id, addr))
     }
 
@@ -366,7 +446,10 @@ impl RaftNode {
         let m = m.borrow();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        membership.nodes().map(|(id, n)| (*id, n.addr.clone(), voters.contains(id))).collect()
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+            .collect()
     }
 
     /// Waits until this node's state reflects every write committed before the call (a
@@ -374,7 +457,9 @@ impl RaftNode {
     /// index and waits to apply up to it).
     pub async fn ensure_linearizable(&self) -> Result<(), RaftError> {
         let deadline = Instant::now() + self.apply_timeout;
-        let index = self.with_leader(deadline, RequestBody::ReadIndex, || self.read_index_local()).await?;
+        let index = self
+            .with_leader(deadline, RequestBody::ReadIndex, || self.read_index_local())
+            .await?;
         if self.applied_index() < index {
             let left = deadline.saturating_duration_since(Instant::now());
             self.raft
@@ -388,11 +473,24 @@ impl RaftNode {
 
     /// Takes a snapshot of the state now and waits until it is written.
     pub async fn snapshot_now(&self) -> Result<(), RaftError> {
-        let Some(applied) = self.raft.metrics().borrow().last_applied.clone() else { return Ok(()) };
-        self.raft.trigger().snapshot().await.map_err(|e| fatal(&e))?;
+        let Some(applied) = self.raft.metrics().borrow().last_applied else {
+            return Ok(());
+        };
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| fatal(&e))?;
         self.raft
             .wait(Some(self.apply_timeout))
-            .metrics(|m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied.index), "snapshot_now")
+            .metrics(
+                |m| {
+                    m.snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.index >= applied.index)
+                },
+                "snapshot_now",
+            )
             .await
             .map_err(|e| RaftError::Storage(format!("snapshot did not complete: {e}")))?;
         Ok(())
@@ -407,20 +505,38 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft core did not stop cleanly");
         }
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             t.abort();
             let _ = t.await;
         }
-        self.forward_pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.forward_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.shared.close();
+        // openraft's tasks drop their log handles as they finish; the file closes (and the
+        // pending committed index is written) when the last one goes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.db.strong_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if self.db.strong_count() > 0 {
+            tracing::warn!(node_id = self.node_id, "raft log still open after shutdown");
+        }
         tracing::info!(node_id = self.node_id, "raft stopped");
     }
 
     // ---- internals ----
 
     pub(crate) fn applied_index(&self) -> u64 {
-        self.raft.metrics().borrow().last_applied.as_ref().map_or(0, |l| l.index)
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .as_ref()
+            .map_or(0, |l| l.index)
     }
 
     /// Drops traffic to and from `peers` (partition tests).
@@ -432,10 +548,17 @@ impl RaftNode {
     /// Purges the log up to `upto` (at most the snapshot).
     #[cfg(test)]
     pub(crate) async fn purge_log(&self, upto: u64) -> Result<(), RaftError> {
-        self.raft.trigger().purge_log(upto).await.map_err(|e| fatal(&e))?;
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| fatal(&e))?;
         self.raft
             .wait(Some(self.apply_timeout))
-            .metrics(|m| m.purged.as_ref().is_some_and(|p| p.index >= upto), "purge")
+            .metrics(
+                |m| m.purged.as_ref().is_some_and(|p| p.index >= upto),
+                "purge",
+            )
             .await
             .map_err(|e| RaftError::Storage(e.to_string()))?;
         Ok(())
@@ -443,7 +566,12 @@ impl RaftNode {
 
     /// Runs `local` when this node leads, else sends `body` to the leader; retries while there
     /// is no leader (or it moves) until `deadline`, then fails with `NoLeader`.
-    async fn with_leader<F, Fut>(&self, deadline: Instant, body: RequestBody, local: F) -> Result<u64, RaftError>
+    async fn with_leader<F, Fut>(
+        &self,
+        deadline: Instant,
+        body: RequestBody,
+        local: F,
+    ) -> Result<u64, RaftError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<u64, RaftError>>,
@@ -490,17 +618,24 @@ impl RaftNode {
         };
         let req = match body {
             RequestBody::Forward(c) => RequestBody::Forward(c.clone()),
-            RequestBody::Join { node_id, addr } => RequestBody::Join { node_id: *node_id, addr: addr.clone() },
+            RequestBody::Join { node_id, addr } => RequestBody::Join {
+                node_id: *node_id,
+                addr: addr.clone(),
+            },
             RequestBody::Remove { node_id } => RequestBody::Remove { node_id: *node_id },
             RequestBody::ReadIndex => RequestBody::ReadIndex,
             _ => return Attempt::Done(Err(RaftError::Network("not a forwardable request".into()))),
         };
         let out = match conn.call(&self.shared, req, self.apply_timeout).await {
             Ok(ResponseBody::Index(Err(RaftError::NotLeader { .. } | RaftError::NoLeader)))
-            | Ok(ResponseBody::Done(Err(RaftError::NotLeader { .. } | RaftError::NoLeader))) => Attempt::Retry,
+            | Ok(ResponseBody::Done(Err(RaftError::NotLeader { .. } | RaftError::NoLeader))) => {
+                Attempt::Retry
+            }
             Ok(ResponseBody::Index(r)) => Attempt::Done(r),
             Ok(ResponseBody::Done(r)) => Attempt::Done(r.map(|_| 0)),
-            Ok(_) => Attempt::Done(Err(RaftError::Network(format!("{addr}: unexpected response")))),
+            Ok(_) => Attempt::Done(Err(RaftError::Network(format!(
+                "{addr}: unexpected response"
+            )))),
             Err(CallError::Unreachable(m)) => {
                 tracing::debug!(addr, error = m, "leader unreachable");
                 return Attempt::Retry;
@@ -524,7 +659,9 @@ impl RaftNode {
                 Some(e) => Err(RaftError::Apply(e)),
             },
             Err(ORaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(RaftError::NotLeader { leader: f.leader_node.map(|n| n.addr) })
+                Err(RaftError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
             }
             Err(ORaftError::APIError(e)) => Err(RaftError::Membership(e.to_string())),
             Err(ORaftError::Fatal(e)) => Err(fatal(&e)),
@@ -535,7 +672,9 @@ impl RaftNode {
         match self.raft.ensure_linearizable().await {
             Ok(l) => Ok(l.map_or(0, |l| l.index)),
             Err(ORaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(RaftError::NotLeader { leader: f.leader_node.map(|n| n.addr) })
+                Err(RaftError::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
             }
             Err(ORaftError::APIError(_)) => Err(RaftError::NoLeader),
             Err(ORaftError::Fatal(e)) => Err(fatal(&e)),
@@ -544,20 +683,28 @@ impl RaftNode {
 
     fn membership_error(e: ORaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> RaftError {
         match e {
-            ORaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                RaftError::NotLeader { leader: f.leader_node.map(|n| n.addr) }
-            }
+            ORaftError::APIError(ClientWriteError::ForwardToLeader(f)) => RaftError::NotLeader {
+                leader: f.leader_node.map(|n| n.addr),
+            },
             ORaftError::APIError(e) => RaftError::Membership(e.to_string()),
             ORaftError::Fatal(e) => fatal(&e),
         }
     }
 
-    async fn add_voter_local(&self, node_id: u64, addr: String, deadline: Instant) -> Result<u64, RaftError> {
+    async fn add_voter_local(
+        &self,
+        node_id: u64,
+        addr: String,
+        deadline: Instant,
+    ) -> Result<u64, RaftError> {
         let (is_voter, known_addr) = {
             let m = self.raft.metrics();
             let m = m.borrow();
             let mem = m.membership_config.membership();
-            (mem.voter_ids().any(|v| v == node_id), mem.get_node(&node_id).map(|n| n.addr.clone()))
+            (
+                mem.voter_ids().any(|v| v == node_id),
+                mem.get_node(&node_id).map(|n| n.addr.clone()),
+            )
         };
         if is_voter && known_addr.as_deref() == Some(addr.as_str()) {
             return Ok(0);
@@ -574,14 +721,23 @@ impl RaftNode {
             }
         }
         if known_addr.is_none() {
-            self.raft.add_learner(node_id, BasicNode::new(&addr), true).await.map_err(Self::membership_error)?;
+            self.raft
+                .add_learner(node_id, BasicNode::new(&addr), true)
+                .await
+                .map_err(Self::membership_error)?;
         } else if known_addr.as_deref() != Some(addr.as_str()) {
             let set = ChangeMembers::SetNodes(BTreeMap::from([(node_id, BasicNode::new(&addr))]));
-            self.raft.change_membership(set, true).await.map_err(Self::membership_error)?;
+            self.raft
+                .change_membership(set, true)
+                .await
+                .map_err(Self::membership_error)?;
         }
         if !is_voter {
             let add = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
-            self.raft.change_membership(add, false).await.map_err(Self::membership_error)?;
+            self.raft
+                .change_membership(add, false)
+                .await
+                .map_err(Self::membership_error)?;
         }
         Ok(0)
     }
@@ -591,14 +747,23 @@ impl RaftNode {
             let m = self.raft.metrics();
             let m = m.borrow();
             let mem = m.membership_config.membership();
-            (mem.voter_ids().any(|v| v == node_id), mem.get_node(&node_id).is_some())
+            (
+                mem.voter_ids().any(|v| v == node_id),
+                mem.get_node(&node_id).is_some(),
+            )
         };
         if is_voter {
             let rm = ChangeMembers::RemoveVoters(BTreeSet::from([node_id]));
-            self.raft.change_membership(rm, false).await.map_err(Self::membership_error)?;
+            self.raft
+                .change_membership(rm, false)
+                .await
+                .map_err(Self::membership_error)?;
         } else if known {
             let rm = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
-            self.raft.change_membership(rm, false).await.map_err(Self::membership_error)?;
+            self.raft
+                .change_membership(rm, false)
+                .await
+                .map_err(Self::membership_error)?;
         }
         Ok(0)
     }
@@ -608,23 +773,37 @@ impl RaftNode {
         if self.stopped.load(Ordering::SeqCst) {
             return ResponseBody::Refused(RaftError::Shutdown);
         }
-        let leader_traffic = matches!(req.body, RequestBody::AppendEntries(_) | RequestBody::InstallSnapshot(_));
-        if let Err(e) = self.shared.check_cluster(req.cluster_id.as_deref(), leader_traffic) {
+        let leader_traffic = matches!(
+            req.body,
+            RequestBody::AppendEntries(_) | RequestBody::InstallSnapshot(_)
+        );
+        if let Err(e) = self
+            .shared
+            .check_cluster(req.cluster_id.as_deref(), leader_traffic)
+        {
             tracing::warn!(from = req.from, error = %e, "refusing raft rpc");
             return ResponseBody::Refused(e);
         }
         match req.body {
-            RequestBody::AppendEntries(r) => ResponseBody::AppendEntries(self.raft.append_entries(r).await),
+            RequestBody::AppendEntries(r) => {
+                ResponseBody::AppendEntries(self.raft.append_entries(r).await)
+            }
             RequestBody::Vote(r) => ResponseBody::Vote(self.raft.vote(r).await),
-            RequestBody::InstallSnapshot(r) => ResponseBody::InstallSnapshot(self.raft.install_snapshot(r).await),
+            RequestBody::InstallSnapshot(r) => {
+                ResponseBody::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
             RequestBody::Forward(cmd) => ResponseBody::Index(self.write_local(cmd).await),
             RequestBody::Join { node_id, addr } => {
                 let deadline = Instant::now() + self.apply_timeout;
-                ResponseBody::Done(self.with_leader_local_only(self.add_voter_local(node_id, addr, deadline)).await)
+                ResponseBody::Done(
+                    self.with_leader_local_only(self.add_voter_local(node_id, addr, deadline))
+                        .await,
+                )
             }
-            RequestBody::Remove { node_id } => {
-                ResponseBody::Done(self.with_leader_local_only(self.remove_local(node_id)).await)
-            }
+            RequestBody::Remove { node_id } => ResponseBody::Done(
+                self.with_leader_local_only(self.remove_local(node_id))
+                    .await,
+            ),
             RequestBody::ReadIndex => ResponseBody::Index(self.read_index_local().await),
             RequestBody::Ping => ResponseBody::Done(Ok(())),
         }
@@ -636,13 +815,19 @@ impl RaftNode {
         f: impl std::future::Future<Output = Result<u64, RaftError>>,
     ) -> Result<(), RaftError> {
         if !self.is_leader() {
-            return Err(RaftError::NotLeader { leader: self.leader().map(|l| l.1) });
+            return Err(RaftError::NotLeader {
+                leader: self.leader().map(|l| l.1),
+            });
         }
         f.await.map(|_| ())
     }
 }
 
-async fn accept_loop(listener: TcpListener, node: std::sync::Weak<RaftNode>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    node: std::sync::Weak<RaftNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -692,7 +877,10 @@ async fn serve_conn(
             return;
         }
         let body = node.handle(req).await;
-        let resp = Response { cluster_id: node.shared.cluster_id(), body };
+        let resp = Response {
+            cluster_id: node.shared.cluster_id(),
+            body,
+        };
         drop(node);
         if let Err(e) = conn.send(&resp).await {
             tracing::debug!(peer, error = %e, "raft rpc response not sent");

@@ -46,7 +46,10 @@ fn eval_cmd(i: usize) -> Command {
 async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -61,7 +64,12 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
-        let mut c = Cluster { dirs: vec![], nodes: vec![], states: vec![], addrs: vec![] };
+        let mut c = Cluster {
+            dirs: vec![],
+            nodes: vec![],
+            states: vec![],
+            addrs: vec![],
+        };
         for i in 0..n {
             let dir = tempfile::tempdir().expect("tempdir");
             let state = StateStore::new();
@@ -77,7 +85,11 @@ impl Cluster {
     }
 
     fn members(&self) -> BTreeMap<u64, String> {
-        self.addrs.iter().enumerate().map(|(i, a)| (i as u64 + 1, a.clone())).collect()
+        self.addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, a.clone()))
+            .collect()
     }
 
     async fn bootstrap(n: usize) -> Cluster {
@@ -88,7 +100,9 @@ impl Cluster {
     }
 
     fn node(&self, id: u64) -> &Arc<RaftNode> {
-        self.nodes[id as usize - 1].as_ref().expect("node is running")
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node is running")
     }
 
     fn running(&self) -> impl Iterator<Item = &Arc<RaftNode>> {
@@ -133,7 +147,13 @@ impl Cluster {
 
     /// Waits until every running node's state is byte-for-byte the same and has `evals` evals.
     async fn wait_converged(&self, evals: usize) {
-        let ids: Vec<usize> = self.nodes.iter().enumerate().filter(|(_, n)| n.is_some()).map(|(i, _)| i).collect();
+        let ids: Vec<usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_some())
+            .map(|(i, _)| i)
+            .collect();
         wait_until("all states to converge", WAIT, || {
             let first = self.states[ids[0]].persist();
             ids.iter().all(|i| self.states[*i].persist() == first)
@@ -158,7 +178,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for TempBuilder {
         let dir = tempfile::tempdir().expect("tempdir");
         // The suite checks logic, not durability: skip fsync so it stays fast.
         let db = LogDb::open(Some(&dir.path().join("raft.db")), false).expect("opens");
-        let sm = StateMachine::new(StateStore::new(), None, Some(dir.path().to_path_buf()), false);
+        let sm = StateMachine::new(
+            StateStore::new(),
+            None,
+            Some(dir.path().to_path_buf()),
+            false,
+        );
         Ok((dir, LogStore::new(Arc::new(db)), sm))
     }
 }
@@ -168,7 +193,11 @@ struct MemBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for MemBuilder {
     async fn build(&self) -> Result<((), LogStore, StateMachine), StorageError> {
         let db = LogDb::open(None, false).expect("opens");
-        Ok(((), LogStore::new(Arc::new(db)), StateMachine::new(StateStore::new(), None, None, false)))
+        Ok((
+            (),
+            LogStore::new(Arc::new(db)),
+            StateMachine::new(StateStore::new(), None, None, false),
+        ))
     }
 }
 
@@ -187,23 +216,43 @@ async fn three_nodes_replicate_forward_fail_over_and_catch_up() {
     let mut c = Cluster::bootstrap(3).await;
     let leader = c.wait_leader(&[]).await;
     assert_eq!(c.node(leader).peers().len(), 3);
-    assert!(c.node(leader).peers().iter().all(|p| p.2), "all three are voters");
+    assert!(
+        c.node(leader).peers().iter().all(|p| p.2),
+        "all three are voters"
+    );
 
     // 100 writes on the leader.
     let mut acked = Vec::new();
     for i in 0..100 {
-        let index = c.node(leader).apply(eval_cmd(i)).await.expect("write on leader");
+        let index = c
+            .node(leader)
+            .apply(eval_cmd(i))
+            .await
+            .expect("write on leader");
         acked.push((i, index));
     }
-    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "indexes increase");
+    assert!(
+        acked.windows(2).all(|w| w[0].1 < w[1].1),
+        "indexes increase"
+    );
     // The leader returned after applying locally.
-    assert!(c.states[leader as usize - 1].snapshot().eval("eval-0099").is_some());
+    assert!(c.states[leader as usize - 1]
+        .snapshot()
+        .eval("eval-0099")
+        .is_some());
     c.wait_converged(100).await;
 
     // A write on a follower is forwarded, and applied on that follower when apply returns.
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let index = c.node(follower).apply(eval_cmd(100)).await.expect("forwarded write");
-    assert!(c.states[follower as usize - 1].snapshot().eval("eval-0100").is_some());
+    let index = c
+        .node(follower)
+        .apply(eval_cmd(100))
+        .await
+        .expect("forwarded write");
+    assert!(c.states[follower as usize - 1]
+        .snapshot()
+        .eval("eval-0100")
+        .is_some());
     assert!(c.states[follower as usize - 1].latest_index() >= index);
     acked.push((100, index));
     c.ensure_linearizable_everywhere().await;
@@ -213,9 +262,16 @@ async fn three_nodes_replicate_forward_fail_over_and_catch_up() {
     let started = std::time::Instant::now();
     let new_leader = c.wait_leader(&[leader]).await;
     assert_ne!(new_leader, leader);
-    assert!(started.elapsed() < Duration::from_secs(5), "new leader within a few seconds");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "new leader within a few seconds"
+    );
     for i in 101..120 {
-        let index = c.node(new_leader).apply(eval_cmd(i)).await.expect("write after fail-over");
+        let index = c
+            .node(new_leader)
+            .apply(eval_cmd(i))
+            .await
+            .expect("write after fail-over");
         acked.push((i, index));
     }
 
@@ -225,7 +281,10 @@ async fn three_nodes_replicate_forward_fail_over_and_catch_up() {
     for s in &c.states {
         let snap = s.snapshot();
         for (i, _) in &acked {
-            assert!(snap.eval(&format!("eval-{i:04}")).is_some(), "acknowledged write {i} lost");
+            assert!(
+                snap.eval(&format!("eval-{i:04}")).is_some(),
+                "acknowledged write {i} lost"
+            );
         }
     }
     c.shutdown().await;
@@ -257,7 +316,10 @@ async fn snapshot_restart_and_install_on_lagging_follower() {
     c.node(leader).snapshot_now().await.expect("snapshot");
     let applied = c.node(leader).applied_index();
     c.node(leader).purge_log(applied).await.expect("purge");
-    assert!(c.dirs[leader as usize - 1].path().join("raft/snapshot.bin").exists());
+    assert!(c.dirs[leader as usize - 1]
+        .path()
+        .join("raft/snapshot.bin")
+        .exists());
 
     // The lagging follower can only catch up through InstallSnapshot.
     c.restart(lagging).await;
@@ -272,12 +334,19 @@ async fn snapshot_restart_and_install_on_lagging_follower() {
         c.stop(*id).await;
     }
     c.restart(leader).await;
-    assert_eq!(c.states[leader as usize - 1].persist(), before, "state restored from the snapshot");
+    assert_eq!(
+        c.states[leader as usize - 1].persist(),
+        before,
+        "state restored from the snapshot"
+    );
     for id in &others {
         c.restart(*id).await;
     }
     let l = c.wait_leader(&[]).await;
-    c.node(l).apply(eval_cmd(60)).await.expect("write after restart");
+    c.node(l)
+        .apply(eval_cmd(60))
+        .await
+        .expect("write after restart");
     c.wait_converged(61).await;
     c.shutdown().await;
 }
@@ -294,7 +363,11 @@ async fn minority_partition_accepts_no_writes() {
     for id in &majority {
         c.node(*id).partition_from(&[old]);
     }
-    let err = c.node(old).apply_with_timeout(eval_cmd(1), Duration::from_secs(2)).await.expect_err("minority write");
+    let err = c
+        .node(old)
+        .apply_with_timeout(eval_cmd(1), Duration::from_secs(2))
+        .await
+        .expect_err("minority write");
     assert_eq!(err, RaftError::NoLeader);
     assert_eq!(err.to_string(), "No cluster leader");
 
@@ -310,7 +383,10 @@ async fn minority_partition_accepts_no_writes() {
         }
     })
     .await;
-    c.node(new).apply(eval_cmd(2)).await.expect("majority write");
+    c.node(new)
+        .apply(eval_cmd(2))
+        .await
+        .expect("majority write");
 
     // Heal: the old leader steps down and converges; the refused write never appears.
     for id in 1..=3 {
@@ -330,53 +406,100 @@ async fn join_via_any_member_and_remove() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let state = StateStore::new();
-    let n4 = RaftNode::start(cfg(4, "127.0.0.1:0", dir.path()), state.clone()).await.expect("starts");
+    let n4 = RaftNode::start(cfg(4, "127.0.0.1:0", dir.path()), state.clone())
+        .await
+        .expect("starts");
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    n4.join(&c.addrs[follower as usize - 1]).await.expect("join through a follower");
-    wait_until("node 4 catches up", WAIT, || state.snapshot().evals(None, "").len() == 10).await;
-    assert!(c.node(leader).peers().iter().any(|p| p.0 == 4 && p.2), "node 4 is a voter");
-    assert_eq!(n4.cluster_id(), c.node(leader).cluster_id(), "node 4 adopted the cluster ID");
+    n4.join(&c.addrs[follower as usize - 1])
+        .await
+        .expect("join through a follower");
+    wait_until("node 4 catches up", WAIT, || {
+        state.snapshot().evals(None, "").len() == 10
+    })
+    .await;
+    assert!(
+        c.node(leader).peers().iter().any(|p| p.0 == 4 && p.2),
+        "node 4 is a voter"
+    );
+    assert_eq!(
+        n4.cluster_id(),
+        c.node(leader).cluster_id(),
+        "node 4 adopted the cluster ID"
+    );
 
-    c.node(follower).remove_peer(4).await.expect("remove through a follower");
-    wait_until("node 4 removed", WAIT, || c.node(leader).peers().iter().all(|p| p.0 != 4)).await;
+    c.node(follower)
+        .remove_peer(4)
+        .await
+        .expect("remove through a follower");
+    wait_until("node 4 removed", WAIT, || {
+        c.node(leader).peers().iter().all(|p| p.0 != 4)
+    })
+    .await;
     n4.shutdown().await;
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn different_cluster_ids_refuse_to_talk() {
-    let (da, db) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (da, db) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     let mut ca = cfg(1, "127.0.0.1:0", da.path());
     ca.cluster_id = Some("cluster-a".into());
     let mut cb = cfg(2, "127.0.0.1:0", db.path());
     cb.cluster_id = Some("cluster-b".into());
-    let a = RaftNode::start(ca.clone(), StateStore::new()).await.expect("a starts");
+    let a = RaftNode::start(ca.clone(), StateStore::new())
+        .await
+        .expect("a starts");
     let b_state = StateStore::new();
-    let b = RaftNode::start(cb, b_state.clone()).await.expect("b starts");
-    a.bootstrap(BTreeMap::from([(1, a.rpc_addr())])).await.expect("bootstrap a");
+    let b = RaftNode::start(cb, b_state.clone())
+        .await
+        .expect("b starts");
+    a.bootstrap(BTreeMap::from([(1, a.rpc_addr())]))
+        .await
+        .expect("bootstrap a");
     wait_until("a leads", WAIT, || a.is_leader()).await;
     a.apply(eval_cmd(0)).await.expect("write on a");
 
-    let err = a.add_voter(2, b.rpc_addr()).await.expect_err("b is of another cluster");
-    assert!(matches!(err, RaftError::ClusterIdMismatch { .. }), "{err:?}");
+    let err = a
+        .add_voter(2, b.rpc_addr())
+        .await
+        .expect_err("b is of another cluster");
+    assert!(
+        matches!(err, RaftError::ClusterIdMismatch { .. }),
+        "{err:?}"
+    );
     assert!(a.peers().iter().all(|p| p.0 != 2));
     let err = b.join(&a.rpc_addr()).await.expect_err("b cannot join a");
-    assert!(matches!(err, RaftError::ClusterIdMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, RaftError::ClusterIdMismatch { .. }),
+        "{err:?}"
+    );
     assert!(b_state.snapshot().evals(None, "").is_empty());
 
     // A data dir of cluster A cannot be started as cluster B.
     a.shutdown().await;
     let mut wrong = ca;
     wrong.cluster_id = Some("cluster-b".into());
-    let err = RaftNode::start(wrong, StateStore::new()).await.expect_err("mismatch on disk");
-    assert!(matches!(err, RaftError::ClusterIdMismatch { .. }), "{err:?}");
+    let err = RaftNode::start(wrong, StateStore::new())
+        .await
+        .expect_err("mismatch on disk");
+    assert!(
+        matches!(err, RaftError::ClusterIdMismatch { .. }),
+        "{err:?}"
+    );
     b.shutdown().await;
 }
 
 /// Starts a one-node cluster in `dir`, writes `n` evals, stops it.
 async fn single_node_with_writes(dir: &Path, n: usize) {
-    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir), StateStore::new()).await.expect("starts");
-    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())])).await.expect("bootstrap");
+    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir), StateStore::new())
+        .await
+        .expect("starts");
+    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())]))
+        .await
+        .expect("bootstrap");
     wait_until("leader", WAIT, || node.is_leader()).await;
     for i in 0..n {
         node.apply(eval_cmd(i)).await.expect("write");
@@ -389,16 +512,22 @@ async fn restart_replays_the_log_and_bootstrap_is_idempotent() {
     let dir = tempfile::tempdir().expect("tempdir");
     single_node_with_writes(dir.path(), 20).await;
     let state = StateStore::new();
-    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), state.clone()).await.expect("restarts");
+    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), state.clone())
+        .await
+        .expect("restarts");
     // Committed entries are replayed while starting, before any election.
     assert_eq!(state.snapshot().evals(None, "").len(), 20);
-    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())])).await.expect("already initialized is ok");
+    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())]))
+        .await
+        .expect("already initialized is ok");
     wait_until("leader", WAIT, || node.is_leader()).await;
     node.apply(eval_cmd(20)).await.expect("write");
     node.shutdown().await;
 
     // Another node ID on the same data dir is refused.
-    let err = RaftNode::start(cfg(2, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("wrong id");
+    let err = RaftNode::start(cfg(2, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect_err("wrong id");
     assert!(matches!(err, RaftError::Config(_)), "{err:?}");
 }
 
@@ -409,10 +538,15 @@ async fn truncated_or_corrupted_log_is_reported() {
     single_node_with_writes(dir.path(), 50).await;
     let db = dir.path().join("raft/raft.db");
     let len = std::fs::metadata(&db).expect("db exists").len();
-    let f = std::fs::OpenOptions::new().write(true).open(&db).expect("open");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .expect("open");
     f.set_len(len / 2).expect("truncate");
     drop(f);
-    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("truncated");
+    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect_err("truncated");
     match &err {
         RaftError::Corrupt(m) => {
             eprintln!("detected: {m}");
@@ -430,7 +564,9 @@ async fn truncated_or_corrupted_log_is_reported() {
         bytes[i] ^= 0xa5;
     }
     std::fs::write(&db, &bytes).expect("write");
-    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("corrupted");
+    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect_err("corrupted");
     match &err {
         RaftError::Corrupt(m) => {
             eprintln!("detected: {m}");
@@ -441,8 +577,12 @@ async fn truncated_or_corrupted_log_is_reported() {
 
     // A damaged snapshot file.
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect("starts");
-    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())])).await.expect("bootstrap");
+    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect("starts");
+    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())]))
+        .await
+        .expect("bootstrap");
     wait_until("leader", WAIT, || node.is_leader()).await;
     node.apply(eval_cmd(0)).await.expect("write");
     node.snapshot_now().await.expect("snapshot");
@@ -452,7 +592,9 @@ async fn truncated_or_corrupted_log_is_reported() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&snap, &bytes).expect("write");
-    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect_err("bad snapshot");
+    let err = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect_err("bad snapshot");
     match &err {
         RaftError::Corrupt(m) => assert!(m.contains("snapshot.bin"), "names the file: {m}"),
         e => panic!("expected Corrupt, got {e:?}"),
@@ -466,13 +608,18 @@ async fn in_memory_node_writes_nothing_to_disk() {
     c.in_memory = true;
     let state = StateStore::new();
     let node = RaftNode::start(c, state.clone()).await.expect("starts");
-    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())])).await.expect("bootstrap");
+    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())]))
+        .await
+        .expect("bootstrap");
     wait_until("leader", WAIT, || node.is_leader()).await;
     let index = node.apply(eval_cmd(0)).await.expect("write");
     assert_eq!(state.latest_index(), index);
     node.snapshot_now().await.expect("snapshot in memory");
     node.ensure_linearizable().await.expect("read");
-    assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "nothing written");
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "nothing written"
+    );
     node.shutdown().await;
     assert_eq!(node.apply(eval_cmd(1)).await, Err(RaftError::Shutdown));
 }
@@ -480,10 +627,19 @@ async fn in_memory_node_writes_nothing_to_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_command_is_an_apply_error_and_does_not_stall_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new()).await.expect("starts");
-    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())])).await.expect("bootstrap");
+    let node = RaftNode::start(cfg(1, "127.0.0.1:0", dir.path()), StateStore::new())
+        .await
+        .expect("starts");
+    node.bootstrap(BTreeMap::from([(1, node.rpc_addr())]))
+        .await
+        .expect("bootstrap");
     wait_until("leader", WAIT, || node.is_leader()).await;
-    let bad = Command::NodeStatusUpdate { node_id: "missing".into(), status: "down".into(), evals: vec![], now: 0 };
+    let bad = Command::NodeStatusUpdate {
+        node_id: "missing".into(),
+        status: "down".into(),
+        evals: vec![],
+        now: 0,
+    };
     let err = node.apply(bad).await.expect_err("unknown node");
     assert!(matches!(err, RaftError::Apply(_)), "{err:?}");
     node.apply(eval_cmd(0)).await.expect("later writes apply");
@@ -496,5 +652,8 @@ fn derived_cluster_id_is_stable() {
     let id = crate::node::derived_cluster_id(&m);
     assert_eq!(id, crate::node::derived_cluster_id(&m.clone()));
     assert_eq!(id.len(), 36);
-    assert_ne!(id, crate::node::derived_cluster_id(&BTreeMap::from([(1, "a:1".to_string())])));
+    assert_ne!(
+        id,
+        crate::node::derived_cluster_id(&BTreeMap::from([(1, "a:1".to_string())]))
+    );
 }

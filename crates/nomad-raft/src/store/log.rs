@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
@@ -36,6 +36,17 @@ pub(crate) struct LogDb {
     db: Database,
     path: String,
     durability: Durability,
+    /// The committed id openraft reported, written with the next log transaction (or on
+    /// drop) instead of in a transaction of its own: it is only a lower bound for replay.
+    pending_committed: Mutex<Option<Option<LogId>>>,
+}
+
+impl Drop for LogDb {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_committed() {
+            tracing::warn!(path = %self.path, error = %e, "committed index not saved");
+        }
+    }
 }
 
 impl Debug for LogDb {
@@ -54,29 +65,45 @@ pub(crate) fn frame<T: Serialize>(v: &T) -> Result<Vec<u8>, RaftError> {
 }
 
 /// Checks and decodes a value written by [`frame`]; `what` names it in the error.
-pub(crate) fn unframe<T: DeserializeOwned>(bytes: &[u8], path: &str, what: &str) -> Result<T, RaftError> {
+pub(crate) fn unframe<T: DeserializeOwned>(
+    bytes: &[u8],
+    path: &str,
+    what: &str,
+) -> Result<T, RaftError> {
     let Some((crc, json)) = bytes.split_first_chunk::<4>() else {
-        return Err(RaftError::Corrupt(format!("{path}: {what}: value is truncated")));
+        return Err(RaftError::Corrupt(format!(
+            "{path}: {what}: value is truncated"
+        )));
     };
     if u32::from_le_bytes(*crc) != crc32fast::hash(json) {
-        return Err(RaftError::Corrupt(format!("{path}: {what}: checksum mismatch")));
+        return Err(RaftError::Corrupt(format!(
+            "{path}: {what}: checksum mismatch"
+        )));
     }
-    serde_json::from_slice(json).map_err(|e| RaftError::Corrupt(format!("{path}: {what}: does not decode: {e}")))
+    serde_json::from_slice(json)
+        .map_err(|e| RaftError::Corrupt(format!("{path}: {what}: does not decode: {e}")))
 }
 
 fn open_error(path: &str, e: redb::DatabaseError) -> RaftError {
     match e {
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => RaftError::Corrupt(format!("{path}: {m}")),
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
+            RaftError::Corrupt(format!("{path}: {m}"))
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) =>
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
         {
             RaftError::Corrupt(format!("{path}: {io}"))
         }
-        redb::DatabaseError::UpgradeRequired(v) => {
-            RaftError::Corrupt(format!("{path}: file format version {v} is not the one this build writes"))
-        }
+        redb::DatabaseError::UpgradeRequired(v) => RaftError::Corrupt(format!(
+            "{path}: file format version {v} is not the one this build writes"
+        )),
         redb::DatabaseError::RepairAborted => RaftError::Corrupt(format!("{path}: repair aborted")),
-        redb::DatabaseError::DatabaseAlreadyOpen => RaftError::Storage(format!("{path}: already open")),
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            RaftError::Storage(format!("{path}: already open"))
+        }
         e => RaftError::Storage(format!("{path}: {e}")),
     }
 }
@@ -104,13 +131,26 @@ impl LogDb {
                 });
                 let db = match opened {
                     Ok(r) => r.map_err(|e| open_error(&shown, e))?,
-                    Err(_) => return Err(RaftError::Corrupt(format!("{shown}: the database panicked while opening"))),
+                    Err(_) => {
+                        return Err(RaftError::Corrupt(format!(
+                            "{shown}: the database panicked while opening"
+                        )))
+                    }
                 };
                 (db, shown, existed)
             }
         };
-        let durability = if fsync { Durability::Immediate } else { Durability::None };
-        let log = LogDb { db, path: shown, durability };
+        let durability = if fsync {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let log = LogDb {
+            db,
+            path: shown,
+            durability,
+            pending_committed: Mutex::new(None),
+        };
         log.init(existed)?;
         Ok(log)
     }
@@ -134,9 +174,17 @@ impl LogDb {
         let magic: Option<String> = self.get_meta(META_MAGIC)?;
         match magic {
             Some(m) if m == MAGIC => {}
-            Some(m) => return Err(RaftError::Corrupt(format!("{}: unknown format {m:?}", self.path))),
+            Some(m) => {
+                return Err(RaftError::Corrupt(format!(
+                    "{}: unknown format {m:?}",
+                    self.path
+                )))
+            }
             None if existed && self.has_tables()? => {
-                return Err(RaftError::Corrupt(format!("{}: no nomad-raft header", self.path)))
+                return Err(RaftError::Corrupt(format!(
+                    "{}: no nomad-raft header",
+                    self.path
+                )))
             }
             None => {
                 self.put_meta(META_MAGIC, &MAGIC.to_string(), true)?;
@@ -175,7 +223,12 @@ impl LogDb {
             }
             if let Some(p) = prev {
                 if index != p + 1 {
-                    return Err(RaftError::Corrupt(format!("{}: log entries {} to {} are missing", self.path, p + 1, index - 1)));
+                    return Err(RaftError::Corrupt(format!(
+                        "{}: log entries {} to {} are missing",
+                        self.path,
+                        p + 1,
+                        index - 1
+                    )));
                 }
             }
             prev = Some(index);
@@ -201,7 +254,10 @@ impl LogDb {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.storage(e)),
         };
-        let first = table.first().map_err(|e| self.storage(e))?.map(|(k, _)| k.value());
+        let first = table
+            .first()
+            .map_err(|e| self.storage(e))?
+            .map(|(k, _)| k.value());
         Ok(first)
     }
 
@@ -220,14 +276,26 @@ impl LogDb {
     }
 
     /// Writes a metadata value; `durable` commits with fsync (when the log fsyncs at all).
-    pub(crate) fn put_meta<T: Serialize>(&self, key: &str, v: &T, durable: bool) -> Result<(), RaftError> {
+    pub(crate) fn put_meta<T: Serialize>(
+        &self,
+        key: &str,
+        v: &T,
+        durable: bool,
+    ) -> Result<(), RaftError> {
         let bytes = frame(v)?;
         let mut txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        let durability = if durable { self.durability } else { Durability::None };
-        txn.set_durability(durability).map_err(|e| self.storage(e))?;
+        let durability = if durable {
+            self.durability
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability)
+            .map_err(|e| self.storage(e))?;
         {
             let mut table = txn.open_table(META).map_err(|e| self.storage(e))?;
-            table.insert(key, bytes.as_slice()).map_err(|e| self.storage(e))?;
+            table
+                .insert(key, bytes.as_slice())
+                .map_err(|e| self.storage(e))?;
             // Make sure the logs table exists too, so readers never see it missing.
             txn.open_table(LOGS).map_err(|e| self.storage(e))?;
         }
@@ -262,7 +330,8 @@ impl LogDb {
         let last = match table.last().map_err(|e| self.storage(e))? {
             None => None,
             Some((k, v)) => {
-                let entry: Entry = unframe(v.value(), &self.path, &format!("log entry {}", k.value()))?;
+                let entry: Entry =
+                    unframe(v.value(), &self.path, &format!("log entry {}", k.value()))?;
                 Some(entry.log_id)
             }
         };
@@ -271,25 +340,76 @@ impl LogDb {
 
     /// Appends entries in one transaction (fsync'd unless the log is in-memory/-dev).
     pub(crate) fn append(&self, entries: &[Entry]) -> Result<(), RaftError> {
+        let committed = self
+            .pending_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let mut txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        txn.set_durability(self.durability).map_err(|e| self.storage(e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| self.storage(e))?;
         {
+            if let Some(c) = committed {
+                let bytes = frame(&c)?;
+                let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
+                meta.insert(META_COMMITTED, bytes.as_slice())
+                    .map_err(|e| self.storage(e))?;
+            }
             let mut table = txn.open_table(LOGS).map_err(|e| self.storage(e))?;
             for e in entries {
                 let bytes = frame(e)?;
-                table.insert(e.log_id.index, bytes.as_slice()).map_err(|e| self.storage(e))?;
+                table
+                    .insert(e.log_id.index, bytes.as_slice())
+                    .map_err(|e| self.storage(e))?;
             }
         }
         txn.commit().map_err(|e| self.storage(e))
     }
 
+    /// Records the committed id, to be written with the next transaction.
+    pub(crate) fn set_committed(&self, committed: Option<LogId>) {
+        *self
+            .pending_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(committed);
+    }
+
+    /// The committed id: the pending one, else the stored one.
+    pub(crate) fn committed(&self) -> Result<Option<LogId>, RaftError> {
+        if let Some(c) = *self
+            .pending_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            return Ok(c);
+        }
+        let c: Option<Option<LogId>> = self.get_meta(META_COMMITTED)?;
+        Ok(c.flatten())
+    }
+
+    /// Writes a pending committed id now.
+    pub(crate) fn flush_committed(&self) -> Result<(), RaftError> {
+        let pending = self
+            .pending_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match pending {
+            Some(c) => self.put_meta(META_COMMITTED, &c, true),
+            None => Ok(()),
+        }
+    }
+
     /// Removes entries with index >= `from` (conflicting entries).
     pub(crate) fn truncate(&self, from: u64) -> Result<(), RaftError> {
         let mut txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        txn.set_durability(self.durability).map_err(|e| self.storage(e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| self.storage(e))?;
         {
             let mut table = txn.open_table(LOGS).map_err(|e| self.storage(e))?;
-            table.retain_in(from.., |_, _| false).map_err(|e| self.storage(e))?;
+            table
+                .retain_in(from.., |_, _| false)
+                .map_err(|e| self.storage(e))?;
         }
         txn.commit().map_err(|e| self.storage(e))
     }
@@ -298,12 +418,16 @@ impl LogDb {
     pub(crate) fn purge(&self, upto: &LogId) -> Result<(), RaftError> {
         let bytes = frame(upto)?;
         let mut txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        txn.set_durability(self.durability).map_err(|e| self.storage(e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| self.storage(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
-            meta.insert(META_LAST_PURGED, bytes.as_slice()).map_err(|e| self.storage(e))?;
+            meta.insert(META_LAST_PURGED, bytes.as_slice())
+                .map_err(|e| self.storage(e))?;
             let mut table = txn.open_table(LOGS).map_err(|e| self.storage(e))?;
-            table.retain_in(..=upto.index, |_, _| false).map_err(|e| self.storage(e))?;
+            table
+                .retain_in(..=upto.index, |_, _| false)
+                .map_err(|e| self.storage(e))?;
         }
         txn.commit().map_err(|e| self.storage(e))
     }
@@ -325,7 +449,9 @@ fn write_logs_err(e: RaftError) -> StorageError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RaftError> + Send + 'static,
 ) -> Result<T, RaftError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| RaftError::Storage(format!("storage task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RaftError::Storage(format!("storage task failed: {e}")))?
 }
 
 /// openraft's view of the log: a cheap handle on the shared [`LogDb`].
@@ -347,7 +473,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         let db = self.db.clone();
-        blocking(move || db.entries(bounds)).await.map_err(read_logs_err)
+        blocking(move || db.entries(bounds))
+            .await
+            .map_err(read_logs_err)
     }
 }
 
@@ -357,7 +485,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let purged: Option<LogId> = self.db.get_meta(META_LAST_PURGED).map_err(read_logs_err)?;
         let last = self.db.last_log_id().map_err(read_logs_err)?;
-        Ok(LogState { last_purged_log_id: purged.clone(), last_log_id: last.or(purged) })
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.or(purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -366,28 +497,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let db = self.db.clone();
-        let vote = vote.clone();
+        let vote = *vote;
         blocking(move || db.put_meta(META_VOTE, &vote, true))
             .await
             .map_err(|e| sto_err(ErrorVerb::Write, ErrorSubject::Vote, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.db.get_meta(META_VOTE).map_err(|e| sto_err(ErrorVerb::Read, ErrorSubject::Vote, e))
+        self.db
+            .get_meta(META_VOTE)
+            .map_err(|e| sto_err(ErrorVerb::Read, ErrorSubject::Vote, e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsync'd on its own: a committed index that is lost in a crash is only a lower
-        // bound, which is safe; the next log append makes it durable anyway.
-        self.db.put_meta(META_COMMITTED, &committed, false).map_err(write_logs_err)
+        // Not a transaction of its own (that costs a redb commit per entry on the commit
+        // path): it rides on the next append, or is written on close. A committed index lost
+        // in a crash is only a lower bound, which is safe.
+        self.db.set_committed(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let c: Option<Option<LogId>> = self.db.get_meta(META_COMMITTED).map_err(read_logs_err)?;
-        Ok(c.flatten())
+        self.db.committed().map_err(read_logs_err)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -409,11 +547,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        blocking(move || db.truncate(log_id.index)).await.map_err(write_logs_err)
+        blocking(move || db.truncate(log_id.index))
+            .await
+            .map_err(write_logs_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        blocking(move || db.purge(&log_id)).await.map_err(write_logs_err)
+        blocking(move || db.purge(&log_id))
+            .await
+            .map_err(write_logs_err)
     }
 }

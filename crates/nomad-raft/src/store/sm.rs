@@ -13,7 +13,9 @@ use nomad_state::StateStore;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
 
-use crate::types::{ApplyResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    ApplyResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::RaftError;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NRSNAP01";
@@ -27,7 +29,8 @@ pub(crate) struct StoredSnapshot {
 }
 
 fn encode_snapshot(s: &StoredSnapshot) -> Result<Vec<u8>, RaftError> {
-    let meta = serde_json::to_vec(&s.meta).map_err(|e| RaftError::Storage(format!("encode snapshot meta: {e}")))?;
+    let meta = serde_json::to_vec(&s.meta)
+        .map_err(|e| RaftError::Storage(format!("encode snapshot meta: {e}")))?;
     let mut body = Vec::with_capacity(8 + meta.len() + s.data.len());
     body.extend_from_slice(&(meta.len() as u64).to_le_bytes());
     body.extend_from_slice(&meta);
@@ -41,23 +44,32 @@ fn encode_snapshot(s: &StoredSnapshot) -> Result<Vec<u8>, RaftError> {
 
 fn decode_snapshot(bytes: &[u8], path: &str) -> Result<StoredSnapshot, RaftError> {
     let corrupt = |m: &str| RaftError::Corrupt(format!("{path}: {m}"));
-    let Some((magic, rest)) = bytes.split_first_chunk::<8>() else { return Err(corrupt("truncated header")) };
+    let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(corrupt("truncated header"));
+    };
     if magic != SNAPSHOT_MAGIC {
         return Err(corrupt("not a nomad-raft snapshot"));
     }
-    let Some((crc, body)) = rest.split_first_chunk::<4>() else { return Err(corrupt("truncated header")) };
+    let Some((crc, body)) = rest.split_first_chunk::<4>() else {
+        return Err(corrupt("truncated header"));
+    };
     if u32::from_le_bytes(*crc) != crc32fast::hash(body) {
         return Err(corrupt("checksum mismatch"));
     }
-    let Some((len, rest)) = body.split_first_chunk::<8>() else { return Err(corrupt("truncated header")) };
+    let Some((len, rest)) = body.split_first_chunk::<8>() else {
+        return Err(corrupt("truncated header"));
+    };
     let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| corrupt("bad meta length"))?;
     if len > rest.len() {
         return Err(corrupt("bad meta length"));
     }
     let (meta, data) = rest.split_at(len);
-    let meta: SnapshotMeta =
-        serde_json::from_slice(meta).map_err(|e| corrupt(&format!("snapshot meta does not decode: {e}")))?;
-    Ok(StoredSnapshot { meta, data: data.to_vec() })
+    let meta: SnapshotMeta = serde_json::from_slice(meta)
+        .map_err(|e| corrupt(&format!("snapshot meta does not decode: {e}")))?;
+    Ok(StoredSnapshot {
+        meta,
+        data: data.to_vec(),
+    })
 }
 
 /// Loads `<dir>/snapshot.bin`, if there is one.
@@ -85,13 +97,20 @@ fn save_snapshot(dir: &Path, s: &StoredSnapshot, fsync: bool) -> Result<(), Raft
     }
     std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
     if fsync {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err(dir, e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(dir, e))?;
     }
     Ok(())
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
+    StorageIOError::new(
+        ErrorSubject::StateMachine,
+        verb,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 /// The latest snapshot, shared by the state machine and its builders.
@@ -120,7 +139,7 @@ impl StateMachine {
         fsync: bool,
     ) -> Self {
         let (last_applied, last_membership) = match &snapshot {
-            Some(s) => (s.meta.last_log_id.clone(), s.meta.last_membership.clone()),
+            Some(s) => (s.meta.last_log_id, s.meta.last_membership.clone()),
             None => (None, StoredMembership::default()),
         };
         StateMachine {
@@ -135,7 +154,10 @@ impl StateMachine {
     }
 
     fn current(&self) -> Option<StoredSnapshot> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -169,9 +191,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let s = self.snapshot.clone();
         store_snapshot(self.dir.clone(), self.fsync, &self.current, s.clone())
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(s.meta.signature()), openraft::AnyError::error(e)))?;
+            .map_err(|e| {
+                StorageIOError::write_snapshot(
+                    Some(s.meta.signature()),
+                    openraft::AnyError::error(e),
+                )
+            })?;
         tracing::info!(snapshot = %s.meta, bytes = s.data.len(), "raft snapshot built");
-        Ok(Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) })
+        Ok(Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        })
     }
 }
 
@@ -179,7 +209,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok((self.last_applied.clone(), self.last_membership.clone()))
+        Ok((self.last_applied, self.last_membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResponse>, StorageError>
@@ -203,7 +233,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
                 EntryPayload::Membership(m) => {
-                    self.last_membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.last_membership = StoredMembership::new(Some(entry.log_id), m);
                 }
             }
             self.last_applied = Some(entry.log_id);
@@ -221,12 +251,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => format!("none-{n}"),
         };
         let meta = SnapshotMeta {
-            last_log_id: self.last_applied.clone(),
+            last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
             snapshot_id,
         };
         SnapshotBuilder {
-            snapshot: StoredSnapshot { meta, data: self.state.persist() },
+            snapshot: StoredSnapshot {
+                meta,
+                data: self.state.persist(),
+            },
             current: self.current.clone(),
             dir: self.dir.clone(),
             fsync: self.fsync,
@@ -237,21 +270,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        self.state.restore(&data).map_err(|e| sm_err(ErrorVerb::Write, format!("install snapshot {meta}: {e}")))?;
-        self.last_applied = meta.last_log_id.clone();
+        self.state
+            .restore(&data)
+            .map_err(|e| sm_err(ErrorVerb::Write, format!("install snapshot {meta}: {e}")))?;
+        self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
-        let s = StoredSnapshot { meta: meta.clone(), data };
+        let s = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         store_snapshot(self.dir.clone(), self.fsync, &self.current, s)
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), openraft::AnyError::error(e)))?;
+            .map_err(|e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), openraft::AnyError::error(e))
+            })?;
         tracing::info!(snapshot = %meta, "raft snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.current().map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(self.current().map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }
 
@@ -261,7 +308,10 @@ mod tests {
 
     #[test]
     fn snapshot_file_round_trips_and_detects_damage() {
-        let s = StoredSnapshot { meta: SnapshotMeta::default(), data: b"{\"state\":1}".to_vec() };
+        let s = StoredSnapshot {
+            meta: SnapshotMeta::default(),
+            data: b"{\"state\":1}".to_vec(),
+        };
         let bytes = encode_snapshot(&s).expect("encodes");
         let back = decode_snapshot(&bytes, "x").expect("decodes");
         assert_eq!(back.data, s.data);
@@ -270,8 +320,16 @@ mod tests {
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0x55;
-        assert!(matches!(decode_snapshot(&bad, "x"), Err(RaftError::Corrupt(m)) if m.contains("checksum")));
-        assert!(matches!(decode_snapshot(&bytes[..10], "x"), Err(RaftError::Corrupt(_))));
-        assert!(matches!(decode_snapshot(b"garbage-garbage", "x"), Err(RaftError::Corrupt(_))));
+        assert!(
+            matches!(decode_snapshot(&bad, "x"), Err(RaftError::Corrupt(m)) if m.contains("checksum"))
+        );
+        assert!(matches!(
+            decode_snapshot(&bytes[..10], "x"),
+            Err(RaftError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_snapshot(b"garbage-garbage", "x"),
+            Err(RaftError::Corrupt(_))
+        ));
     }
 }
