@@ -49,17 +49,31 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
     let (data_dir, temp_data_dir) = match &cfg.data_dir {
         Some(d) => (d.clone(), None),
         None if cfg.dev_mode => {
-            let d = std::env::temp_dir().join(format!("NomadClient{}", uuid::Uuid::new_v4().simple()));
+            let d =
+                std::env::temp_dir().join(format!("NomadClient{}", uuid::Uuid::new_v4().simple()));
             (d.clone(), Some(d))
         }
         None => anyhow::bail!("Must specify \"data_dir\" config option or \"data-dir\" CLI flag"),
     };
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("failed to create data dir {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
 
+    // Load the TLS material before binding, so a bad certificate fails the start cleanly.
+    let tls = match cfg.tls.http_server_config()? {
+        Some(t) => Some(nomad_tls::server_config(&t).map_err(|e| {
+            anyhow::anyhow!("Error starting agent: failed to load TLS configuration: {e}")
+        })?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind((cfg.bind_addr.as_str(), cfg.ports.http))
         .await
-        .with_context(|| format!("Error starting agent: failed to start HTTP API: listen tcp {}:{}", cfg.bind_addr, cfg.ports.http))?;
+        .with_context(|| {
+            format!(
+                "Error starting agent: failed to start HTTP API: listen tcp {}:{}",
+                cfg.bind_addr, cfg.ports.http
+            )
+        })?;
     let http_addr = listener.local_addr()?;
     let advertise_http = format!("{}:{}", cfg.advertise_ip(), http_addr.port());
     let rpc_addr = format!("{}:{}", cfg.advertise_ip(), cfg.ports.rpc);
@@ -69,6 +83,8 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             region: cfg.region.clone(),
             datacenter: cfg.datacenter.clone(),
             num_schedulers: cfg.server.num_schedulers.unwrap_or(2),
+            acl_enabled: cfg.acl_enabled,
+            data_dir: Some(data_dir.clone()),
             ..ServerConfig::default()
         };
         let server = Server::new(sc);
@@ -83,20 +99,37 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             anyhow::bail!("client-only agents (client.servers) are not supported yet: enable the server in the same agent");
         };
         let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
-        let raw = RawExecDriver::new(RawExecConfig { enabled: cfg.raw_exec_enabled(), no_cgroups: cfg.raw_exec_no_cgroups(), ..Default::default() });
+        let raw = RawExecDriver::new(RawExecConfig {
+            enabled: cfg.raw_exec_enabled(),
+            no_cgroups: cfg.raw_exec_no_cgroups(),
+            ..Default::default()
+        });
         drivers.insert("raw_exec".into(), Arc::new(raw));
-        let alloc_dir = cfg.client.alloc_dir.clone().unwrap_or_else(|| data_dir.join("alloc"));
+        let alloc_dir = cfg
+            .client
+            .alloc_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("alloc"));
         let mut exec_cfg = cfg.exec_driver_config()?;
         exec_cfg.alloc_root = Some(alloc_dir.clone());
-        let exec = ExecDriver::new(exec_cfg).map_err(|e| anyhow::anyhow!("invalid exec plugin configuration: {e}"))?;
+        let exec = ExecDriver::new(exec_cfg)
+            .map_err(|e| anyhow::anyhow!("invalid exec plugin configuration: {e}"))?;
         drivers.insert("exec".into(), Arc::new(exec));
         let cc = ClientConfig {
             data_dir: data_dir.clone(),
             alloc_dir,
-            state_dir: cfg.client.state_dir.clone().unwrap_or_else(|| data_dir.join("client")),
+            state_dir: cfg
+                .client
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("client")),
             node_name: cfg.name.clone(),
             node_class: cfg.client.node_class.clone(),
-            node_pool: if cfg.client.node_pool.is_empty() { "default".into() } else { cfg.client.node_pool.clone() },
+            node_pool: if cfg.client.node_pool.is_empty() {
+                "default".into()
+            } else {
+                cfg.client.node_pool.clone()
+            },
             datacenter: cfg.datacenter.clone(),
             region: cfg.region.clone(),
             meta: cfg.client.meta.clone(),
@@ -106,8 +139,17 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             max_dynamic_port: cfg.client.max_dynamic_port.unwrap_or(32000),
             disable_remote_exec: cfg.client.disable_remote_exec,
             // Nomad reads the denylist from `client { options { "env.denylist" = "a,b" } }`.
-            env_denylist: cfg.client.options.get("env.denylist").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
-            cgroup_parent: cfg.client.cgroup_parent.clone().unwrap_or_else(|| "nomad.slice".into()),
+            env_denylist: cfg.client.options.get("env.denylist").map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+            cgroup_parent: cfg
+                .client
+                .cgroup_parent
+                .clone()
+                .unwrap_or_else(|| "nomad.slice".into()),
             node_id: None,
             dev_mode: cfg.dev_mode,
         };
@@ -129,13 +171,26 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         rpc_addr,
         config_json: cfg.to_nomad_json(&advertise_http),
     };
-    let state = HttpState { server, client, agent: Arc::new(info) };
+    let state = HttpState {
+        server,
+        client,
+        agent: Arc::new(info),
+    };
     let http_shutdown = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = nomad_http::serve(listener, state, http_shutdown).await {
+        let res = match tls {
+            Some(tls) => nomad_http::serve_tls(listener, state, http_shutdown, tls).await,
+            None => nomad_http::serve(listener, state, http_shutdown).await,
+        };
+        if let Err(e) = res {
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
 
-    Ok(RunningAgent { http_addr, shutdown: shutdown_tx, tasks, temp_data_dir })
+    Ok(RunningAgent {
+        http_addr,
+        shutdown: shutdown_tx,
+        tasks,
+        temp_data_dir,
+    })
 }

@@ -53,7 +53,11 @@ pub fn run(args: Vec<String>) -> i32 {
         }
     };
     init_tracing(&cfg.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("==> Error starting agent: {e}");
@@ -79,7 +83,10 @@ pub fn run(args: Vec<String>) -> i32 {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -100,10 +107,19 @@ fn print_banner(cfg: &AgentConfig, http: std::net::SocketAddr) {
         cfg.ports.rpc,
         cfg.ports.serf
     );
-    println!("            Bind Addrs: HTTP: [{http}]; RPC: {}:{}; Serf: {}:{}", cfg.bind_addr, cfg.ports.rpc, cfg.bind_addr, cfg.ports.serf);
+    println!(
+        "            Bind Addrs: HTTP: [{http}]; RPC: {}:{}; Serf: {}:{}",
+        cfg.bind_addr, cfg.ports.rpc, cfg.bind_addr, cfg.ports.serf
+    );
+    let scheme = if cfg.tls.http { "https" } else { "http" };
+    println!("                   API: {scheme}://{adv}:{}", http.port());
+    println!("                   ACL: {}", cfg.acl_enabled);
     println!("                Client: {}", cfg.client.enabled);
     println!("             Log Level: {}", cfg.log_level);
-    println!("                Region: {} (DC: {})", cfg.region, cfg.datacenter);
+    println!(
+        "                Region: {} (DC: {})",
+        cfg.region, cfg.datacenter
+    );
     println!("                Server: {}", cfg.server.enabled);
     println!("               Version: {}", nomad_structs::NOMAD_VERSION);
     println!();
@@ -119,8 +135,12 @@ fn init_tracing(level: &str) {
         "error" => "error",
         _ => "info",
     };
-    let filter = std::env::var("NOMAD_LOG").unwrap_or_else(|_| format!("{filter},hyper=info,h2=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_ansi(false).try_init();
+    let filter =
+        std::env::var("NOMAD_LOG").unwrap_or_else(|_| format!("{filter},hyper=info,h2=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Parses agent flags with Go `flag` rules (`-x=v`, `-x v`, `--x`); `Ok(None)` means help.
@@ -137,7 +157,9 @@ pub fn parse(args: &[String]) -> Result<Option<AgentConfig>, String> {
             break;
         }
         let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {arg:?}: nomad agent takes no positional arguments"));
+            return Err(format!(
+                "unexpected argument {arg:?}: nomad agent takes no positional arguments"
+            ));
         };
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
@@ -148,7 +170,8 @@ pub fn parse(args: &[String]) -> Result<Option<AgentConfig>, String> {
             "dev" | "server" | "client" | "acl-enabled" => {
                 let v = match inline.as_deref() {
                     None => true,
-                    Some(s) => parse_bool(s).ok_or_else(|| format!("invalid boolean value {s:?} for -{name}"))?,
+                    Some(s) => parse_bool(s)
+                        .ok_or_else(|| format!("invalid boolean value {s:?} for -{name}"))?,
                 };
                 if name == "dev" {
                     dev = v;
@@ -156,12 +179,16 @@ pub fn parse(args: &[String]) -> Result<Option<AgentConfig>, String> {
                     bools.push((name, v));
                 }
             }
-            "config" | "data-dir" | "bind" | "region" | "dc" | "node" | "log-level" | "bootstrap-expect" | "servers" | "node-class"
-            | "node-pool" | "meta" | "alloc-dir" | "state-dir" | "plugin-dir" | "network-interface" => {
+            "config" | "data-dir" | "bind" | "region" | "dc" | "node" | "log-level"
+            | "bootstrap-expect" | "servers" | "node-class" | "node-pool" | "meta"
+            | "alloc-dir" | "state-dir" | "plugin-dir" | "network-interface" => {
                 let v = match inline {
                     Some(v) => v,
                     None => {
-                        let v = args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: -{name}"))?;
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("flag needs an argument: -{name}"))?;
                         i += 1;
                         v
                     }
@@ -175,7 +202,11 @@ pub fn parse(args: &[String]) -> Result<Option<AgentConfig>, String> {
             _ => return Err(format!("flag provided but not defined: -{name}")),
         }
     }
-    let mut cfg = if dev { AgentConfig::dev() } else { AgentConfig::default() };
+    let mut cfg = if dev {
+        AgentConfig::dev()
+    } else {
+        AgentConfig::default()
+    };
     for c in &configs {
         cfg.merge_path(c).map_err(|e| format!("{e:#}"))?;
     }
@@ -195,12 +226,24 @@ pub fn parse(args: &[String]) -> Result<Option<AgentConfig>, String> {
             "dc" => cfg.datacenter = v,
             "node" => cfg.name = v,
             "log-level" => cfg.log_level = v.to_uppercase(),
-            "bootstrap-expect" => cfg.server.bootstrap_expect = v.parse().map_err(|_| format!("invalid value {v:?} for flag -bootstrap-expect"))?,
-            "servers" => cfg.client.servers = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            "bootstrap-expect" => {
+                cfg.server.bootstrap_expect = v
+                    .parse()
+                    .map_err(|_| format!("invalid value {v:?} for flag -bootstrap-expect"))?
+            }
+            "servers" => {
+                cfg.client.servers = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
             "node-class" => cfg.client.node_class = v,
             "node-pool" => cfg.client.node_pool = v,
             "meta" => {
-                let (k, val) = v.split_once('=').ok_or_else(|| format!("Error parsing Client.Meta value: {v}"))?;
+                let (k, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("Error parsing Client.Meta value: {v}"))?;
                 cfg.client.meta.insert(k.to_string(), val.to_string());
             }
             "alloc-dir" => cfg.client.alloc_dir = Some(PathBuf::from(v)),
@@ -232,7 +275,9 @@ mod tests {
 
     #[test]
     fn dev_with_overrides() {
-        let c = parse(&args(&["-dev", "--dc=dc2", "-node", "n1", "-meta", "a=b"])).unwrap().unwrap();
+        let c = parse(&args(&["-dev", "--dc=dc2", "-node", "n1", "-meta", "a=b"]))
+            .unwrap()
+            .unwrap();
         assert!(c.dev_mode);
         assert_eq!(c.datacenter, "dc2");
         assert_eq!(c.name, "n1");
@@ -241,7 +286,9 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(parse(&args(&["-bogus"])).unwrap_err().contains("flag provided but not defined: -bogus"));
+        assert!(parse(&args(&["-bogus"]))
+            .unwrap_err()
+            .contains("flag provided but not defined: -bogus"));
         assert!(parse(&args(&[])).unwrap_err().contains("Must specify"));
         assert!(parse(&args(&["-dev=maybe"])).is_err());
         assert!(parse(&args(&["-help"])).unwrap().is_none());

@@ -31,10 +31,54 @@ pub struct AgentConfig {
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `acl { enabled }`.
     pub acl_enabled: bool,
+    /// `tls { }`.
+    pub tls: TlsBlock,
     /// `ui { enabled }`.
     pub ui_enabled: bool,
     /// `-dev`.
     pub dev_mode: bool,
+}
+
+/// `tls { }`: HTTPS for the HTTP API (`http = true`) with mutual TLS when
+/// `verify_https_client`; `rpc` and `verify_server_hostname` are accepted and shown (the
+/// in-process client needs no RPC TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsBlock {
+    /// `http`: serve the HTTP API over TLS.
+    pub http: bool,
+    /// `rpc`: TLS for RPC.
+    pub rpc: bool,
+    /// `ca_file`: the CA that signs client certificates (and other agents').
+    pub ca_file: Option<PathBuf>,
+    /// `cert_file`: this agent's certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// `key_file`: the key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// `verify_server_hostname`.
+    pub verify_server_hostname: bool,
+    /// `verify_https_client`: require client certificates signed by `ca_file` on HTTPS.
+    pub verify_https_client: bool,
+}
+
+impl TlsBlock {
+    /// The HTTPS listener's settings, or `None` when `http` is off. Errors name what is missing.
+    pub fn http_server_config(&self) -> anyhow::Result<Option<nomad_tls::ServerTlsConfig>> {
+        if !self.http {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            bail!("TLS is enabled for HTTP (tls.http = true) but cert_file and key_file are not both set");
+        };
+        if self.verify_https_client && self.ca_file.is_none() {
+            bail!("tls.verify_https_client requires tls.ca_file");
+        }
+        Ok(Some(nomad_tls::ServerTlsConfig {
+            ca_file: self.ca_file.clone(),
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            verify_https_client: self.verify_https_client,
+        }))
+    }
 }
 
 /// `ports { }`.
@@ -98,12 +142,17 @@ impl Default for AgentConfig {
             name: hostname(),
             data_dir: None,
             bind_addr: "0.0.0.0".into(),
-            ports: Ports { http: 4646, rpc: 4647, serf: 4648 },
+            ports: Ports {
+                http: 4646,
+                rpc: 4647,
+                serf: 4648,
+            },
             log_level: "INFO".into(),
             server: ServerBlock::default(),
             client: ClientBlock::default(),
             plugins: BTreeMap::new(),
             acl_enabled: false,
+            tls: TlsBlock::default(),
             ui_enabled: true,
             dev_mode: false,
         }
@@ -113,24 +162,41 @@ impl Default for AgentConfig {
 impl AgentConfig {
     /// Nomad's `-dev` defaults: server and client in one process on loopback, raw_exec on.
     pub fn dev() -> Self {
-        let mut c = AgentConfig { bind_addr: "127.0.0.1".into(), log_level: "DEBUG".into(), dev_mode: true, ..Default::default() };
+        let mut c = AgentConfig {
+            bind_addr: "127.0.0.1".into(),
+            log_level: "DEBUG".into(),
+            dev_mode: true,
+            ..Default::default()
+        };
         c.server.enabled = true;
         c.server.bootstrap_expect = 1;
         c.client.enabled = true;
-        c.plugins.insert("raw_exec".into(), serde_json::json!({"enabled": true}));
+        c.plugins
+            .insert("raw_exec".into(), serde_json::json!({"enabled": true}));
         c
     }
 
     /// Whether the raw_exec plugin is enabled, by the plugin block or the legacy client option.
     pub fn raw_exec_enabled(&self) -> bool {
-        let plugin = self.plugins.get("raw_exec").and_then(|c| c.get("enabled")).and_then(as_bool);
-        let legacy = self.client.options.get("driver.raw_exec.enable").map(|v| matches!(v.as_str(), "1" | "true" | "t" | "T" | "TRUE" | "True"));
+        let plugin = self
+            .plugins
+            .get("raw_exec")
+            .and_then(|c| c.get("enabled"))
+            .and_then(as_bool);
+        let legacy = self
+            .client
+            .options
+            .get("driver.raw_exec.enable")
+            .map(|v| matches!(v.as_str(), "1" | "true" | "t" | "T" | "TRUE" | "True"));
         plugin.or(legacy).unwrap_or(false)
     }
 
     /// The exec driver's configuration from `plugin "exec" { config { } }` and `client { chroot_env }`.
     pub fn exec_driver_config(&self) -> anyhow::Result<nomad_drivers::ExecConfig> {
-        let mut c = nomad_drivers::ExecConfig { chroot_env: self.client.chroot_env.clone(), ..Default::default() };
+        let mut c = nomad_drivers::ExecConfig {
+            chroot_env: self.client.chroot_env.clone(),
+            ..Default::default()
+        };
         let Some(p) = self.plugins.get("exec") else {
             return Ok(c);
         };
@@ -143,7 +209,9 @@ impl AgentConfig {
                 "allow_caps" => {
                     c.allow_caps = v
                         .as_array()
-                        .ok_or_else(|| anyhow::anyhow!("plugin \"exec\": allow_caps must be a list of strings"))?
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("plugin \"exec\": allow_caps must be a list of strings")
+                        })?
                         .iter()
                         .map(json_to_string)
                         .collect()
@@ -156,18 +224,28 @@ impl AgentConfig {
 
     /// Whether raw_exec tasks run without cgroups (`no_cgroups = true`).
     pub fn raw_exec_no_cgroups(&self) -> bool {
-        self.plugins.get("raw_exec").and_then(|c| c.get("no_cgroups")).and_then(as_bool).unwrap_or(false)
+        self.plugins
+            .get("raw_exec")
+            .and_then(|c| c.get("no_cgroups"))
+            .and_then(as_bool)
+            .unwrap_or(false)
     }
 
     /// Merges a config file (HCL or JSON, by extension) over this config.
     pub fn merge_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let src = std::fs::read_to_string(path).with_context(|| format!("Error loading configuration from {}", path.display()))?;
+        let src = std::fs::read_to_string(path)
+            .with_context(|| format!("Error loading configuration from {}", path.display()))?;
         let is_json = path.extension().is_some_and(|e| e == "json");
         let file: FileConfig = if is_json {
-            serde_json::from_str(&src).with_context(|| format!("Error loading configuration from {}", path.display()))?
+            serde_json::from_str(&src)
+                .with_context(|| format!("Error loading configuration from {}", path.display()))?
         } else {
-            let v: serde_json::Value = hcl::from_str(&src).map_err(|e| anyhow::anyhow!("Error loading configuration from {}: {e}", path.display()))?;
-            serde_json::from_value(v).map_err(|e| anyhow::anyhow!("Error loading configuration from {}: {e}", path.display()))?
+            let v: serde_json::Value = hcl::from_str(&src).map_err(|e| {
+                anyhow::anyhow!("Error loading configuration from {}: {e}", path.display())
+            })?;
+            serde_json::from_value(v).map_err(|e| {
+                anyhow::anyhow!("Error loading configuration from {}: {e}", path.display())
+            })?
         };
         self.apply(file)
     }
@@ -245,10 +323,14 @@ impl AgentConfig {
                 self.client.node_pool = v;
             }
             for m in c.meta.into_iter().flatten() {
-                self.client.meta.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
+                self.client
+                    .meta
+                    .extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
             }
             for m in c.options.into_iter().flatten() {
-                self.client.options.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
+                self.client
+                    .options
+                    .extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
             }
             if let Some(v) = c.alloc_dir {
                 self.client.alloc_dir = Some(v);
@@ -269,14 +351,24 @@ impl AgentConfig {
                 self.client.max_dynamic_port = Some(v);
             }
             for m in c.chroot_env.into_iter().flatten() {
-                self.client.chroot_env.extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
+                self.client
+                    .chroot_env
+                    .extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
             }
         }
         for (name, blocks) in f.plugin.unwrap_or_default() {
             for b in one_or_many(blocks) {
-                let cfg = b.get("config").cloned().map(|c| one_or_many(c).into_iter().next().unwrap_or_default());
-                let entry = self.plugins.entry(name.clone()).or_insert_with(|| serde_json::json!({}));
-                if let (Some(serde_json::Value::Object(new)), serde_json::Value::Object(old)) = (cfg, entry) {
+                let cfg = b
+                    .get("config")
+                    .cloned()
+                    .map(|c| one_or_many(c).into_iter().next().unwrap_or_default());
+                let entry = self
+                    .plugins
+                    .entry(name.clone())
+                    .or_insert_with(|| serde_json::json!({}));
+                if let (Some(serde_json::Value::Object(new)), serde_json::Value::Object(old)) =
+                    (cfg, entry)
+                {
                     old.extend(new);
                 }
             }
@@ -284,6 +376,29 @@ impl AgentConfig {
         for a in f.acl.into_iter().flatten() {
             if let Some(v) = a.enabled {
                 self.acl_enabled = v;
+            }
+        }
+        for t in f.tls.into_iter().flatten() {
+            if let Some(v) = t.http {
+                self.tls.http = v;
+            }
+            if let Some(v) = t.rpc {
+                self.tls.rpc = v;
+            }
+            if let Some(v) = t.ca_file.filter(|p| !p.as_os_str().is_empty()) {
+                self.tls.ca_file = Some(v);
+            }
+            if let Some(v) = t.cert_file.filter(|p| !p.as_os_str().is_empty()) {
+                self.tls.cert_file = Some(v);
+            }
+            if let Some(v) = t.key_file.filter(|p| !p.as_os_str().is_empty()) {
+                self.tls.key_file = Some(v);
+            }
+            if let Some(v) = t.verify_server_hostname {
+                self.tls.verify_server_hostname = v;
+            }
+            if let Some(v) = t.verify_https_client {
+                self.tls.verify_https_client = v;
             }
         }
         for u in f.ui.into_iter().flatten() {
@@ -321,6 +436,15 @@ impl AgentConfig {
                 "DisableRemoteExec": self.client.disable_remote_exec,
             },
             "ACL": {"Enabled": self.acl_enabled},
+            "TLSConfig": {
+                "EnableHTTP": self.tls.http,
+                "EnableRPC": self.tls.rpc,
+                "VerifyServerHostname": self.tls.verify_server_hostname,
+                "VerifyHTTPSClient": self.tls.verify_https_client,
+                "CAFile": self.tls.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "CertFile": self.tls.cert_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "KeyFile": self.tls.key_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            },
             "UI": {"Enabled": self.ui_enabled, "ShowCLIHints": false},
             "Version": {"Version": nomad_structs::NOMAD_VERSION, "VersionPrerelease": "", "VersionMetadata": "", "Revision": ""},
             "Plugins": self.plugins.iter().map(|(k, v)| serde_json::json!({"Name": k, "Config": v})).collect::<Vec<_>>(),
@@ -361,7 +485,11 @@ fn one_or_many(v: serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -390,9 +518,8 @@ struct FileConfig {
     #[serde(default)]
     #[allow(dead_code)]
     addresses: Option<serde_json::Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    tls: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "blocks")]
+    tls: Option<Vec<TlsFile>>,
     #[serde(default)]
     #[allow(dead_code)]
     telemetry: Option<serde_json::Value>,
@@ -418,7 +545,11 @@ where
     T: serde::de::DeserializeOwned,
 {
     let v = serde_json::Value::deserialize(d)?;
-    one_or_many(v).into_iter().map(|b| serde_json::from_value(b).map_err(serde::de::Error::custom)).collect::<Result<Vec<T>, _>>().map(Some)
+    one_or_many(v)
+        .into_iter()
+        .map(|b| serde_json::from_value(b).map_err(serde::de::Error::custom))
+        .collect::<Result<Vec<T>, _>>()
+        .map(Some)
 }
 
 fn single_block<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -462,6 +593,30 @@ struct ClientFile {
     max_dynamic_port: Option<u16>,
     #[serde(default, deserialize_with = "blocks")]
     chroot_env: Option<Vec<BTreeMap<String, serde_json::Value>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TlsFile {
+    http: Option<bool>,
+    rpc: Option<bool>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    verify_server_hostname: Option<bool>,
+    verify_https_client: Option<bool>,
+    // Nomad keys accepted and not acted on.
+    #[serde(default)]
+    #[allow(dead_code)]
+    tls_min_version: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tls_cipher_suites: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tls_prefer_server_cipher_suites: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    rpc_upgrade_mode: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -510,6 +665,34 @@ mod tests {
     fn unknown_key_is_an_error() {
         let e = load("bogus_key = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn acl_and_tls_blocks() {
+        let c = load("acl {\n  enabled = true\n}\ntls {\n  http = true\n  rpc = true\n  ca_file = \"/c/ca.pem\"\n  cert_file = \"/c/s.pem\"\n  key_file = \"/c/s-key.pem\"\n  verify_server_hostname = true\n  verify_https_client = true\n}\n").unwrap();
+        assert!(c.acl_enabled);
+        assert!(
+            c.tls.http && c.tls.rpc && c.tls.verify_server_hostname && c.tls.verify_https_client
+        );
+        assert_eq!(c.tls.ca_file.as_deref(), Some(Path::new("/c/ca.pem")));
+        let s = c.tls.http_server_config().unwrap().unwrap();
+        assert_eq!(s.cert_file, PathBuf::from("/c/s.pem"));
+        assert!(s.verify_https_client);
+        let j = c.to_nomad_json("127.0.0.1:4646");
+        assert_eq!(j["TLSConfig"]["EnableHTTP"], true);
+        assert_eq!(j["ACL"]["Enabled"], true);
+        let c = load("tls {\n  http = true\n}\n").unwrap();
+        assert!(c
+            .tls
+            .http_server_config()
+            .unwrap_err()
+            .to_string()
+            .contains("cert_file"));
+        assert!(AgentConfig::default()
+            .tls
+            .http_server_config()
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -22,23 +22,47 @@ impl LocalServerConn {
 
 impl ServerConn for LocalServerConn {
     fn register(&self, node: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async move { self.server.node_register(node).await.map_err(|e| RpcError(e.to_string())) })
+        Box::pin(async move {
+            self.server
+                .node_register(node)
+                .await
+                .map_err(|e| RpcError(e.to_string()))
+        })
     }
 
     fn heartbeat(&self, node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
         let node_id = node_id.to_string();
-        Box::pin(async move { self.server.node_heartbeat(&node_id).await.map_err(|e| RpcError(e.to_string())) })
+        Box::pin(async move {
+            self.server
+                .node_heartbeat(&node_id)
+                .await
+                .map_err(|e| RpcError(e.to_string()))
+        })
     }
 
-    fn allocs(&self, node_id: &str, min_index: u64, wait: Duration) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
+    fn allocs(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
         let node_id = node_id.to_string();
         Box::pin(async move {
             let opts = QueryOptions { min_index, wait };
-            self.server.node_allocs(&node_id, &opts).await.map_err(|e| RpcError(e.to_string()))
+            self.server
+                .node_allocs(&node_id, &opts)
+                .await
+                .map_err(|e| RpcError(e.to_string()))
         })
     }
 
     fn update_allocs(&self, allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
-        Box::pin(async move { self.server.node_update_allocs(allocs).await.map(|_| ()).map_err(|e| RpcError(e.to_string())) })
+        Box::pin(async move {
+            self.server
+                .node_update_allocs(allocs)
+                .await
+                .map(|_| ())
+                .map_err(|e| RpcError(e.to_string()))
+        })
     }
 }

@@ -18,6 +18,8 @@ pub struct ClientConfig {
     pub token: String,
     /// `NOMAD_HTTP_AUTH` (`user[:pass]`), sent as basic auth.
     pub http_auth: String,
+    /// TLS settings for `https://` addresses (`-ca-cert`, `-client-cert`, ...).
+    pub tls: nomad_tls::ClientTlsConfig,
 }
 
 /// An API error: either a non-2xx answer or a transport failure; `Display` matches the Go client.
@@ -54,6 +56,9 @@ impl ApiError {
 pub struct Client {
     cfg: ClientConfig,
     agent: ureq::Agent,
+    /// Why the TLS settings could not be loaded (unreadable CA, bad key...): every request
+    /// fails with it.
+    tls_error: Option<String>,
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters kept).
@@ -119,7 +124,19 @@ fn host_port(url: &str) -> String {
     }
 }
 
-fn transport_error(method: &str, url: &str, e: &ureq::Error) -> ApiError {
+fn transport_error(
+    method: &str,
+    url: &str,
+    e: &ureq::Error,
+    tls: &nomad_tls::ClientTlsConfig,
+) -> ApiError {
+    if url.starts_with("https://") {
+        // A handshake failure: say which certificate failed and why.
+        let explained = nomad_tls::explain_handshake_error(e, tls);
+        if explained != e.to_string() {
+            return ApiError::Transport(format!("{} \"{url}\": {explained}", method_word(method)));
+        }
+    }
     let hp = host_port(url);
     let detail = match e {
         ureq::Error::Io(io) => match io.kind() {
@@ -142,11 +159,56 @@ fn transport_error(method: &str, url: &str, e: &ureq::Error) -> ApiError {
 impl Client {
     /// A client for `cfg`.
     pub fn new(cfg: ClientConfig) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .build()
-            .into();
-        Client { cfg, agent }
+            .build();
+        let mut tls_error = None;
+        let agent: ureq::Agent = if cfg.address.starts_with("https://") {
+            match nomad_tls::ureq_agent_with_config(&cfg.tls, config.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tls_error = Some(e.to_string());
+                    config.into()
+                }
+            }
+        } else {
+            config.into()
+        };
+        Client {
+            cfg,
+            agent,
+            tls_error,
+        }
+    }
+
+    /// The TLS settings this client was built with.
+    #[allow(dead_code)]
+    pub fn tls_config(&self) -> &nomad_tls::ClientTlsConfig {
+        &self.cfg.tls
+    }
+
+    /// The configured token (for websocket handshakes and the like).
+    #[allow(dead_code)]
+    pub fn token(&self) -> &str {
+        &self.cfg.token
+    }
+
+    /// Sends `method path` with an optional JSON body and ignores the answer's body (Nomad
+    /// answers many writes with an empty 200).
+    pub fn send_no_body<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<(), ApiError> {
+        let url = self.url(path, query);
+        let res = match (method, body) {
+            ("DELETE", _) => self.decorate(self.agent.delete(&url)).call(),
+            (_, Some(b)) => self.decorate(self.agent.put(&url)).send_json(b),
+            (_, None) => self.decorate(self.agent.put(&url)).send_empty(),
+        };
+        self.finish(method, &url, res).map(|_| ())
     }
 
     /// Overrides the namespace (e.g. from the jobspec).
@@ -197,7 +259,13 @@ impl Client {
         url: &str,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
-        let mut resp = res.map_err(|e| transport_error(method, url, &e))?;
+        if let Some(e) = &self.tls_error {
+            return Err(ApiError::Transport(format!(
+                "{} \"{url}\": {e}",
+                method_word(method)
+            )));
+        }
+        let mut resp = res.map_err(|e| transport_error(method, url, &e, &self.cfg.tls))?;
         let code = resp.status().as_u16();
         if !(200..300).contains(&code) {
             let body = resp
@@ -317,7 +385,12 @@ mod tests {
             "Unexpected response code: 404 (job not found)"
         );
         let io = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        let e = transport_error("GET", "http://127.0.0.1:4646/v1/jobs", &io);
+        let e = transport_error(
+            "GET",
+            "http://127.0.0.1:4646/v1/jobs",
+            &io,
+            &Default::default(),
+        );
         assert_eq!(
             e.to_string(),
             "Get \"http://127.0.0.1:4646/v1/jobs\": dial tcp 127.0.0.1:4646: connect: connection refused"

@@ -19,14 +19,17 @@ macro_rules! outln {
 
 mod api;
 mod commands;
+mod escape;
+mod exec_client;
 mod format;
 mod goflag;
 mod interrupt;
 mod jobfile;
 mod meta;
 mod monitor;
+mod terminal;
 
-use commands::{alloc, eval, job, node, status, version};
+use commands::{acl, alloc, eval, job, namespace, node, status, tls, version};
 
 const HELP: &str = "Usage: nomad [-version] [-help] <command> [args]
 
@@ -40,11 +43,15 @@ Common commands:
     agent       Run a Nomad agent
 
 Other commands:
+    acl         Interact with ACL policies and tokens
     eval        Work with evaluations
+    exec        Execute commands in a task
     fs          Inspect the files of an allocation
     init        Write an example job file
     inspect     Print a registered job as JSON
     logs        Stream the logs of a task
+    namespace   Interact with namespaces
+    tls         Generate self-signed TLS certificates
     validate    Check a job file for errors
     version     Print the Nomad version
 ";
@@ -83,6 +90,9 @@ fn dispatch(args: &[String]) -> i32 {
         "alloc" => alloc::run(rest),
         "node" => node::run(rest),
         "eval" => eval::run(rest),
+        "acl" => acl::run(rest),
+        "namespace" => namespace::run(rest),
+        "tls" => tls::run(rest),
         "run" => job::run::run(rest),
         "stop" => job::stop::run(rest),
         "status" => status::run(rest),
@@ -94,10 +104,7 @@ fn dispatch(args: &[String]) -> i32 {
         "alloc-status" => alloc::status::run(rest),
         "node-status" => node::status::run(rest),
         "eval-status" => eval::status::run(rest),
-        "exec" => {
-            eprintln!("nomad exec is not available in this build yet");
-            1
-        }
+        "exec" => alloc::exec::run(rest),
         other => {
             eprintln!("Unknown command: {other:?}\n\n{}", HELP.trim_end());
             127

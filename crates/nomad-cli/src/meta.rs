@@ -7,7 +7,7 @@ use crate::goflag::{parse_go_bool, FlagSet};
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:4646";
 
 /// The general options after flags and environment were applied.
-// The TLS and colour settings are accepted and stored for the TLS transport to come.
+// The colour settings are parsed and kept (output has no colour yet).
 #[allow(dead_code)]
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
@@ -69,6 +69,15 @@ fn pick(fs: &FlagSet, flag: &str, env_name: &str) -> String {
     env(env_name)
 }
 
+/// A boolean flag when given, else its variable (set and not a Go false value).
+fn bool_flag_or_env(fs: &FlagSet, flag: &str, env_name: &str) -> bool {
+    if fs.is_set(flag) {
+        return fs.get_bool(flag);
+    }
+    let v = env(env_name);
+    !v.is_empty() && parse_go_bool(&v) != Some(false)
+}
+
 impl Meta {
     /// Reads the general options from parsed flags, falling back to the environment.
     pub fn from_flags(fs: &FlagSet) -> Self {
@@ -79,9 +88,12 @@ impl Meta {
         if !address.contains("://") {
             address = format!("http://{address}");
         }
-        let insecure = fs.get_bool("insecure")
-            || fs.get_bool("tls-skip-verify")
-            || parse_go_bool(&env("NOMAD_SKIP_VERIFY")).unwrap_or(false);
+        // A flag given explicitly (even `=false`) beats the environment.
+        let insecure = if fs.is_set("insecure") || fs.is_set("tls-skip-verify") {
+            fs.get_bool("insecure") || fs.get_bool("tls-skip-verify")
+        } else {
+            parse_go_bool(&env("NOMAD_SKIP_VERIFY")).unwrap_or(false)
+        };
         Meta {
             address,
             region: pick(fs, "region", "NOMAD_REGION"),
@@ -93,14 +105,28 @@ impl Meta {
             client_key: pick(fs, "client-key", "NOMAD_CLIENT_KEY"),
             tls_server_name: pick(fs, "tls-server-name", "NOMAD_TLS_SERVER_NAME"),
             insecure,
-            no_color: fs.get_bool("no-color") || !env("NOMAD_CLI_NO_COLOR").is_empty(),
-            force_color: fs.get_bool("force-color") || !env("NOMAD_CLI_FORCE_COLOR").is_empty(),
+            no_color: bool_flag_or_env(fs, "no-color", "NOMAD_CLI_NO_COLOR"),
+            force_color: bool_flag_or_env(fs, "force-color", "NOMAD_CLI_FORCE_COLOR"),
         }
     }
 
     /// Whether `-namespace=*` asks for all namespaces.
     pub fn all_namespaces(&self) -> bool {
         self.namespace == "*"
+    }
+
+    /// The TLS settings of `-ca-cert`, `-ca-path`, `-client-cert`, `-client-key`,
+    /// `-tls-server-name` and `-tls-skip-verify` (each falling back to its `NOMAD_*` variable).
+    pub fn tls_config(&self) -> nomad_tls::ClientTlsConfig {
+        let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+        nomad_tls::ClientTlsConfig {
+            ca_cert: path(&self.ca_cert),
+            ca_path: path(&self.ca_path),
+            client_cert: path(&self.client_cert),
+            client_key: path(&self.client_key),
+            server_name: (!self.tls_server_name.is_empty()).then(|| self.tls_server_name.clone()),
+            skip_verify: self.insecure,
+        }
     }
 
     /// An API client for these options.
@@ -111,6 +137,7 @@ impl Meta {
             namespace: self.namespace.clone(),
             token: self.token.clone(),
             http_auth: env("NOMAD_HTTP_AUTH"),
+            tls: self.tls_config(),
         })
     }
 }

@@ -539,7 +539,7 @@ impl Driver for ExecDriver {
                         step,
                         source,
                     } if step.starts_with("chdir") => format!(
-                        "failed to start command {command:?}: chdir to working directory {:?}: {source}",
+                        "failed to start command {command:?}: chdir to work_dir {:?} inside the chroot: {source}",
                         spec.cwd.display().to_string()
                     ),
                     SpawnError::Exec { .. }

@@ -18,12 +18,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod common;
+pub mod exec_session;
 pub mod exec;
 pub mod raw_exec;
 mod task_config;
 
 pub use exec::{ExecConfig, ExecDriver, NamespaceMode};
 pub use raw_exec::{RawExecConfig, RawExecDriver};
+pub use exec_session::{ExecControl, ExecExit, ExecRequest, ExecSession};
 
 /// What file system isolation a driver provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -282,4 +284,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Re-attaches to a task started by a previous agent process (pid + start_time check);
     /// error if it is gone.
     fn recover_task(&self, handle: &TaskHandle) -> Result<(), DriverError>;
+    /// Starts `req.command` next to running task `task_id` (`nomad alloc exec`). Blocking
+    /// (fork/exec). Drivers without exec support keep this default, which refuses.
+    fn exec_task(&self, task_id: &str, req: ExecRequest) -> Result<ExecSession, DriverError> {
+        let _ = req;
+        Err(exec_session::unsupported(self.name(), task_id))
+    }
 }

@@ -265,6 +265,14 @@ impl Driver for RawExecDriver {
             Default::default,
         )
     }
+
+    fn exec_task(
+        &self,
+        task_id: &str,
+        req: crate::ExecRequest,
+    ) -> Result<crate::ExecSession, DriverError> {
+        crate::exec_session::exec_in_task(&self.tasks, task_id, req)
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 
 pub mod caps;
 #[cfg(target_os = "linux")]
+pub mod exec_session;
+#[cfg(target_os = "linux")]
 pub mod cgroup;
 #[cfg(target_os = "linux")]
 pub mod hostmount;

@@ -21,24 +21,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::FutureExt;
 
+pub mod auth;
 pub mod error;
 pub mod query;
+pub mod tls;
 
 mod endpoints;
 
 pub use error::ApiError;
+pub use tls::serve_tls;
 
 use query::{Params, ReqOptions};
 
 /// Largest request body accepted (job specs with embedded templates can be big).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// What the HTTP layer serves from: the local server and/or client, and agent facts.
 #[derive(Clone)]
@@ -108,9 +112,10 @@ pub(crate) struct Ctx {
     pub(crate) method: Method,
     pub(crate) params: Params,
     pub(crate) opts: ReqOptions,
-    #[allow(dead_code)]
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// The websocket upgrade, when the request asks for one (`Upgrade: websocket`).
+    pub(crate) ws: Option<WebSocketUpgrade>,
 }
 
 impl Ctx {
@@ -149,7 +154,9 @@ impl Ctx {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .fallback(dispatch)
-        .with_state(state)
+        .with_state(state.clone())
+        // ACL enforcement runs before any handler (see `auth`).
+        .layer(middleware::from_fn_with_state(state, auth::enforce))
         .layer(middleware::from_fn(catch_panic))
 }
 
@@ -209,7 +216,19 @@ async fn catch_panic(req: Request, next: Next) -> Response {
 }
 
 async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let wants_ws = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let ws = if wants_ws {
+        WebSocketUpgrade::from_request_parts(&mut parts, &state)
+            .await
+            .ok()
+    } else {
+        None
+    };
     let raw_path = parts.uri.path();
     let raw_query = parts.uri.query();
 
@@ -256,6 +275,7 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
         opts,
         headers: parts.headers,
         body,
+        ws,
     };
     match endpoints::route(ctx, &rest).await {
         Ok(resp) => resp,

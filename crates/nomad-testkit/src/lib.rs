@@ -98,6 +98,41 @@ impl DevAgent {
         agent
     }
 
+    /// Like [`DevAgent::start`] for agents the default readiness probe (plain-HTTP
+    /// `GET /v1/nodes` without a token) cannot reach: with `https` the address is
+    /// `https://127.0.0.1:<port>` (for `tls { http = true }`), and `ready` (polled for 30 s)
+    /// decides when the agent is up (e.g. run the CLI with TLS flags, or `GET /v1/agent/health`
+    /// when ACLs are on).
+    pub fn start_with(bin: &Path, extra_config: &str, https: bool, mut ready: impl FnMut(&DevAgent) -> bool) -> DevAgent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let http = free_port();
+        let cfg = format!(
+            "data_dir = \"{}\"\nports {{\n  http = {http}\n  rpc = {}\n  serf = {}\n}}\n{extra_config}\n",
+            data_dir.display(),
+            free_port(),
+            free_port()
+        );
+        let cfg_path = dir.path().join("agent.hcl");
+        std::fs::write(&cfg_path, cfg).expect("write agent config");
+        let log_path = dir.path().join("agent.log");
+        let log = std::fs::File::create(&log_path).expect("agent log");
+        let child = Command::new(bin)
+            .args(["agent", "-dev", "-config"])
+            .arg(&cfg_path)
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn nomad agent");
+        let scheme = if https { "https" } else { "http" };
+        let address = format!("{scheme}://127.0.0.1:{http}");
+        let agent = DevAgent { child: Some(child), address, data_dir, _dir: dir, log_path };
+        let up = wait_for(Duration::from_secs(30), || ready(&agent));
+        assert!(up, "agent did not become ready; log:\n{}", agent.log());
+        agent
+    }
+
     /// The agent process's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -1,10 +1,13 @@
 //! One module per subcommand, plus helpers they share (flag parsing, prefix lookups).
 
+pub mod acl;
 pub mod alloc;
 pub mod eval;
 pub mod job;
+pub mod namespace;
 pub mod node;
 pub mod status;
+pub mod tls;
 pub mod version;
 
 use nomad_structs::{AllocListStub, JobListStub};

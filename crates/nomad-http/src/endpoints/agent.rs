@@ -1,5 +1,5 @@
 //! `/v1/agent/{self,members,health,servers}`, `/v1/status/{leader,peers}`, `/v1/regions`,
-//! `/v1/metrics`, `/v1/namespace(s)`, and the `/ui/` placeholder.
+//! `/v1/metrics`, and the `/ui/` placeholder.
 
 use std::collections::BTreeMap;
 
@@ -210,39 +210,6 @@ pub(crate) async fn metrics(ctx: Ctx) -> Result<Response, ApiError> {
     }
     let body = j!({"Timestamp": "", "Gauges": [], "Points": [], "Counters": [], "Samples": []});
     json(&body, ctx.pretty(), Meta::None)
-}
-
-fn default_namespace() -> Value {
-    j!({
-        "Name": "default",
-        "Description": "Default shared namespace",
-        "Quota": "",
-        "Capabilities": null,
-        "NodePoolConfiguration": null,
-        "VaultConfiguration": null,
-        "ConsulConfiguration": null,
-        "Meta": null,
-        "Hash": null,
-        "CreateIndex": 1,
-        "ModifyIndex": 1,
-    })
-}
-
-/// `GET /v1/namespaces`: only `default` exists.
-pub(crate) async fn namespaces(ctx: Ctx) -> Result<Response, ApiError> {
-    require_get(&ctx)?;
-    json(&[default_namespace()], ctx.pretty(), Meta::read(1))
-}
-
-/// `GET /v1/namespace/<name>`.
-pub(crate) async fn namespace(ctx: Ctx, name: &str) -> Result<Response, ApiError> {
-    if !ctx.is_get() {
-        return Err(ApiError::not_supported("Namespace management"));
-    }
-    if name != "default" {
-        return Err(ApiError::not_found("Namespace not found"));
-    }
-    json(&default_namespace(), ctx.pretty(), Meta::read(1))
 }
 
 /// A tiny page where the web UI would be.

@@ -49,10 +49,12 @@ pub(crate) async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     let prefix = ctx.opts.prefix.clone();
     let task_states = ctx.params.bool_or("task_states", true)?;
     let resources = ctx.params.bool_or("resources", false)?;
+    let allow = crate::auth::namespace_filter(&ctx, nomad_acl::capability::READ_JOB);
     let (stubs, index) = server
         .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |snap| {
             snap.allocs(ns.as_deref(), &prefix)
                 .iter()
+                .filter(|a| allow(&a.namespace))
                 .map(|a| alloc_stub(a, task_states, resources))
                 .collect::<Vec<_>>()
         })

@@ -13,8 +13,10 @@ use crate::Ctx;
 fn filtered(ctx: &Ctx, snap: &nomad_state::StateSnapshot) -> Vec<Evaluation> {
     let job = ctx.params.str("job");
     let status = ctx.params.str("status");
+    let allow = crate::auth::namespace_filter(ctx, nomad_acl::capability::READ_JOB);
     snap.evals(ctx.opts.list_namespace(), &ctx.opts.prefix)
         .iter()
+        .filter(|e| allow(&e.namespace))
         .filter(|e| job.is_empty() || e.job_id == job)
         .filter(|e| status.is_empty() || e.status == status)
         .map(|e| (**e).clone())

@@ -877,7 +877,7 @@ pub(crate) async fn client_alloc(ctx: Ctx, tail: &str) -> Result<Response, ApiEr
         }
         "gc" => Err(ApiError::not_supported("Allocation garbage collection")),
         "pause" => Err(ApiError::not_supported("Pausing tasks")),
-        "exec" => Err(ApiError::not_supported("Alloc exec")),
+        "exec" => super::exec::alloc_exec(ctx, id).await,
         "snapshot" => Err(ApiError::not_supported("Alloc snapshots")),
         _ => Err(ApiError::not_found("resource not found")),
     }

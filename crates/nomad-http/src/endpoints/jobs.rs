@@ -40,6 +40,7 @@ async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     let ns = ctx.opts.list_namespace().map(str::to_string);
     let prefix = ctx.opts.prefix.clone();
     let with_meta = ctx.params.bool_or("meta", false)?;
+    let allow = crate::auth::namespace_filter(&ctx, nomad_acl::capability::LIST_JOBS);
     let (stubs, index) = server
         .blocking_query(
             &[Table::Jobs, Table::JobSummary],
@@ -47,6 +48,7 @@ async fn list(ctx: Ctx) -> Result<Response, ApiError> {
             |snap| {
                 snap.jobs(ns.as_deref(), &prefix)
                     .iter()
+                    .filter(|j| allow(&j.namespace))
                     .map(|j| {
                         let mut s = JobListStub::new(j, summary_or_empty(snap, j));
                         if with_meta {
@@ -233,7 +235,7 @@ async fn job_op(ctx: Ctx, id: &str, op: &str) -> Result<Response, ApiError> {
         "revert" => Err(ApiError::not_supported("Job revert")),
         "stable" => Err(ApiError::not_supported("Marking a job version stable")),
         "scale" => Err(ApiError::not_supported("Job scaling")),
-        "action" => Err(ApiError::not_supported("Job actions")),
+        "action" => super::exec::job_action(ctx, id).await,
         "tag" => Err(ApiError::not_supported("Job version tags")),
         _ => Err(ApiError::no_route()),
     }

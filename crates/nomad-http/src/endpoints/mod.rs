@@ -6,12 +6,15 @@ use axum::response::Response;
 use crate::error::ApiError;
 use crate::Ctx;
 
+pub(crate) mod acl;
 pub(crate) mod agent;
 pub(crate) mod allocs;
 pub(crate) mod evals;
+pub(crate) mod exec;
 pub(crate) mod fs;
 pub(crate) mod jobs;
 mod jobspec_glue;
+pub(crate) mod namespaces;
 pub(crate) mod nodes;
 
 /// Routes `rest` (the decoded path without `/v1/`).
@@ -38,10 +41,10 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
         return jobs::deployment_specific(ctx, tail).await;
     }
     if let Some(tail) = rest.strip_prefix("namespace/") {
-        return agent::namespace(ctx, tail).await;
+        return namespaces::specific(ctx, tail).await;
     }
-    if rest.starts_with("acl/") {
-        return Err(ApiError::bad_request("ACL support disabled"));
+    if let Some(tail) = rest.strip_prefix("acl/") {
+        return acl::route(ctx, tail).await;
     }
     match rest {
         "jobs" => jobs::jobs(ctx).await,
@@ -52,7 +55,8 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
         "evaluations" => evals::list(ctx).await,
         "evaluations/count" => evals::count(ctx).await,
         "nodes" => nodes::list(ctx).await,
-        "namespaces" => agent::namespaces(ctx).await,
+        "namespaces" => namespaces::list(ctx).await,
+        "namespace" => namespaces::upsert_unnamed(ctx).await,
         "agent/self" => agent::agent_self(ctx).await,
         "agent/members" => agent::members(ctx).await,
         "agent/health" => agent::health(ctx).await,

@@ -80,10 +80,13 @@ pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
 async fn allocations(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let server = ctx.server()?;
+    // Nomad filters a node's allocations by read-job in their namespaces.
+    let allow = crate::auth::namespace_filter(&ctx, nomad_acl::capability::READ_JOB);
     let (allocs, index) = server
         .blocking_query(&[Table::Allocs], &ctx.opts.query_options(), |snap| {
             snap.allocs_by_node(id)
                 .iter()
+                .filter(|a| allow(&a.namespace))
                 .map(|a| alloc_full(a))
                 .collect::<Vec<_>>()
         })

@@ -295,7 +295,7 @@ fn validate_task(task: &str, alloc: &Allocation) -> Result<(), String> {
     ))
 }
 
-fn lookup_task(alloc: &Allocation) -> Result<String, String> {
+pub(crate) fn lookup_task(alloc: &Allocation) -> Result<String, String> {
     let tg = alloc
         .job
         .as_ref()

@@ -1,5 +1,6 @@
 //! `nomad alloc <subcommand>`.
 
+pub mod exec;
 pub mod fs;
 pub mod logs;
 pub mod restart;
@@ -18,6 +19,7 @@ const HELP: &str = "Usage: nomad alloc <subcommand> [options] [args]
   Inspect allocations and their tasks.
 
 Subcommands:
+    exec      Run a command in a running allocation's task
     fs        Inspect the files of an allocation
     logs      Stream the logs of a task
     restart   Restart a running allocation or task
@@ -40,10 +42,7 @@ pub fn run(args: &[String]) -> i32 {
         "signal" => signal::run(rest),
         "restart" => restart::run(rest),
         "stop" => stop::run(rest),
-        "exec" => {
-            eprintln!("nomad alloc exec is not available in this build yet");
-            1
-        }
+        "exec" => exec::run(rest),
         "-h" | "-help" | "--help" => {
             outln!("{}", HELP.trim_end());
             0
@@ -154,6 +153,11 @@ pub fn validate_task_exists(task: &str, alloc: &Allocation) -> Result<(), String
         "Could not find task named: {task}, found:\n{}",
         names.join("\n")
     ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::alloc_with_tasks;
 }
 
 #[cfg(test)]

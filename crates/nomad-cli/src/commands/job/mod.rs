@@ -1,5 +1,6 @@
 //! `nomad job <subcommand>`.
 
+pub mod action;
 pub mod init;
 pub mod inspect;
 pub mod run;
@@ -12,6 +13,7 @@ const HELP: &str = "Usage: nomad job <subcommand> [options] [args]
   Work with jobs: register, inspect, stop and watch them.
 
 Subcommands:
+    action      Run an action declared by a task of the job
     init        Write an example job file
     inspect     Print a registered job as JSON
     run         Register a job and watch its evaluation
@@ -28,6 +30,7 @@ pub fn run(args: &[String]) -> i32 {
     };
     let rest = &args[1..];
     match sub.as_str() {
+        "action" => action::run(rest),
         "run" => run::run(rest),
         "status" => status::run(rest),
         "stop" => stop::run(rest),
