@@ -88,11 +88,19 @@ pub struct Allocation {
     pub previous_allocation: String,
     #[serde(skip_serializing_if = "is_empty_str", deserialize_with = "nd")]
     pub next_allocation: String,
-    #[serde(rename = "DeploymentID", skip_serializing_if = "is_empty_str", deserialize_with = "nd")]
+    #[serde(
+        rename = "DeploymentID",
+        skip_serializing_if = "is_empty_str",
+        deserialize_with = "nd"
+    )]
     pub deployment_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reschedule_tracker: Option<serde_json::Value>,
-    #[serde(rename = "FollowupEvalID", skip_serializing_if = "is_empty_str", deserialize_with = "nd")]
+    #[serde(
+        rename = "FollowupEvalID",
+        skip_serializing_if = "is_empty_str",
+        deserialize_with = "nd"
+    )]
     pub followup_eval_id: String,
     #[serde(deserialize_with = "nd")]
     pub create_index: u64,
@@ -441,12 +449,19 @@ pub struct TaskEvent {
 impl TaskEvent {
     /// A new event of `event_type` at `time` (unix ns).
     pub fn new(event_type: &str, time: i64) -> Self {
-        TaskEvent { event_type: event_type.to_string(), time, details: Some(BTreeMap::new()), ..Default::default() }
+        TaskEvent {
+            event_type: event_type.to_string(),
+            time,
+            details: Some(BTreeMap::new()),
+            ..Default::default()
+        }
     }
 
     /// Sets a `Details` key.
     pub fn detail(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.details.get_or_insert_with(BTreeMap::new).insert(key.to_string(), value.into());
+        self.details
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), value.into());
         self
     }
 
@@ -491,7 +506,8 @@ impl TaskEvent {
             }
             te::RESTARTING => {
                 let delay = crate::duration::format_go_duration(self.start_delay);
-                if self.restart_reason.is_empty() || self.restart_reason == "Restart within policy" {
+                if self.restart_reason.is_empty() || self.restart_reason == "Restart within policy"
+                {
                     format!("Task restarting in {delay}")
                 } else {
                     format!("{} - Task restarting in {delay}", self.restart_reason)
@@ -511,7 +527,10 @@ impl TaskEvent {
                 if self.task_signal_reason.is_empty() {
                     format!("Task being sent signal {}", self.task_signal)
                 } else {
-                    format!("Task being sent signal {}: {}", self.task_signal, self.task_signal_reason)
+                    format!(
+                        "Task being sent signal {}: {}",
+                        self.task_signal, self.task_signal_reason
+                    )
                 }
             }
             te::LEADER_DEAD => "Leader Task in Group dead".to_string(),
@@ -526,7 +545,9 @@ impl TaskEvent {
 }
 
 /// Derives an alloc's client status from its task states, as Nomad's client does.
-pub fn client_status_from_tasks(states: &BTreeMap<String, TaskState>) -> (&'static str, &'static str) {
+pub fn client_status_from_tasks(
+    states: &BTreeMap<String, TaskState>,
+) -> (&'static str, &'static str) {
     let (mut running, mut pending, mut failed) = (false, false, false);
     for s in states.values() {
         match s.state.as_str() {
@@ -571,17 +592,39 @@ mod tests {
         let mut k = TaskEvent::new(task_event::KILLING, 1);
         k.kill_timeout = 5_000_000_000;
         k.populate_display_message();
-        assert_eq!(k.display_message, "Sent interrupt. Waiting 5s before force killing");
+        assert_eq!(
+            k.display_message,
+            "Sent interrupt. Waiting 5s before force killing"
+        );
     }
 
     #[test]
     fn status_from_tasks() {
         let mut m = BTreeMap::new();
-        m.insert("a".into(), TaskState { state: TASK_STATE_DEAD.into(), ..Default::default() });
+        m.insert(
+            "a".into(),
+            TaskState {
+                state: TASK_STATE_DEAD.into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(client_status_from_tasks(&m).0, ALLOC_CLIENT_COMPLETE);
-        m.insert("b".into(), TaskState { state: TASK_STATE_RUNNING.into(), ..Default::default() });
+        m.insert(
+            "b".into(),
+            TaskState {
+                state: TASK_STATE_RUNNING.into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(client_status_from_tasks(&m).0, ALLOC_CLIENT_RUNNING);
-        m.insert("c".into(), TaskState { state: TASK_STATE_DEAD.into(), failed: true, ..Default::default() });
+        m.insert(
+            "c".into(),
+            TaskState {
+                state: TASK_STATE_DEAD.into(),
+                failed: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(client_status_from_tasks(&m).0, ALLOC_CLIENT_FAILED);
     }
 }

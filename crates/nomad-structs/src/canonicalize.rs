@@ -48,7 +48,13 @@ pub fn canonicalize_job(job: &mut Job) {
     let job_migrate = job.migrate.take();
 
     for tg in &mut job.task_groups {
-        canonicalize_group(tg, &job_type, job_update.as_ref(), job_reschedule.as_ref(), job_migrate.as_ref());
+        canonicalize_group(
+            tg,
+            &job_type,
+            job_update.as_ref(),
+            job_reschedule.as_ref(),
+            job_migrate.as_ref(),
+        );
     }
     job.update = Some(top);
 }
@@ -62,7 +68,10 @@ fn merge_update(base: Option<&UpdateStrategy>, over: Option<&UpdateStrategy>) ->
         health_check: o.health_check.or(b.health_check).or(Some("checks".into())),
         min_healthy_time: o.min_healthy_time.or(b.min_healthy_time).or(Some(10 * SEC)),
         healthy_deadline: o.healthy_deadline.or(b.healthy_deadline).or(Some(5 * MIN)),
-        progress_deadline: o.progress_deadline.or(b.progress_deadline).or(Some(10 * MIN)),
+        progress_deadline: o
+            .progress_deadline
+            .or(b.progress_deadline)
+            .or(Some(10 * MIN)),
         auto_revert: o.auto_revert.or(b.auto_revert).or(Some(false)),
         auto_promote: o.auto_promote.or(b.auto_promote).or(Some(false)),
         canary: o.canary.or(b.canary).or(Some(0)),
@@ -77,7 +86,11 @@ fn canonicalize_group(
     job_migrate: Option<&MigrateStrategy>,
 ) {
     if tg.count.is_none() {
-        let min = tg.scaling.as_ref().and_then(|s| s.get("Min")).and_then(|m| m.as_i64());
+        let min = tg
+            .scaling
+            .as_ref()
+            .and_then(|s| s.get("Min"))
+            .and_then(|m| m.as_i64());
         tg.count = Some(min.unwrap_or(1));
     }
     let disk = tg.ephemeral_disk.get_or_insert_with(Default::default);
@@ -86,7 +99,8 @@ fn canonicalize_group(
     disk.size_mb.get_or_insert(300);
 
     let service_like = job_type == JOB_TYPE_SERVICE || job_type == JOB_TYPE_SYSTEM;
-    if service_like && (job_update.is_some() || tg.update.is_some() || job_type == JOB_TYPE_SERVICE) {
+    if service_like && (job_update.is_some() || tg.update.is_some() || job_type == JOB_TYPE_SERVICE)
+    {
         tg.update = Some(merge_update(job_update, tg.update.as_ref()));
     } else if !service_like {
         tg.update = None;
@@ -117,7 +131,11 @@ fn canonicalize_group(
             rs.attempts = rs.attempts.or(base.attempts).or(Some(a));
             rs.interval = rs.interval.or(base.interval).or(Some(i));
             rs.delay = rs.delay.or(base.delay).or(Some(d));
-            rs.delay_function = rs.delay_function.clone().or(base.delay_function).or(Some(f.into()));
+            rs.delay_function = rs
+                .delay_function
+                .clone()
+                .or(base.delay_function)
+                .or(Some(f.into()));
             rs.max_delay = rs.max_delay.or(base.max_delay).or(Some(m));
             rs.unlimited = rs.unlimited.or(base.unlimited).or(Some(u));
         }
@@ -128,9 +146,19 @@ fn canonicalize_group(
         let base = job_migrate.cloned().unwrap_or_default();
         let m = tg.migrate.get_or_insert_with(Default::default);
         m.max_parallel = m.max_parallel.or(base.max_parallel).or(Some(1));
-        m.health_check = m.health_check.clone().or(base.health_check).or(Some("checks".into()));
-        m.min_healthy_time = m.min_healthy_time.or(base.min_healthy_time).or(Some(10 * SEC));
-        m.healthy_deadline = m.healthy_deadline.or(base.healthy_deadline).or(Some(5 * MIN));
+        m.health_check = m
+            .health_check
+            .clone()
+            .or(base.health_check)
+            .or(Some("checks".into()));
+        m.min_healthy_time = m
+            .min_healthy_time
+            .or(base.min_healthy_time)
+            .or(Some(10 * SEC));
+        m.healthy_deadline = m
+            .healthy_deadline
+            .or(base.healthy_deadline)
+            .or(Some(5 * MIN));
     } else {
         tg.migrate = None;
     }
@@ -173,7 +201,14 @@ fn canonicalize_task(t: &mut Task, group_restart: &RestartPolicy) {
             if a.relative_dest.as_deref().unwrap_or("").is_empty() {
                 let dest = if mode == "file" {
                     let src = a.getter_source.clone().unwrap_or_default();
-                    let base = src.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("").to_string();
+                    let base = src
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .split('?')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     format!("local/{base}")
                 } else {
                     "local/".to_string()
@@ -196,7 +231,11 @@ mod tests {
             job_type: job_type.into(),
             task_groups: vec![TaskGroup {
                 name: "g".into(),
-                tasks: vec![Task { name: "t".into(), driver: "raw_exec".into(), ..Default::default() }],
+                tasks: vec![Task {
+                    name: "t".into(),
+                    driver: "raw_exec".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -214,13 +253,23 @@ mod tests {
         let tg = &j.task_groups[0];
         assert_eq!(tg.count, Some(1));
         let rp = tg.restart_policy.as_ref().unwrap();
-        assert_eq!((rp.attempts, rp.interval, rp.delay), (Some(2), Some(30 * MIN), Some(15 * SEC)));
+        assert_eq!(
+            (rp.attempts, rp.interval, rp.delay),
+            (Some(2), Some(30 * MIN), Some(15 * SEC))
+        );
         let t = &tg.tasks[0];
         let r = t.resources.as_ref().unwrap();
         assert_eq!((r.cpu, r.memory_mb), (Some(100), Some(300)));
         assert_eq!(t.kill_timeout, Some(5 * SEC));
         assert_eq!(t.log_config.as_ref().unwrap().max_files, Some(10));
-        assert_eq!(tg.reschedule_policy.as_ref().unwrap().delay_function.as_deref(), Some("exponential"));
+        assert_eq!(
+            tg.reschedule_policy
+                .as_ref()
+                .unwrap()
+                .delay_function
+                .as_deref(),
+            Some("exponential")
+        );
         // Idempotent.
         let before = j.clone();
         canonicalize_job(&mut j);

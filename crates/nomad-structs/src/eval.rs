@@ -51,11 +51,19 @@ pub struct Evaluation {
     pub job_id: String,
     #[serde(skip_serializing_if = "is_zero", deserialize_with = "nd")]
     pub job_modify_index: u64,
-    #[serde(rename = "NodeID", skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
+    #[serde(
+        rename = "NodeID",
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "nd"
+    )]
     pub node_id: String,
     #[serde(skip_serializing_if = "is_zero", deserialize_with = "nd")]
     pub node_modify_index: u64,
-    #[serde(rename = "DeploymentID", skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
+    #[serde(
+        rename = "DeploymentID",
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "nd"
+    )]
     pub deployment_id: String,
     #[serde(deserialize_with = "nd")]
     pub status: String,
@@ -110,6 +118,9 @@ fn is_false(v: &bool) -> bool {
 impl Evaluation {
     /// Whether the eval is finished (no more work for the broker).
     pub fn terminal(&self) -> bool {
-        matches!(self.status.as_str(), EVAL_STATUS_COMPLETE | EVAL_STATUS_FAILED | EVAL_STATUS_CANCELED)
+        matches!(
+            self.status.as_str(),
+            EVAL_STATUS_COMPLETE | EVAL_STATUS_FAILED | EVAL_STATUS_CANCELED
+        )
     }
 }

@@ -107,7 +107,11 @@ impl Job {
 
     /// Periodic or parameterized jobs get no evaluation on registration.
     pub fn is_periodic_or_parameterized(&self) -> bool {
-        self.periodic.as_ref().is_some_and(|p| !p.is_null()) || self.parameterized_job.as_ref().is_some_and(|p| !p.is_null())
+        self.periodic.as_ref().is_some_and(|p| !p.is_null())
+            || self
+                .parameterized_job
+                .as_ref()
+                .is_some_and(|p| !p.is_null())
     }
 
     /// Whether the scheduler places one alloc per node (system, sysbatch).
@@ -286,7 +290,10 @@ impl TaskGroup {
     pub fn total_resources(&self) -> (u64, u64) {
         self.tasks.iter().fold((0, 0), |(c, m), t| {
             let r = t.resources.clone().unwrap_or_default();
-            (c + r.cpu.unwrap_or(0).max(0) as u64, m + r.memory_mb.unwrap_or(0).max(0) as u64)
+            (
+                c + r.cpu.unwrap_or(0).max(0) as u64,
+                m + r.memory_mb.unwrap_or(0).max(0) as u64,
+            )
         })
     }
 }
@@ -411,13 +418,25 @@ pub struct NetworkResource {
     pub mode: String,
     #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
     pub device: String,
-    #[serde(rename = "CIDR", skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
+    #[serde(
+        rename = "CIDR",
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "nd"
+    )]
     pub cidr: String,
-    #[serde(rename = "IP", skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
+    #[serde(
+        rename = "IP",
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "nd"
+    )]
     pub ip: String,
     #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nd")]
     pub hostname: String,
-    #[serde(rename = "MBits", skip_serializing_if = "is_zero_i64", deserialize_with = "nd")]
+    #[serde(
+        rename = "MBits",
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "nd"
+    )]
     pub mbits: i64,
     #[serde(rename = "DNS", skip_serializing_if = "Option::is_none")]
     pub dns: Option<serde_json::Value>,

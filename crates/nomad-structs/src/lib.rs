@@ -75,7 +75,8 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
         "Z" | "z" => 0,
         o if o.len() == 6 => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
+                + o.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -118,7 +119,10 @@ mod tests {
         let s = rfc3339_nanos(t);
         assert_eq!(s, "2023-11-14T22:13:20.123456789Z");
         assert_eq!(parse_rfc3339_nanos(&s), Some(t));
-        assert_eq!(parse_rfc3339_nanos("2023-11-14T23:13:20+01:00"), Some(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_rfc3339_nanos("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000_000_000)
+        );
     }
 
     #[test]

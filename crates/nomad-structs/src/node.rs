@@ -77,20 +77,30 @@ pub struct Node {
 impl Node {
     /// Whether the scheduler may place new allocs here.
     pub fn ready(&self) -> bool {
-        self.status == NODE_STATUS_READY && self.scheduling_eligibility != NODE_INELIGIBLE && self.drain_strategy.is_none()
+        self.status == NODE_STATUS_READY
+            && self.scheduling_eligibility != NODE_INELIGIBLE
+            && self.drain_strategy.is_none()
     }
 
     /// The list stub served by `GET /v1/nodes`.
     pub fn stub(&self) -> NodeListStub {
         NodeListStub {
-            address: self.http_addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
+            address: self
+                .http_addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_default(),
             id: self.id.clone(),
             attributes: None,
             datacenter: self.datacenter.clone(),
             name: self.name.clone(),
             node_pool: self.node_pool.clone(),
             node_class: self.node_class.clone(),
-            version: self.attributes.get("nomad.version").cloned().unwrap_or_default(),
+            version: self
+                .attributes
+                .get("nomad.version")
+                .cloned()
+                .unwrap_or_default(),
             drain: self.drain_strategy.is_some(),
             scheduling_eligibility: self.scheduling_eligibility.clone(),
             status: self.status.clone(),

@@ -30,7 +30,9 @@ where
         N::U(v) => Ok(v),
         N::I(v) => u64::try_from(v).map_err(serde::de::Error::custom),
         N::F(v) if v >= 0.0 && v.fract() == 0.0 => Ok(v as u64),
-        N::F(v) => Err(serde::de::Error::custom(format!("expected an unsigned integer, got {v}"))),
+        N::F(v) => Err(serde::de::Error::custom(format!(
+            "expected an unsigned integer, got {v}"
+        ))),
         N::S(s) => s.parse().map_err(serde::de::Error::custom),
         N::Null(()) => Ok(0),
     }

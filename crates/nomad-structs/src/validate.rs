@@ -51,7 +51,12 @@ pub fn validate_job(job: &Job) -> Vec<String> {
         if tg.name.is_empty() {
             errs.push(format!("Job task group {} missing name", i + 1));
         } else if !names.insert(tg.name.clone()) {
-            errs.push(format!("Job task group {} redefines '{}' from group {}", i + 1, tg.name, i));
+            errs.push(format!(
+                "Job task group {} redefines '{}' from group {}",
+                i + 1,
+                tg.name,
+                i
+            ));
         }
         for e in validate_group(job, tg) {
             errs.push(format!("Task group {} validation failed: {e}", tg.name));
@@ -98,7 +103,10 @@ fn validate_group(job: &Job, tg: &TaskGroup) -> Vec<String> {
                 errs.push(format!("Port label {:?} already in use", p.label));
             }
             if p.value < 0 || p.value > 65535 {
-                errs.push(format!("Port {:?} has an invalid value {}", p.label, p.value));
+                errs.push(format!(
+                    "Port {:?} has an invalid value {}",
+                    p.label, p.value
+                ));
             }
         }
     }
@@ -108,7 +116,12 @@ fn validate_group(job: &Job, tg: &TaskGroup) -> Vec<String> {
         if t.name.is_empty() {
             errs.push(format!("Task {} missing name", i + 1));
         } else if !names.insert(t.name.clone()) {
-            errs.push(format!("Task {} redefines '{}' from task {}", i + 1, t.name, i));
+            errs.push(format!(
+                "Task {} redefines '{}' from task {}",
+                i + 1,
+                t.name,
+                i
+            ));
         }
         if t.leader {
             leaders += 1;
@@ -141,14 +154,18 @@ fn validate_task(t: &Task) -> Vec<String> {
         let cores = r.cores.unwrap_or(0);
         let cpu = r.cpu.unwrap_or(0);
         if cores == 0 && cpu < 1 {
-            errs.push(format!("Resources validation failed: minimum CPU value is 1; got {cpu}"));
+            errs.push(format!(
+                "Resources validation failed: minimum CPU value is 1; got {cpu}"
+            ));
         }
         if cores > 0 && cpu > 0 {
             errs.push("Resources validation failed: Task can only ask for 'cpu' or 'cores' resource, not both.".to_string());
         }
         let mem = r.memory_mb.unwrap_or(0);
         if mem < 10 {
-            errs.push(format!("Resources validation failed: minimum MemoryMB value is 10; got {mem}"));
+            errs.push(format!(
+                "Resources validation failed: minimum MemoryMB value is 10; got {mem}"
+            ));
         }
         let max = r.memory_max_mb.unwrap_or(0);
         if max != 0 && max < mem {
@@ -167,7 +184,10 @@ fn validate_task(t: &Task) -> Vec<String> {
     }
     if let Some(l) = &t.lifecycle {
         if !matches!(l.hook.as_str(), "prestart" | "poststart" | "poststop") {
-            errs.push(format!("Lifecycle validation failed: invalid hook: {}", l.hook));
+            errs.push(format!(
+                "Lifecycle validation failed: invalid hook: {}",
+                l.hook
+            ));
         }
     }
     let mut actions = BTreeSet::new();
@@ -175,12 +195,20 @@ fn validate_task(t: &Task) -> Vec<String> {
         if !actions.insert(a.name.clone()) {
             errs.push(format!("Action {} defined multiple times", a.name));
         }
-        let valid_name = !a.name.is_empty() && a.name.len() <= 128 && !a.name.chars().any(|c| c == '\0' || c.is_whitespace());
+        let valid_name = !a.name.is_empty()
+            && a.name.len() <= 128
+            && !a.name.chars().any(|c| c == '\0' || c.is_whitespace());
         if !valid_name {
-            errs.push(format!("Action {} validation failed: invalid name '{}'", a.name, a.name));
+            errs.push(format!(
+                "Action {} validation failed: invalid name '{}'",
+                a.name, a.name
+            ));
         }
         if a.command.is_empty() {
-            errs.push(format!("Action {} validation failed: command cannot be empty", a.name));
+            errs.push(format!(
+                "Action {} validation failed: command cannot be empty",
+                a.name
+            ));
         }
     }
     for c in t.constraints.iter().flatten() {
@@ -193,8 +221,25 @@ fn validate_task(t: &Task) -> Vec<String> {
 
 /// Operators a constraint may use.
 pub const CONSTRAINT_OPERANDS: &[&str] = &[
-    "=", "==", "is", "!=", "not", "<", "<=", ">", ">=", "regexp", "version", "semver", "set_contains",
-    "set_contains_all", "set_contains_any", "is_set", "is_not_set", "distinct_hosts", "distinct_property",
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "regexp",
+    "version",
+    "semver",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "is_set",
+    "is_not_set",
+    "distinct_hosts",
+    "distinct_property",
 ];
 
 fn validate_constraint(c: &Constraint) -> Result<(), String> {
@@ -244,7 +289,11 @@ mod tests {
             id: "x".into(),
             task_groups: vec![TaskGroup {
                 name: "g".into(),
-                tasks: vec![Task { name: "t".into(), driver: "raw_exec".into(), ..Default::default() }],
+                tasks: vec![Task {
+                    name: "t".into(),
+                    driver: "raw_exec".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -262,8 +311,16 @@ mod tests {
                 tasks: vec![Task {
                     name: "t".into(),
                     actions: Some(vec![
-                        Action { name: "a".into(), command: "/bin/true".into(), args: None },
-                        Action { name: "a".into(), command: "".into(), args: None },
+                        Action {
+                            name: "a".into(),
+                            command: "/bin/true".into(),
+                            args: None,
+                        },
+                        Action {
+                            name: "a".into(),
+                            command: "".into(),
+                            args: None,
+                        },
                     ]),
                     ..Default::default()
                 }],
@@ -273,9 +330,19 @@ mod tests {
         };
         canonicalize_job(&mut j);
         let errs = validate_job(&j);
-        assert!(errs.iter().any(|e| e.contains("Missing task driver")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("Action a defined multiple times")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("command cannot be empty")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("Missing task driver")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("Action a defined multiple times")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("command cannot be empty")),
+            "{errs:?}"
+        );
         assert!(multierror(&errs).starts_with("3 errors occurred:\n\t* "));
     }
 }

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!("SKIP {}: this test needs root (run the suite as root to exercise it)", module_path!());
+            eprintln!(
+                "SKIP {}: this test needs root (run the suite as root to exercise it)",
+                module_path!()
+            );
             return;
         }
     };
@@ -24,13 +27,20 @@ macro_rules! require_root {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind an ephemeral loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
@@ -86,12 +96,21 @@ impl DevAgent {
             .spawn()
             .expect("spawn nomad agent");
         let address = format!("http://127.0.0.1:{http}");
-        let agent = DevAgent { child: Some(child), address, data_dir, _dir: dir, log_path };
+        let agent = DevAgent {
+            child: Some(child),
+            address,
+            data_dir,
+            _dir: dir,
+            log_path,
+        };
         let ready = wait_for(Duration::from_secs(30), || {
             agent
                 .get_json("/v1/nodes")
                 .ok()
-                .and_then(|v| v.as_array().map(|a| a.iter().any(|n| n["Status"] == "ready")))
+                .and_then(|v| {
+                    v.as_array()
+                        .map(|a| a.iter().any(|n| n["Status"] == "ready"))
+                })
                 .unwrap_or(false)
         });
         assert!(ready, "agent did not become ready; log:\n{}", agent.log());
@@ -103,7 +122,12 @@ impl DevAgent {
     /// `https://127.0.0.1:<port>` (for `tls { http = true }`), and `ready` (polled for 30 s)
     /// decides when the agent is up (e.g. run the CLI with TLS flags, or `GET /v1/agent/health`
     /// when ACLs are on).
-    pub fn start_with(bin: &Path, extra_config: &str, https: bool, mut ready: impl FnMut(&DevAgent) -> bool) -> DevAgent {
+    pub fn start_with(
+        bin: &Path,
+        extra_config: &str,
+        https: bool,
+        mut ready: impl FnMut(&DevAgent) -> bool,
+    ) -> DevAgent {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let http = free_port();
@@ -127,7 +151,13 @@ impl DevAgent {
             .expect("spawn nomad agent");
         let scheme = if https { "https" } else { "http" };
         let address = format!("{scheme}://127.0.0.1:{http}");
-        let agent = DevAgent { child: Some(child), address, data_dir, _dir: dir, log_path };
+        let agent = DevAgent {
+            child: Some(child),
+            address,
+            data_dir,
+            _dir: dir,
+            log_path,
+        };
         let up = wait_for(Duration::from_secs(30), || ready(&agent));
         assert!(up, "agent did not become ready; log:\n{}", agent.log());
         agent
@@ -147,12 +177,19 @@ impl DevAgent {
     pub fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
         let url = format!("{}{path}", self.address);
         let mut resp = ureq::get(&url).call().map_err(|e| e.to_string())?;
-        resp.body_mut().read_json::<serde_json::Value>().map_err(|e| e.to_string())
+        resp.body_mut()
+            .read_json::<serde_json::Value>()
+            .map_err(|e| e.to_string())
     }
 
     /// Runs the CLI against this agent (NOMAD_ADDR set), returning (exit code, stdout, stderr).
     pub fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(bin).args(args).env("NOMAD_ADDR", &self.address).stdin(Stdio::null()).output().expect("run nomad cli");
+        let out = Command::new(bin)
+            .args(args)
+            .env("NOMAD_ADDR", &self.address)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nomad cli");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -163,7 +200,9 @@ impl DevAgent {
     /// Stops the agent with SIGINT and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
