@@ -22,11 +22,94 @@ mod node;
 mod store;
 mod types;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 pub use error::RaftError;
-pub use node::RaftNode;
+pub use node::{ApplyObserver, CallHandler, RaftNode};
+
+/// A boxed future, as the hooks of this crate return them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A byte stream Raft traffic can run over (TCP, TLS, a test pipe...).
+pub trait RaftStream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> RaftStream for T {}
+
+/// Makes any `Send` stream a [`RaftStream`] (a `Mutex` that is never locked: the stream is
+/// only reached through `&mut`).
+pub(crate) struct SyncStream<S>(std::sync::Mutex<S>);
+
+impl<S> SyncStream<S> {
+    pub(crate) fn new(s: S) -> Self {
+        SyncStream(std::sync::Mutex::new(s))
+    }
+
+    fn inner(self: Pin<&mut Self>) -> Pin<&mut S>
+    where
+        S: Unpin,
+    {
+        Pin::new(self.get_mut().0.get_mut().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SyncStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SyncStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.inner().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_shutdown(cx)
+    }
+}
+
+/// A boxed [`RaftStream`].
+pub type BoxedStream = Box<dyn RaftStream>;
+
+/// Opens an outgoing connection to a peer's RPC address (e.g. TCP then a TLS handshake).
+///
+/// The stream it returns must be ready for the Raft bytes: when [`RaftConfig::dial_prefix`]
+/// is set, that byte is written on the returned stream (so a TLS dialer writes its own `0x04`
+/// on the TCP stream before the handshake, and the `0x02` then travels inside TLS).
+#[derive(Clone)]
+pub struct RaftDialer(pub Arc<dyn Fn(String) -> BoxFuture<std::io::Result<BoxedStream>> + Send + Sync>);
+
+impl std::fmt::Debug for RaftDialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftDialer(..)")
+    }
+}
+
+/// Nomad's RPC-port protocol byte for Raft traffic (`pool.RpcRaft`).
+pub const RPC_RAFT_BYTE: u8 = 0x02;
 
 /// How to run one Raft node.
 #[derive(Debug, Clone)]
@@ -49,6 +132,16 @@ pub struct RaftConfig {
     pub election_timeout_max: Duration,
     /// `-dev`: log and snapshots in memory, nothing written under `data_dir`, no fsync.
     pub in_memory: bool,
+    /// `true` (default): bind an own listener on `rpc_addr`. `false`: bind nothing; the
+    /// caller owns the RPC port and hands each Raft connection in with
+    /// [`RaftNode::handle_stream`] (after consuming its protocol byte). `rpc_addr` must then
+    /// be the real address peers dial (no port 0).
+    pub listen: bool,
+    /// When set, every outgoing Raft connection writes this byte first (Nomad's shared RPC
+    /// port: [`RPC_RAFT_BYTE`]).
+    pub dial_prefix: Option<u8>,
+    /// How outgoing connections are opened; `None`: plain TCP to the peer's address.
+    pub dialer: Option<RaftDialer>,
 }
 
 impl RaftConfig {
@@ -63,6 +156,9 @@ impl RaftConfig {
             election_timeout_min: Duration::from_millis(1000),
             election_timeout_max: Duration::from_millis(2000),
             in_memory: false,
+            listen: true,
+            dial_prefix: None,
+            dialer: None,
         }
     }
 }

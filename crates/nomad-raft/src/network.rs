@@ -20,13 +20,12 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use crate::store::log::{LogDb, META_CLUSTER_ID};
 use crate::types::{Node, NodeId, TypeConfig};
-use crate::RaftError;
+use crate::{BoxedStream, RaftDialer, RaftError};
 
 /// Largest frame accepted from the network (a snapshot chunk or a batch of log entries).
 pub(crate) const MAX_FRAME: usize = 256 << 20;
@@ -62,6 +61,11 @@ pub(crate) enum RequestBody {
     ReadIndex,
     /// Checks that the receiver is reachable and of our cluster.
     Ping,
+    /// An application call for the leader (see `RaftNode::call_leader`).
+    Call {
+        method: String,
+        body: Vec<u8>,
+    },
 }
 
 /// A response frame.
@@ -81,6 +85,8 @@ pub(crate) enum ResponseBody {
     ),
     Index(Result<u64, RaftError>),
     Done(Result<(), RaftError>),
+    /// The leader's answer to an application call.
+    Call(Result<Vec<u8>, RaftError>),
     /// The request was not looked at (other cluster, shutting down).
     Refused(RaftError),
 }
@@ -94,15 +100,48 @@ pub(crate) struct Shared {
     db: Mutex<Option<Arc<LogDb>>>,
     /// Peers this node neither sends to nor answers (partition tests).
     blocked: RwLock<BTreeSet<NodeId>>,
+    /// How outgoing connections are opened.
+    dial: Dial,
+}
+
+/// How outgoing connections are opened: a dialer (or TCP), then an optional protocol byte.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dial {
+    pub(crate) prefix: Option<u8>,
+    pub(crate) dialer: Option<RaftDialer>,
+}
+
+impl Dial {
+    async fn connect(&self, addr: &str) -> std::io::Result<BoxedStream> {
+        let mut stream: BoxedStream = match &self.dialer {
+            Some(d) => (d.0)(addr.to_string()).await?,
+            None => {
+                let s = TcpStream::connect(addr).await?;
+                // Small frames (votes, heartbeats) must not wait for Nagle.
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+        };
+        if let Some(b) = self.prefix {
+            stream.write_all(&[b]).await?;
+        }
+        Ok(stream)
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(node_id: NodeId, cluster_id: Option<String>, db: Arc<LogDb>) -> Self {
+    pub(crate) fn new(
+        node_id: NodeId,
+        cluster_id: Option<String>,
+        db: Arc<LogDb>,
+        dial: Dial,
+    ) -> Self {
         Shared {
             node_id,
             cluster_id: RwLock::new(cluster_id),
             db: Mutex::new(Some(db)),
             blocked: RwLock::new(BTreeSet::new()),
+            dial,
         }
     }
 
@@ -161,7 +200,7 @@ impl Shared {
     }
 }
 
-async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_frame(w: &mut BufWriter<WriteHalf<BoxedStream>>, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(bytes).await?;
@@ -169,7 +208,7 @@ async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, bytes: &[u8]) -> std::io
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before the length.
-async fn read_frame(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_frame(r: &mut BufReader<ReadHalf<BoxedStream>>) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -189,17 +228,20 @@ async fn read_frame(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<
 }
 
 /// One side of a connection, framing requests or responses.
-#[derive(Debug)]
 pub(crate) struct FramedConn {
-    r: BufReader<OwnedReadHalf>,
-    w: BufWriter<OwnedWriteHalf>,
+    r: BufReader<ReadHalf<BoxedStream>>,
+    w: BufWriter<WriteHalf<BoxedStream>>,
+}
+
+impl std::fmt::Debug for FramedConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FramedConn")
+    }
 }
 
 impl FramedConn {
-    pub(crate) fn new(stream: TcpStream) -> Self {
-        // Small frames (votes, heartbeats) must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+    pub(crate) fn new(stream: BoxedStream) -> Self {
+        let (r, w) = tokio::io::split(stream);
         FramedConn {
             r: BufReader::new(r),
             w: BufWriter::new(w),
@@ -276,7 +318,7 @@ impl Conn {
             from: shared.node_id,
             body,
         };
-        let res = tokio::time::timeout(timeout, self.call_inner(&req)).await;
+        let res = tokio::time::timeout(timeout, self.call_inner(shared, &req)).await;
         let res = match res {
             Err(_) => Err(CallError::Timeout),
             Ok(r) => r,
@@ -295,9 +337,11 @@ impl Conn {
         }
     }
 
-    async fn call_inner(&mut self, req: &Request) -> Result<Response, CallError> {
+    async fn call_inner(&mut self, shared: &Shared, req: &Request) -> Result<Response, CallError> {
         if self.conn.is_none() {
-            let stream = TcpStream::connect(&self.addr)
+            let stream = shared
+                .dial
+                .connect(&self.addr)
                 .await
                 .map_err(|e| CallError::Unreachable(e.to_string()))?;
             self.conn = Some(FramedConn::new(stream));

@@ -3,25 +3,35 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nomad_state::{Command, StateStore};
 use openraft::error::{ClientWriteError, InitializeError, RaftError as ORaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::network::{
-    CallError, Conn, FramedConn, NetworkFactory, Request, RequestBody, Response, ResponseBody,
-    Shared,
+    CallError, Conn, Dial, FramedConn, NetworkFactory, Request, RequestBody, Response,
+    ResponseBody, Shared,
 };
 use crate::store::log::{LogDb, LogStore, META_CLUSTER_ID, META_LAST_PURGED, META_NODE_ID};
-use crate::store::sm::{load_snapshot, StateMachine, StoredSnapshot, SNAPSHOT_FILE};
+use crate::store::sm::{load_snapshot, ObserverSlot, StateMachine, StoredSnapshot, SNAPSHOT_FILE};
 use crate::types::{LogId, NodeId, Raft};
-use crate::{RaftConfig, RaftError};
+use crate::{BoxFuture, BoxedStream, RaftConfig, RaftError, SyncStream};
+
+/// Sees every command applied to this node's state store, right after it changed (index,
+/// command), on the state machine's task: keep it short and never block in it.
+pub type ApplyObserver = Arc<dyn Fn(u64, &Command) + Send + Sync>;
+
+/// Serves [`RaftNode::call_leader`] calls on the leader: (method, body) → answer bytes.
+/// Application errors travel inside the answer; the hook should not hold the node or its
+/// owner strongly (use a `Weak`), or they never drop.
+pub type CallHandler = Arc<dyn Fn(String, Vec<u8>) -> BoxFuture<Vec<u8>> + Send + Sync>;
 
 /// Log entries kept behind a snapshot, so a briefly lagging follower catches up from the log
 /// instead of a whole snapshot (Nomad's `raft_trailing_logs` is 10240).
@@ -44,6 +54,8 @@ pub struct RaftNode {
     shutdown_tx: watch::Sender<bool>,
     stopped: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    observer: ObserverSlot,
+    call_handler: RwLock<Option<CallHandler>>,
     /// Lets `shutdown` wait until the log file is closed (so it can be opened again).
     db: std::sync::Weak<LogDb>,
 }
@@ -58,10 +70,19 @@ impl std::fmt::Debug for RaftNode {
 }
 
 /// One try at a leader-only operation.
-enum Attempt {
-    Done(Result<u64, RaftError>),
+enum Attempt<T> {
+    Done(Result<T, RaftError>),
     /// Surely not applied; try again once a leader is known.
     Retry,
+}
+
+/// The index (or done) answer of a forwarded write, read index or membership change.
+fn index_of(r: ResponseBody) -> Result<u64, RaftError> {
+    match r {
+        ResponseBody::Index(r) => r,
+        ResponseBody::Done(r) => r.map(|_| 0),
+        _ => Err(RaftError::Network("unexpected response".into())),
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -205,13 +226,24 @@ impl RaftNode {
             None => {}
         }
 
-        let listener = TcpListener::bind(&cfg.rpc_addr)
-            .await
-            .map_err(|e| RaftError::Config(format!("cannot listen on {}: {e}", cfg.rpc_addr)))?;
-        let rpc_addr = listener
-            .local_addr()
-            .map_err(|e| RaftError::Network(format!("{}: {e}", cfg.rpc_addr)))?
-            .to_string();
+        let (listener, rpc_addr) = if cfg.listen {
+            let listener = TcpListener::bind(&cfg.rpc_addr).await.map_err(|e| {
+                RaftError::Config(format!("cannot listen on {}: {e}", cfg.rpc_addr))
+            })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| RaftError::Network(format!("{}: {e}", cfg.rpc_addr)))?
+                .to_string();
+            (Some(listener), addr)
+        } else {
+            if cfg.rpc_addr.ends_with(":0") || cfg.rpc_addr.is_empty() {
+                return Err(RaftError::Config(format!(
+                    "rpc_addr {:?}: without an own listener it must be the address peers dial",
+                    cfg.rpc_addr
+                )));
+            }
+            (None, cfg.rpc_addr.clone())
+        };
 
         let config = openraft::Config {
             cluster_name: cluster_id.clone().unwrap_or_else(|| "nomad".into()),
@@ -226,8 +258,13 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftError::Config(e.to_string()))?;
 
-        let shared = Arc::new(Shared::new(cfg.node_id, cluster_id, db.clone()));
+        let dial = Dial {
+            prefix: cfg.dial_prefix,
+            dialer: cfg.dialer.clone(),
+        };
+        let shared = Arc::new(Shared::new(cfg.node_id, cluster_id, db.clone(), dial));
         let sm = StateMachine::new(state.clone(), snapshot, dir.clone(), fsync);
+        let observer = sm.observer_slot();
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
@@ -262,13 +299,17 @@ impl RaftNode {
             shutdown_tx,
             stopped: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            observer,
+            call_handler: RwLock::new(None),
             db: db_weak,
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&node), shutdown_rx));
-        node.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(accept);
+        if let Some(listener) = listener {
+            let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&node), shutdown_rx));
+            node.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(accept);
+        }
         tracing::info!(node_id = node.node_id, rpc_addr = %node.rpc_addr, "raft started");
         Ok(node)
     }
@@ -332,6 +373,7 @@ impl RaftNode {
                 addr: rpc_addr.clone(),
             },
             || self.add_voter_local(node_id, rpc_addr.clone(), deadline),
+            index_of,
         )
         .await
         .map(|_| ())
@@ -340,9 +382,12 @@ impl RaftNode {
     /// Removes `node_id` from the configuration (voter or learner). Forwarded when not leader.
     pub async fn remove_peer(&self, node_id: u64) -> Result<(), RaftError> {
         let deadline = Instant::now() + self.apply_timeout;
-        self.with_leader(deadline, RequestBody::Remove { node_id }, || {
-            self.remove_local(node_id)
-        })
+        self.with_leader(
+            deadline,
+            RequestBody::Remove { node_id },
+            || self.remove_local(node_id),
+            index_of,
+        )
         .await
         .map(|_| ())
     }
@@ -394,9 +439,12 @@ impl RaftNode {
     ) -> Result<u64, RaftError> {
         let deadline = Instant::now() + timeout;
         let index = self
-            .with_leader(deadline, RequestBody::Forward(cmd.clone()), || {
-                self.write_local(cmd.clone())
-            })
+            .with_leader(
+                deadline,
+                RequestBody::Forward(cmd.clone()),
+                || self.write_local(cmd.clone()),
+                index_of,
+            )
             .await?;
         // A forwarded write is applied here once the leader's next append carries the commit.
         if self.applied_index() < index {
@@ -458,7 +506,12 @@ impl RaftNode {
     pub async fn ensure_linearizable(&self) -> Result<(), RaftError> {
         let deadline = Instant::now() + self.apply_timeout;
         let index = self
-            .with_leader(deadline, RequestBody::ReadIndex, || self.read_index_local())
+            .with_leader(
+                deadline,
+                RequestBody::ReadIndex,
+                || self.read_index_local(),
+                index_of,
+            )
             .await?;
         if self.applied_index() < index {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -528,7 +581,125 @@ impl RaftNode {
         tracing::info!(node_id = self.node_id, "raft stopped");
     }
 
+    /// Serves one incoming Raft connection handed in by the owner of the RPC port (whose
+    /// protocol byte was already consumed), exactly as the own listener does; returns when the
+    /// peer closes it or the node shuts down. A TCP stream should have `TCP_NODELAY` set.
+    pub async fn handle_stream<S>(self: &Arc<Self>, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.handle_boxed_stream(Box::new(SyncStream::new(stream)))
+            .await;
+    }
+
+    /// [`RaftNode::handle_stream`] for an already boxed stream.
+    pub async fn handle_boxed_stream(self: &Arc<Self>, stream: BoxedStream) {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let shutdown = self.shutdown_tx.subscribe();
+        serve_conn(
+            FramedConn::new(stream),
+            "handed-in".to_string(),
+            Arc::downgrade(self),
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Sets (or clears) the observer of applied commands. It sees every command applied from
+    /// then on (by this node as leader or follower), not those restored from a snapshot.
+    pub fn set_apply_observer(&self, observer: Option<ApplyObserver>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = observer;
+    }
+
+    /// Sets (or clears) the handler of [`RaftNode::call_leader`] calls arriving at this node
+    /// while it leads.
+    pub fn set_call_handler(&self, handler: Option<CallHandler>) {
+        *self.call_handler.write().unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    /// Runs an application call on the leader: locally when this node leads, else sent over
+    /// the Raft link to the leader's call handler. Retried (until `timeout`) only while no
+    /// leader is known or the call surely did not run; then [`RaftError::NoLeader`].
+    pub async fn call_leader(
+        &self,
+        method: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RaftError> {
+        let deadline = Instant::now() + timeout;
+        let req = RequestBody::Call {
+            method: method.to_string(),
+            body: body.clone(),
+        };
+        self.with_leader(
+            deadline,
+            req,
+            || self.call_local(method.to_string(), body.clone()),
+            |r| match r {
+                ResponseBody::Call(r) => r,
+                _ => Err(RaftError::Network("unexpected response".into())),
+            },
+        )
+        .await
+    }
+
+    /// Writes `cmd` only if this node is the leader (no forwarding): for leader duties (plans,
+    /// marking nodes down) that must not run on behalf of a deposed leader.
+    pub async fn apply_local(&self, cmd: Command) -> Result<u64, RaftError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(RaftError::Shutdown);
+        }
+        if !self.is_leader() {
+            return Err(RaftError::NotLeader {
+                leader: self.leader().map(|l| l.1),
+            });
+        }
+        self.write_local(cmd).await
+    }
+
+    /// Waits until [`RaftNode::is_leader`] differs from `was_leader` (or the node stops).
+    pub async fn wait_leader_change(&self, was_leader: bool) {
+        let mut rx = self.raft.metrics();
+        loop {
+            if self.stopped.load(Ordering::SeqCst) || self.is_leader() != was_leader {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The index of the last log entry applied to the state store.
+    pub fn last_applied_index(&self) -> u64 {
+        self.applied_index()
+    }
+
+    /// Whether [`RaftNode::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
     // ---- internals ----
+
+    async fn call_local(&self, method: String, body: Vec<u8>) -> Result<Vec<u8>, RaftError> {
+        let handler = self
+            .call_handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match handler {
+            Some(h) => Ok(h(method, body).await),
+            None => Err(RaftError::Config(format!("no handler for call {method:?}"))),
+        }
+    }
 
     pub(crate) fn applied_index(&self) -> u64 {
         self.raft
@@ -566,15 +737,16 @@ impl RaftNode {
 
     /// Runs `local` when this node leads, else sends `body` to the leader; retries while there
     /// is no leader (or it moves) until `deadline`, then fails with `NoLeader`.
-    async fn with_leader<F, Fut>(
+    async fn with_leader<T, F, Fut>(
         &self,
         deadline: Instant,
         body: RequestBody,
         local: F,
-    ) -> Result<u64, RaftError>
+        extract: fn(ResponseBody) -> Result<T, RaftError>,
+    ) -> Result<T, RaftError>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<u64, RaftError>>,
+        Fut: std::future::Future<Output = Result<T, RaftError>>,
     {
         let attempt = async {
             loop {
@@ -586,7 +758,13 @@ impl RaftNode {
                         Err(RaftError::NoLeader | RaftError::NotLeader { .. }) => Attempt::Retry,
                         r => Attempt::Done(r),
                     },
-                    Some((_, addr)) if !addr.is_empty() => self.forward(&addr, &body).await,
+                    Some((_, addr)) if !addr.is_empty() => {
+                        match self.forward(&addr, &body).await {
+                            Attempt::Done(Ok(resp)) => Attempt::Done(extract(resp)),
+                            Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
+                            Attempt::Retry => Attempt::Retry,
+                        }
+                    }
                     _ => Attempt::Retry,
                 };
                 match res {
@@ -608,7 +786,7 @@ impl RaftNode {
 
     /// Sends a leader-only request to `addr`. Retries only where the request was surely not
     /// applied: connect failures, "not the leader", a leader shutting down.
-    async fn forward(&self, addr: &str, body: &RequestBody) -> Attempt {
+    async fn forward(&self, addr: &str, body: &RequestBody) -> Attempt<ResponseBody> {
         let mut conn = {
             let mut pool = self.forward_pool.lock().unwrap_or_else(|e| e.into_inner());
             match pool.iter().position(|c| c.addr() == addr) {
@@ -624,18 +802,19 @@ impl RaftNode {
             },
             RequestBody::Remove { node_id } => RequestBody::Remove { node_id: *node_id },
             RequestBody::ReadIndex => RequestBody::ReadIndex,
+            RequestBody::Call { method, body } => RequestBody::Call {
+                method: method.clone(),
+                body: body.clone(),
+            },
             _ => return Attempt::Done(Err(RaftError::Network("not a forwardable request".into()))),
         };
         let out = match conn.call(&self.shared, req, self.apply_timeout).await {
             Ok(ResponseBody::Index(Err(RaftError::NotLeader { .. } | RaftError::NoLeader)))
-            | Ok(ResponseBody::Done(Err(RaftError::NotLeader { .. } | RaftError::NoLeader))) => {
+            | Ok(ResponseBody::Done(Err(RaftError::NotLeader { .. } | RaftError::NoLeader)))
+            | Ok(ResponseBody::Call(Err(RaftError::NotLeader { .. } | RaftError::NoLeader))) => {
                 Attempt::Retry
             }
-            Ok(ResponseBody::Index(r)) => Attempt::Done(r),
-            Ok(ResponseBody::Done(r)) => Attempt::Done(r.map(|_| 0)),
-            Ok(_) => Attempt::Done(Err(RaftError::Network(format!(
-                "{addr}: unexpected response"
-            )))),
+            Ok(r) => Attempt::Done(Ok(r)),
             Err(CallError::Unreachable(m)) => {
                 tracing::debug!(addr, error = m, "leader unreachable");
                 return Attempt::Retry;
@@ -806,6 +985,14 @@ impl RaftNode {
             ),
             RequestBody::ReadIndex => ResponseBody::Index(self.read_index_local().await),
             RequestBody::Ping => ResponseBody::Done(Ok(())),
+            RequestBody::Call { method, body } => {
+                if !self.is_leader() {
+                    return ResponseBody::Call(Err(RaftError::NotLeader {
+                        leader: self.leader().map(|l| l.1),
+                    }));
+                }
+                ResponseBody::Call(self.call_local(method, body).await)
+            }
         }
     }
 
@@ -843,6 +1030,9 @@ async fn accept_loop(
                 };
                 let node = node.clone();
                 let shutdown = shutdown.clone();
+                // Small frames (votes, heartbeats) must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                let stream: BoxedStream = Box::new(stream);
                 conns.spawn(serve_conn(FramedConn::new(stream), peer.to_string(), node, shutdown));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

@@ -27,6 +27,9 @@ fn cfg(id: u64, addr: &str, dir: &Path) -> RaftConfig {
         election_timeout_min: Duration::from_millis(150),
         election_timeout_max: Duration::from_millis(300),
         in_memory: false,
+        listen: true,
+        dial_prefix: None,
+        dialer: None,
     }
 }
 
@@ -644,6 +647,121 @@ async fn refused_command_is_an_apply_error_and_does_not_stall_the_log() {
     assert!(matches!(err, RaftError::Apply(_)), "{err:?}");
     node.apply(eval_cmd(0)).await.expect("later writes apply");
     node.shutdown().await;
+}
+
+/// A stand-in for the shared RPC port: reads the protocol byte, hands raft connections in.
+async fn shared_port(
+    node: Arc<tokio::sync::OnceCell<Arc<RaftNode>>>,
+) -> (String, tokio::task::JoinHandle<()>, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let handed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = handed.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let node = node.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut b = [0u8; 1];
+                if stream.read_exact(&mut b).await.is_err() || b[0] != crate::RPC_RAFT_BYTE {
+                    return;
+                }
+                let Some(node) = node.get().cloned() else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                node.handle_stream(stream).await;
+            });
+        }
+    });
+    (addr, task, handed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_over_a_shared_port_with_handed_in_connections() {
+    let mut dirs = Vec::new();
+    let mut cells = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let cell = Arc::new(tokio::sync::OnceCell::new());
+        ports.push(shared_port(cell.clone()).await);
+        cells.push(cell);
+        dirs.push(tempfile::tempdir().expect("tempdir"));
+    }
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let mut c = cfg(i as u64 + 1, &ports[i].0, dirs[i].path());
+        c.listen = false;
+        c.dial_prefix = Some(crate::RPC_RAFT_BYTE);
+        let node = RaftNode::start(c, StateStore::new()).await.expect("starts");
+        assert_eq!(node.rpc_addr(), ports[i].0, "no own listener: the given address");
+        cells[i].set(node.clone()).expect("set once");
+        nodes.push(node);
+    }
+    let members: BTreeMap<u64, String> = (0..2).map(|i| (i as u64 + 1, ports[i].0.clone())).collect();
+    nodes[0].bootstrap(members).await.expect("bootstrap");
+    wait_until("a leader", WAIT, || nodes.iter().any(|n| n.is_leader())).await;
+
+    // Observer and leader calls.
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for n in &nodes {
+        let seen = seen.clone();
+        let me = n.node_id();
+        n.set_apply_observer(Some(Arc::new(move |index, _cmd| {
+            if me == 2 {
+                seen.store(index, std::sync::atomic::Ordering::SeqCst);
+            }
+        })));
+        n.set_call_handler(Some(Arc::new(move |method, body| {
+            Box::pin(async move { format!("{me}:{method}:{}", body.len()).into_bytes() })
+        })));
+    }
+    let leader = nodes.iter().find(|n| n.is_leader()).expect("leader").node_id();
+    let follower = &nodes[if leader == 1 { 1 } else { 0 }];
+    let index = follower.apply(eval_cmd(1)).await.expect("forwarded write");
+    wait_until("write on both", WAIT, || {
+        nodes.iter().all(|n| n.state().snapshot().eval("eval-0001").is_some())
+    })
+    .await;
+    wait_until("node 2 observed the write", WAIT, || {
+        seen.load(std::sync::atomic::Ordering::SeqCst) >= index
+    })
+    .await;
+    let answer = follower
+        .call_leader("Test.Echo", vec![1, 2, 3], WAIT)
+        .await
+        .expect("leader call");
+    assert_eq!(answer, format!("{leader}:Test.Echo:3").into_bytes());
+    assert!(matches!(
+        follower.apply_local(eval_cmd(2)).await,
+        Err(RaftError::NotLeader { .. })
+    ));
+    assert!(ports.iter().all(|p| p.2.load(std::sync::atomic::Ordering::SeqCst) > 0));
+
+    // Leadership moves when the leader stops; the survivor alone has no quorum.
+    let f = follower.clone();
+    let watcher = tokio::spawn(async move { f.wait_leader_change(false).await });
+    nodes[leader as usize - 1].shutdown().await;
+    // A two-node cluster cannot elect with one: the watcher must not report a leadership.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), watcher).await.is_err(),
+        "no leader without a quorum"
+    );
+    assert_eq!(
+        follower
+            .apply_with_timeout(eval_cmd(3), Duration::from_millis(500))
+            .await,
+        Err(RaftError::NoLeader)
+    );
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    for p in ports {
+        p.1.abort();
+    }
 }
 
 #[test]

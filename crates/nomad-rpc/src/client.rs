@@ -507,6 +507,7 @@ impl RemoteServerConn {
                 break;
             }
         }
+        errors.dedup();
         Err(RpcError(format!(
             "rpc: {method} failed: {}",
             errors.join("; ")

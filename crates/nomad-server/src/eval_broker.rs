@@ -245,6 +245,14 @@ impl EvalBroker {
         next
     }
 
+    /// Forgets everything (leadership lost, or the state was replaced). A lease handed out
+    /// before may still be acked: that is a no-op.
+    pub(crate) fn clear(&self) {
+        *self.lock() = Inner::default();
+        self.ready_notify.notify_waiters();
+        self.delay_notify.notify_waiters();
+    }
+
     /// Counts (ready + waiting, in flight, blocked, delayed), for tests and metrics.
     pub(crate) fn stats(&self) -> (usize, usize, usize, usize) {
         let g = self.lock();

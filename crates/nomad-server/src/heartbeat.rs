@@ -40,6 +40,15 @@ impl Heartbeats {
         self.changed.notify_waiters();
     }
 
+    /// Forgets every timer (leadership lost).
+    pub(crate) fn clear(&self) {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.changed.notify_waiters();
+    }
+
     /// Removes and returns the nodes whose deadline passed, and the next deadline.
     fn take_expired(&self, now: Instant) -> (Vec<String>, Option<Instant>) {
         let mut g = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());

@@ -11,6 +11,12 @@
 //! applied command is also shown to the eval broker (`eval_broker.rs`), which queues the
 //! pending evals it carries and keeps blocked ones until capacity may have changed.
 //!
+//! Raft (`raft.rs`): [`Server::with_raft`] puts the state on a [`nomad_raft::RaftNode`]; then
+//! [`Server::apply`] replicates through the log (a follower forwards to the leader), the raft
+//! node's apply observer shows every committed command to `Server::after_apply`, and the
+//! leader duties (broker, workers, delayed evals, heartbeat timers) run only while this server
+//! leads. [`Server::new`] / [`Server::with_state`] keep the single-process, in-memory mode.
+//!
 //! ACLs (`acl.rs`, `endpoints/acl.rs`): [`Server::resolve_token`] turns a request's secret into
 //! a [`ResolvedAcl`]; the ACL and namespace endpoints (`endpoints/namespace.rs`) take it as the
 //! caller and check management or namespace rules themselves.
@@ -20,11 +26,13 @@ mod acl;
 mod endpoints;
 mod eval_broker;
 mod heartbeat;
+mod raft;
 mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nomad_state::{Command, StateError, StateSnapshot, StateStore, Table};
@@ -34,6 +42,8 @@ pub use acl::{ResolvedAcl, ERR_ACL_DISABLED, ERR_TOKEN_EXPIRED, ERR_TOKEN_NOT_FO
 pub use endpoints::acl::ACL_BOOTSTRAP_RESET_FILE;
 use eval_broker::EvalBroker;
 use heartbeat::Heartbeats;
+pub use nomad_raft::RaftNode;
+pub use raft::{SnapshotInfo, SNAPSHOT_MAGIC};
 pub use worker::SnapshotState;
 
 /// Longest (and default) wait of a blocking query.
@@ -124,6 +134,13 @@ pub struct Server {
     acl_lock: tokio::sync::Mutex<()>,
     /// Compiled ACLs by token and policy versions.
     acl_cache: acl::AclCache,
+    /// The replicated log, when not in-memory.
+    raft: Option<Arc<RaftNode>>,
+    /// Leader duties are running: applied commands feed the broker and heartbeat timers.
+    /// Always on without raft.
+    leader_active: AtomicBool,
+    /// How long a replicated write waits for a leader (`None`: the raft node's default).
+    apply_timeout: Mutex<Option<Duration>>,
 }
 
 /// Wall-clock now in unix nanoseconds (the server, not the state store, reads the clock).
@@ -147,7 +164,12 @@ impl Server {
     /// A server over an existing state store (e.g. restored from a snapshot). Pending and
     /// blocked evals in it are queued when [`Server::run`] starts.
     pub fn with_state(config: ServerConfig, state: Arc<StateStore>) -> Arc<Server> {
-        Arc::new(Server {
+        Arc::new(Server::build(config, state, None))
+    }
+
+    fn build(config: ServerConfig, state: Arc<StateStore>, raft: Option<Arc<RaftNode>>) -> Server {
+        let leader_active = AtomicBool::new(raft.is_none());
+        Server {
             config,
             state,
             write_lock: tokio::sync::Mutex::new(()),
@@ -156,7 +178,10 @@ impl Server {
             heartbeats: Heartbeats::new(DEFAULT_HEARTBEAT_GRACE),
             acl_lock: tokio::sync::Mutex::new(()),
             acl_cache: acl::AclCache::default(),
-        })
+            raft,
+            leader_active,
+            apply_timeout: Mutex::new(None),
+        }
     }
 
     /// Changes the grace period added to the heartbeat TTL before a node is marked down.
@@ -165,8 +190,19 @@ impl Server {
     }
 
     /// Runs the eval broker, scheduler workers and heartbeat timers until `shutdown` fires.
+    ///
+    /// With raft they run only while this server leads (see [`Server::with_raft`]).
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.raft.is_some() {
+            self.run_raft(shutdown).await;
+            return;
+        }
         self.restore_leader_state();
+        self.run_leader_tasks(shutdown).await;
+    }
+
+    /// Runs the workers, the delayed-eval timer and the heartbeat timers until `shutdown`.
+    async fn run_leader_tasks(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..self.config.num_schedulers.max(1) {
             tasks.spawn(self.clone().worker_loop(n, shutdown.clone()));
@@ -214,8 +250,30 @@ impl Server {
         &self.state
     }
 
-    /// Applies a command to the state (through Raft later). Returns its index.
+    /// Applies a command to the state; with raft it is replicated (a follower forwards it to
+    /// the leader) and applied here before this returns. Returns its index. No leader in
+    /// time: `Internal("No cluster leader")`.
     pub async fn apply(&self, cmd: Command) -> Result<u64, ServerError> {
+        if let Some(raft) = &self.raft {
+            let res = match self.configured_apply_timeout() {
+                Some(t) => raft.apply_with_timeout(cmd, t).await,
+                None => raft.apply(cmd).await,
+            };
+            return res.map_err(raft::raft_error);
+        }
+        self.apply_in_memory(cmd).await
+    }
+
+    /// Applies a leader duty's command (a plan, a node marked down): with raft only while
+    /// this server is the leader, never forwarded on behalf of a deposed leader.
+    pub(crate) async fn apply_leader(&self, cmd: Command) -> Result<u64, ServerError> {
+        match &self.raft {
+            Some(raft) => raft.apply_local(cmd).await.map_err(raft::raft_error),
+            None => self.apply_in_memory(cmd).await,
+        }
+    }
+
+    async fn apply_in_memory(&self, cmd: Command) -> Result<u64, ServerError> {
         let _guard = self.write_lock.lock().await;
         let index = self.state.latest_index() + 1;
         self.state.apply(index, &cmd)?;
@@ -223,8 +281,30 @@ impl Server {
         Ok(index)
     }
 
-    /// Shows an applied command to the broker: capacity changes unblock, new evals queue.
+    /// Shows an applied command to the leader duties: capacity changes unblock, new evals
+    /// queue, a node that (re)registered or came back gets a heartbeat timer. With raft this
+    /// runs for every committed command (the raft node's observer), only while leading.
     fn after_apply(&self, cmd: &Command) {
+        if !self.leader_active.load(Ordering::SeqCst) {
+            return;
+        }
+        let ttl = self.config.heartbeat_ttl;
+        match cmd {
+            Command::NodeRegister { node, .. } if node.status == NODE_STATUS_READY => {
+                self.heartbeats.reset(&node.id, ttl)
+            }
+            Command::NodeStatusUpdate {
+                node_id, status, ..
+            } if status == NODE_STATUS_READY => self.heartbeats.reset(node_id, ttl),
+            Command::Restore { .. } => {
+                // Every table changed: rebuild the leader state from scratch.
+                self.broker.clear();
+                self.heartbeats.clear();
+                self.restore_leader_state();
+                return;
+            }
+            _ => {}
+        }
         let unblock = match cmd {
             Command::NodeRegister { node, .. } => node.status == NODE_STATUS_READY,
             Command::NodeStatusUpdate { status, .. } => status == NODE_STATUS_READY,
@@ -248,7 +328,8 @@ impl Server {
             | Command::AclPolicyUpsert { .. }
             | Command::AclPolicyDelete { .. }
             | Command::NamespaceUpsert { .. }
-            | Command::NamespaceDelete { .. } => false,
+            | Command::NamespaceDelete { .. }
+            | Command::Restore { .. } => false,
         };
         if unblock {
             self.broker.unblock_all();
@@ -619,9 +700,9 @@ impl Server {
             node.node_pool = "default".into();
         }
         let node_id = node.id.clone();
+        // The heartbeat timer starts where the command is applied as leader (`after_apply`).
         let index = self.apply(Command::NodeRegister { node, now }).await?;
         let ttl = self.config.heartbeat_ttl;
-        self.heartbeats.reset(&node_id, ttl);
         // A new node, or one coming back, gets evals for system jobs and its own jobs.
         if previous
             .as_ref()
@@ -637,7 +718,20 @@ impl Server {
     }
 
     /// Node.UpdateStatus heartbeat: resets the node's TTL timer, returns the TTL.
+    ///
+    /// The timers live on the leader: a follower forwards the heartbeat to it (as Nomad
+    /// forwards the RPC) through the raft link's leader call.
     pub async fn node_heartbeat(&self, node_id: &str) -> Result<Duration, ServerError> {
+        if let Some(raft) = &self.raft {
+            if !raft.is_leader() {
+                return self.forward_heartbeat(raft, node_id).await;
+            }
+        }
+        self.node_heartbeat_local(node_id).await
+    }
+
+    /// The leader's side of [`Server::node_heartbeat`].
+    pub(crate) async fn node_heartbeat_local(&self, node_id: &str) -> Result<Duration, ServerError> {
         let snap = self.state.snapshot();
         let Some(node) = snap.node(node_id) else {
             return Err(ServerError::NotFound("node not found".into()));
@@ -795,7 +889,7 @@ impl Server {
         let now = now_nanos();
         let evals = self.node_evals(&snap, node_id, node.modify_index, false, now);
         match self
-            .apply(Command::NodeStatusUpdate {
+            .apply_leader(Command::NodeStatusUpdate {
                 node_id: node_id.to_string(),
                 status: NODE_STATUS_DOWN.into(),
                 evals,
@@ -818,3 +912,5 @@ impl Server {
 mod acl_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod raft_tests;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
-fn test_node(id: &str) -> Node {
+pub(crate) fn test_node(id: &str) -> Node {
     let mut n = Node {
         id: id.into(),
         secret_id: format!("secret-{id}"),
@@ -31,7 +31,7 @@ fn test_node(id: &str) -> Node {
     n
 }
 
-fn test_job(id: &str, count: i64) -> Job {
+pub(crate) fn test_job(id: &str, count: i64) -> Job {
     Job {
         id: id.into(),
         job_type: JOB_TYPE_SERVICE.into(),
@@ -59,7 +59,7 @@ fn test_job(id: &str, count: i64) -> Job {
     }
 }
 
-fn register(job: Job) -> JobRegisterRequest {
+pub(crate) fn register(job: Job) -> JobRegisterRequest {
     JobRegisterRequest {
         job: Some(job),
         ..Default::default()
@@ -75,7 +75,7 @@ fn running(config: ServerConfig) -> (Arc<Server>, tokio::sync::watch::Sender<boo
 }
 
 /// Polls `cond` until it holds or `timeout` passes (the sleep only paces the polling).
-async fn wait_for<F, Fut>(timeout: Duration, mut cond: F) -> bool
+pub(crate) async fn wait_for<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -92,7 +92,7 @@ where
     }
 }
 
-fn live_allocs(s: &Server, job: &str) -> Vec<Arc<Allocation>> {
+pub(crate) fn live_allocs(s: &Server, job: &str) -> Vec<Arc<Allocation>> {
     s.state()
         .snapshot()
         .allocs_by_job("default", job)

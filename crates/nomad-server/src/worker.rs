@@ -91,7 +91,7 @@ impl Server {
     async fn process(&self, lease: Lease) {
         let cmd = self.schedule(&lease);
         if let Some(cmd) = cmd {
-            if let Err(e) = self.apply(cmd).await {
+            if let Err(e) = self.apply_leader(cmd).await {
                 tracing::error!(eval_id = %lease.eval.id, error = %e, "applying the plan failed");
             }
         }

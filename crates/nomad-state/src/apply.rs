@@ -143,6 +143,23 @@ impl Tables {
             Command::AclPolicyDelete { names } => self.acl_policy_delete(index, names),
             Command::NamespaceUpsert { namespaces } => self.namespace_upsert(index, namespaces)?,
             Command::NamespaceDelete { names } => self.namespace_delete(index, names)?,
+            Command::Restore { state } => {
+                let mut t = crate::persist::decode(state)?;
+                let tables = [
+                    Table::Jobs,
+                    Table::JobSummary,
+                    Table::Evals,
+                    Table::Allocs,
+                    Table::Nodes,
+                    Table::AclTokens,
+                    Table::AclPolicies,
+                    Table::Namespaces,
+                ];
+                for table in tables {
+                    t.touch(table, index);
+                }
+                *self = t;
+            }
         }
         for key in touched {
             self.refresh_job_status(index, &key);

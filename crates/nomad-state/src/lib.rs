@@ -113,6 +113,31 @@ pub enum Command {
     NamespaceUpsert { namespaces: Vec<Namespace> },
     /// Delete namespaces (all must exist; `default` cannot be deleted).
     NamespaceDelete { names: Vec<String> },
+    /// Replace every table with a state written by [`StateStore::persist`] (operator snapshot
+    /// restore, through the log so every server restores). Every table's index becomes the
+    /// command's index, so blocking queries wake and indexes never go back.
+    Restore {
+        /// The persisted state (base64 in the log's JSON).
+        #[serde(with = "b64")]
+        state: Vec<u8>,
+    },
+}
+
+/// `Vec<u8>` as a base64 string (compact in JSON, unlike an array of numbers).
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Command {
@@ -134,7 +159,8 @@ impl Command {
             | Command::AclPolicyUpsert { .. }
             | Command::AclPolicyDelete { .. }
             | Command::NamespaceUpsert { .. }
-            | Command::NamespaceDelete { .. } => vec![],
+            | Command::NamespaceDelete { .. }
+            | Command::Restore { .. } => vec![],
         }
     }
 }

@@ -171,12 +171,17 @@ pub(crate) struct ExecTarget<'a> {
 /// and with the resolved target.
 ///
 /// Today: the client's `disable_remote_exec` refuses with 403 `Permission denied` (Nomad's
-/// node-side check, done first). Once ACLs exist, this is where they plug in, with the token
-/// from `ctx.headers` (`X-Nomad-Token`):
+/// node-side check, done first). The token checks plug in here, with the token from
+/// `ctx.headers` (`X-Nomad-Token`):
 /// - with `Some(target)`: the token needs `alloc-exec` on `target.alloc.namespace`;
 /// - and when `target.fs_isolation == FsIsolation::None` (raw_exec, java): also
-///   `alloc-node-exec` in that namespace;
+///   `alloc-node-exec` in that namespace (for `job action`, `run-action` suffices);
 /// - both failing as 403 `Permission denied`.
+///
+/// The ACL middleware (`crate::auth::enforce`, with `check_exec_permission` /
+/// `check_action_permission`) currently makes those checks by path before the request gets
+/// here; moving them into this function, where the resolved alloc and the driver's actual
+/// isolation are known, is the intended end state.
 pub(crate) fn authorize_exec(
     ctx: &Ctx,
     client: &Client,

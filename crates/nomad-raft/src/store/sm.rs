@@ -16,6 +16,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
 use crate::types::{
     ApplyResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::node::ApplyObserver;
 use crate::RaftError;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NRSNAP01";
@@ -116,8 +117,10 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 /// The latest snapshot, shared by the state machine and its builders.
 type SnapshotSlot = Arc<Mutex<Option<StoredSnapshot>>>;
 
+/// The observer of applied commands, settable after the node started.
+pub(crate) type ObserverSlot = Arc<std::sync::RwLock<Option<ApplyObserver>>>;
+
 /// openraft's state machine: applies [`nomad_state::Command`]s to the shared [`StateStore`].
-#[derive(Debug)]
 pub(crate) struct StateMachine {
     state: Arc<StateStore>,
     last_applied: Option<LogId>,
@@ -127,6 +130,15 @@ pub(crate) struct StateMachine {
     dir: Option<PathBuf>,
     fsync: bool,
     seq: Arc<AtomicU64>,
+    observer: ObserverSlot,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StateMachine {
@@ -150,7 +162,13 @@ impl StateMachine {
             dir,
             fsync,
             seq: Arc::new(AtomicU64::new(0)),
+            observer: ObserverSlot::default(),
         }
+    }
+
+    /// The slot whose observer sees every command this state machine applies.
+    pub(crate) fn observer_slot(&self) -> ObserverSlot {
+        self.observer.clone()
     }
 
     fn current(&self) -> Option<StoredSnapshot> {
@@ -227,8 +245,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     // The state store may already hold this index (it was restored from a
                     // snapshot that covers it); applying it again would be refused anyway.
                     if index > self.state.latest_index() {
-                        if let Err(e) = self.state.apply(index, &cmd) {
-                            error = Some(e.to_string());
+                        match self.state.apply(index, &cmd) {
+                            Ok(_) => {
+                                let observer = self
+                                    .observer
+                                    .read()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .clone();
+                                if let Some(o) = observer {
+                                    o(index, &cmd);
+                                }
+                            }
+                            Err(e) => error = Some(e.to_string()),
                         }
                     }
                 }

@@ -207,16 +207,15 @@ pub fn choose_task(task: &str, alloc: &Allocation) -> Result<String, String> {
     }
 }
 
-/// The session of `path` with `query` on the agent `meta` names, in the alloc's namespace.
+/// The session of `path` with `query` on the agent `meta` names, in the alloc's namespace;
+/// the last argument is (tty, forward stdin, escape character).
 pub fn session_spec(
     client: &Client,
     meta: &Meta,
     alloc: &Allocation,
     path: &str,
     query: &[(&str, String)],
-    tty: bool,
-    stdin: bool,
-    escape: Option<u8>,
+    (tty, stdin, escape): (bool, bool, Option<u8>),
 ) -> Result<SessionSpec, String> {
     let c = client_for(client, alloc);
     Ok(SessionSpec {
@@ -316,9 +315,7 @@ pub fn run(args: &[String]) -> i32 {
             ("task", task),
             ("tty", opts.tty.to_string()),
         ],
-        opts.tty,
-        opts.stdin,
-        opts.escape,
+        (opts.tty, opts.stdin, opts.escape),
     ) {
         Ok(s) => s,
         Err(e) => {

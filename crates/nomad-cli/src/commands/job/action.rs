@@ -290,9 +290,7 @@ pub fn run(args: &[String]) -> i32 {
         &alloc,
         &format!("/v1/job/{}/action", path_escape(&job_id)),
         &action_query(&opts, &alloc, &task, opts.tty),
-        opts.tty,
-        opts.stdin,
-        opts.escape,
+        (opts.tty, opts.stdin, opts.escape),
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -348,9 +346,7 @@ fn run_all(client: &Client, meta: &Meta, opts: &ActionOpts, job_id: &str) -> i32
             &alloc,
             &format!("/v1/job/{}/action", path_escape(job_id)),
             &action_query(opts, &alloc, &opts.task, false),
-            false,
-            false,
-            None,
+            (false, false, None),
         );
         match spec {
             Ok(mut s) => {
