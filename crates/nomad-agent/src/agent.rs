@@ -89,14 +89,50 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         };
         let server = Server::new(sc);
         tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
+
+        // The RPC port: clients on other machines register, heartbeat and watch their allocs
+        // here; the first byte of each connection picks Nomad RPC, Raft or TLS.
+        let rpc_tls = match cfg.tls.rpc_server_config()? {
+            Some(t) => Some(nomad_tls::server_config(&t).map_err(|e| {
+                anyhow::anyhow!("Error starting agent: failed to load RPC TLS configuration: {e}")
+            })?),
+            None => None,
+        };
+        let rpc_listener = nomad_rpc::RpcListener::bind(
+            (cfg.bind_addr.as_str(), cfg.ports.rpc),
+            nomad_rpc::RpcConfig {
+                require_tls: rpc_tls.is_some(),
+                tls: rpc_tls,
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "Error starting agent: failed to start RPC listener: listen tcp {}:{}",
+                cfg.bind_addr, cfg.ports.rpc
+            )
+        })?;
+        let rpc = nomad_rpc::RpcServer::new(server.clone());
+        tasks.push(tokio::spawn(rpc_listener.serve(rpc, shutdown_rx.clone())));
         Some(server)
     } else {
         None
     };
 
     let client = if cfg.client.enabled {
-        let Some(server) = server.clone() else {
-            anyhow::bail!("client-only agents (client.servers) are not supported yet: enable the server in the same agent");
+        let conn: Arc<dyn nomad_client::ServerConn> = match server.clone() {
+            Some(server) => Arc::new(LocalServerConn::new(server)),
+            None if !cfg.client.servers.is_empty() => Arc::new(
+                nomad_rpc::RemoteServerConn::new(
+                    // Nomad's default RPC port when an address names none.
+                    cfg.client.servers.iter().map(|s| if s.contains(':') { s.clone() } else { format!("{s}:4647") }).collect(),
+                    cfg.tls.rpc_client_config(&cfg.region),
+                )
+                .map_err(|e| anyhow::anyhow!("Error starting agent: client.servers: {e}"))?,
+            ),
+            None => anyhow::bail!(
+                "Error starting agent: a client without a local server needs client.servers (or -servers) to join"
+            ),
         };
         let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
         let raw = RawExecDriver::new(RawExecConfig {
@@ -153,7 +189,6 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             node_id: None,
             dev_mode: cfg.dev_mode,
         };
-        let conn = Arc::new(LocalServerConn::new(server));
         let client = Client::new(cc, conn, drivers).context("failed to start the client")?;
         tasks.push(tokio::spawn(client.clone().run(shutdown_rx.clone())));
         Some(client)

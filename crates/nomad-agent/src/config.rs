@@ -81,6 +81,43 @@ impl TlsBlock {
     }
 }
 
+impl TlsBlock {
+    /// The RPC listener's TLS (mutual: every peer presents a certificate signed by `ca_file`),
+    /// or `None` when `rpc` is off.
+    pub fn rpc_server_config(&self) -> anyhow::Result<Option<nomad_tls::ServerTlsConfig>> {
+        if !self.rpc {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert_file, &self.key_file, &self.ca_file)
+        else {
+            bail!("TLS is enabled for RPC (tls.rpc = true) but ca_file, cert_file and key_file are not all set");
+        };
+        Ok(Some(nomad_tls::ServerTlsConfig {
+            ca_file: Some(ca.clone()),
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            verify_https_client: true,
+        }))
+    }
+
+    /// How this agent dials servers' RPC ports: its own certificate as the client certificate,
+    /// and with `verify_server_hostname` the server must present `server.<region>.nomad`.
+    pub fn rpc_client_config(&self, region: &str) -> Option<nomad_tls::ClientTlsConfig> {
+        if !self.rpc {
+            return None;
+        }
+        Some(nomad_tls::ClientTlsConfig {
+            ca_cert: self.ca_file.clone(),
+            client_cert: self.cert_file.clone(),
+            client_key: self.key_file.clone(),
+            server_name: self
+                .verify_server_hostname
+                .then(|| format!("server.{region}.nomad")),
+            ..Default::default()
+        })
+    }
+}
+
 /// `ports { }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {

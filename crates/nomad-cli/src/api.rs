@@ -181,6 +181,37 @@ impl Client {
         }
     }
 
+    /// A client for the node that runs an allocation, as Nomad's Go client does for
+    /// `/v1/client/...` calls: the node's own HTTP address when it answers within a second,
+    /// else this client (a server that has the node local, or an error naming it).
+    pub fn for_node(&self, node_id: &str) -> Client {
+        if node_id.is_empty() {
+            return self.clone();
+        }
+        let node: serde_json::Value = match self.get(&format!("/v1/node/{}", path_escape(node_id)), &[]) {
+            Ok(n) => n,
+            Err(_) => return self.clone(),
+        };
+        let Some(addr) = node["HTTPAddr"].as_str().filter(|a| !a.is_empty()) else {
+            return self.clone();
+        };
+        let scheme = if self.cfg.address.starts_with("https://") { "https" } else { "http" };
+        let candidate = format!("{scheme}://{addr}");
+        if candidate.trim_end_matches('/') == self.cfg.address.trim_end_matches('/') {
+            return self.clone();
+        }
+        let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr)
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|sa| std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(1)).is_ok());
+        if !reachable {
+            return self.clone();
+        }
+        let mut cfg = self.cfg.clone();
+        cfg.address = candidate;
+        Client::new(cfg)
+    }
+
     /// The TLS settings this client was built with.
     #[allow(dead_code)]
     pub fn tls_config(&self) -> &nomad_tls::ClientTlsConfig {

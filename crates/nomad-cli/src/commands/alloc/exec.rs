@@ -306,7 +306,7 @@ pub fn run(args: &[String]) -> i32 {
     };
     let command = serde_json::to_string(&opts.command).expect("strings serialize");
     let spec = match session_spec(
-        &client,
+        &client.for_node(&alloc.node_id),
         &meta,
         &alloc,
         &format!("/v1/client/allocation/{}/exec", path_escape(&alloc.id)),

@@ -215,7 +215,7 @@ pub fn run(args: &[String]) -> i32 {
         eprintln!("Failed to validate task: {e}");
         return 1;
     }
-    let mut client = client;
+    let mut client = client.for_node(&alloc.node_id);
     if !alloc.namespace.is_empty() {
         client.set_namespace(&alloc.namespace);
     }

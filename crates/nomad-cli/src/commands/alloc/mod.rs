@@ -131,7 +131,7 @@ pub fn single_alloc(
 
 /// A client bound to the allocation's namespace.
 pub fn client_for(client: &Client, alloc: &Allocation) -> Client {
-    let mut c = client.clone();
+    let mut c = client.for_node(&alloc.node_id);
     if !alloc.namespace.is_empty() {
         c.set_namespace(&alloc.namespace);
     }
