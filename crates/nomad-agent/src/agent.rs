@@ -83,11 +83,18 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             region: cfg.region.clone(),
             datacenter: cfg.datacenter.clone(),
             num_schedulers: cfg.server.num_schedulers.unwrap_or(2),
+            heartbeat_ttl: cfg
+                .server
+                .min_heartbeat_ttl
+                .unwrap_or(Duration::from_secs(10)),
             acl_enabled: cfg.acl_enabled,
             data_dir: Some(data_dir.clone()),
             ..ServerConfig::default()
         };
         let server = Server::new(sc);
+        if let Some(grace) = cfg.server.heartbeat_grace {
+            server.set_heartbeat_grace(grace);
+        }
         tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
 
         // The RPC port: clients on other machines register, heartbeat and watch their allocs

@@ -138,6 +138,10 @@ pub struct ServerBlock {
     pub bootstrap_expect: u32,
     /// `num_schedulers`.
     pub num_schedulers: Option<usize>,
+    /// `min_heartbeat_ttl` (Go duration): the TTL handed to clients.
+    pub min_heartbeat_ttl: Option<std::time::Duration>,
+    /// `heartbeat_grace` (Go duration): how long past its TTL a node may be silent.
+    pub heartbeat_grace: Option<std::time::Duration>,
 }
 
 /// `client { }`.
@@ -345,6 +349,12 @@ impl AgentConfig {
             if let Some(v) = s.num_schedulers {
                 self.server.num_schedulers = Some(v);
             }
+            if let Some(v) = s.min_heartbeat_ttl {
+                self.server.min_heartbeat_ttl = Some(go_duration("server.min_heartbeat_ttl", &v)?);
+            }
+            if let Some(v) = s.heartbeat_grace {
+                self.server.heartbeat_grace = Some(go_duration("server.heartbeat_grace", &v)?);
+            }
         }
         for c in f.client.into_iter().flatten() {
             if let Some(v) = c.enabled {
@@ -498,6 +508,14 @@ impl AgentConfig {
     }
 }
 
+fn go_duration(key: &str, v: &str) -> anyhow::Result<std::time::Duration> {
+    let ns =
+        nomad_structs::duration::parse_go_duration(v).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    u64::try_from(ns)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| anyhow::anyhow!("{key}: must not be negative"))
+}
+
 fn as_bool(v: &serde_json::Value) -> Option<bool> {
     match v {
         serde_json::Value::Bool(b) => Some(*b),
@@ -610,6 +628,8 @@ struct ServerFile {
     enabled: Option<bool>,
     bootstrap_expect: Option<u32>,
     num_schedulers: Option<usize>,
+    min_heartbeat_ttl: Option<String>,
+    heartbeat_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,17 @@
 //! - Every RPC carries the cluster ID; a mismatch is refused, so two clusters never merge.
 //! - Damaged Raft files are reported as [`RaftError::Corrupt`] with the path, never skipped.
 //!
+//! Shared RPC port: with [`RaftConfig::listen`] off the node binds nothing and the owner of the
+//! port hands each Raft connection in ([`RaftNode::handle_stream`], after reading the `0x02`
+//! protocol byte); [`RaftConfig::dial_prefix`] makes outgoing connections write that byte
+//! first, and [`RaftConfig::dialer`] replaces plain TCP (e.g. for TLS).
+//!
+//! Hooks for the server above: [`RaftNode::set_apply_observer`] sees every applied command
+//! (the leader's eval broker is fed from it), [`RaftNode::set_call_handler`] /
+//! [`RaftNode::call_leader`] carry small application calls to the leader (forwarded node
+//! heartbeats), [`RaftNode::apply_local`] writes only as leader, and
+//! [`RaftNode::wait_leader_change`] reports leadership changes.
+//!
 //! Entry points: [`RaftNode::start`], [`RaftNode::bootstrap`], [`RaftNode::apply`].
 #![forbid(unsafe_code)]
 
@@ -53,7 +64,12 @@ impl<S> SyncStream<S> {
     where
         S: Unpin,
     {
-        Pin::new(self.get_mut().0.get_mut().unwrap_or_else(|e| e.into_inner()))
+        Pin::new(
+            self.get_mut()
+                .0
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 }
 
@@ -100,7 +116,9 @@ pub type BoxedStream = Box<dyn RaftStream>;
 /// is set, that byte is written on the returned stream (so a TLS dialer writes its own `0x04`
 /// on the TCP stream before the handshake, and the `0x02` then travels inside TLS).
 #[derive(Clone)]
-pub struct RaftDialer(pub Arc<dyn Fn(String) -> BoxFuture<std::io::Result<BoxedStream>> + Send + Sync>);
+pub struct RaftDialer(
+    pub Arc<dyn Fn(String) -> BoxFuture<std::io::Result<BoxedStream>> + Send + Sync>,
+);
 
 impl std::fmt::Debug for RaftDialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -200,7 +200,10 @@ impl Shared {
     }
 }
 
-async fn write_frame(w: &mut BufWriter<WriteHalf<BoxedStream>>, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_frame(
+    w: &mut BufWriter<WriteHalf<BoxedStream>>,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(bytes).await?;
@@ -246,6 +249,18 @@ impl FramedConn {
             r: BufReader::new(r),
             w: BufWriter::new(w),
         }
+    }
+
+    /// Whether the peer already closed (or broke) this idle connection, checked without
+    /// waiting: a pooled connection the peer dropped must not swallow a request.
+    pub(crate) async fn peer_gone(&mut self) -> bool {
+        use tokio::io::AsyncBufRead;
+        let r = &mut self.r;
+        std::future::poll_fn(|cx| {
+            // Ready is EOF or an error; unexpected bytes on an idle connection are as bad.
+            std::task::Poll::Ready(std::pin::Pin::new(&mut *r).poll_fill_buf(cx).is_ready())
+        })
+        .await
     }
 
     pub(crate) async fn recv<T: for<'de> Deserialize<'de>>(
@@ -338,6 +353,11 @@ impl Conn {
     }
 
     async fn call_inner(&mut self, shared: &Shared, req: &Request) -> Result<Response, CallError> {
+        if let Some(c) = self.conn.as_mut() {
+            if c.peer_gone().await {
+                self.conn = None;
+            }
+        }
         if self.conn.is_none() {
             let stream = shared
                 .dial

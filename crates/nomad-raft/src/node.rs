@@ -758,13 +758,11 @@ impl RaftNode {
                         Err(RaftError::NoLeader | RaftError::NotLeader { .. }) => Attempt::Retry,
                         r => Attempt::Done(r),
                     },
-                    Some((_, addr)) if !addr.is_empty() => {
-                        match self.forward(&addr, &body).await {
-                            Attempt::Done(Ok(resp)) => Attempt::Done(extract(resp)),
-                            Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
-                            Attempt::Retry => Attempt::Retry,
-                        }
-                    }
+                    Some((_, addr)) if !addr.is_empty() => match self.forward(&addr, &body).await {
+                        Attempt::Done(Ok(resp)) => Attempt::Done(extract(resp)),
+                        Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
+                        Attempt::Retry => Attempt::Retry,
+                    },
                     _ => Attempt::Retry,
                 };
                 match res {

@@ -652,7 +652,11 @@ async fn refused_command_is_an_apply_error_and_does_not_stall_the_log() {
 /// A stand-in for the shared RPC port: reads the protocol byte, hands raft connections in.
 async fn shared_port(
     node: Arc<tokio::sync::OnceCell<Arc<RaftNode>>>,
-) -> (String, tokio::task::JoinHandle<()>, Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    String,
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
     use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -697,11 +701,16 @@ async fn raft_over_a_shared_port_with_handed_in_connections() {
         c.listen = false;
         c.dial_prefix = Some(crate::RPC_RAFT_BYTE);
         let node = RaftNode::start(c, StateStore::new()).await.expect("starts");
-        assert_eq!(node.rpc_addr(), ports[i].0, "no own listener: the given address");
+        assert_eq!(
+            node.rpc_addr(),
+            ports[i].0,
+            "no own listener: the given address"
+        );
         cells[i].set(node.clone()).expect("set once");
         nodes.push(node);
     }
-    let members: BTreeMap<u64, String> = (0..2).map(|i| (i as u64 + 1, ports[i].0.clone())).collect();
+    let members: BTreeMap<u64, String> =
+        (0..2).map(|i| (i as u64 + 1, ports[i].0.clone())).collect();
     nodes[0].bootstrap(members).await.expect("bootstrap");
     wait_until("a leader", WAIT, || nodes.iter().any(|n| n.is_leader())).await;
 
@@ -719,11 +728,17 @@ async fn raft_over_a_shared_port_with_handed_in_connections() {
             Box::pin(async move { format!("{me}:{method}:{}", body.len()).into_bytes() })
         })));
     }
-    let leader = nodes.iter().find(|n| n.is_leader()).expect("leader").node_id();
+    let leader = nodes
+        .iter()
+        .find(|n| n.is_leader())
+        .expect("leader")
+        .node_id();
     let follower = &nodes[if leader == 1 { 1 } else { 0 }];
     let index = follower.apply(eval_cmd(1)).await.expect("forwarded write");
     wait_until("write on both", WAIT, || {
-        nodes.iter().all(|n| n.state().snapshot().eval("eval-0001").is_some())
+        nodes
+            .iter()
+            .all(|n| n.state().snapshot().eval("eval-0001").is_some())
     })
     .await;
     wait_until("node 2 observed the write", WAIT, || {
@@ -739,7 +754,9 @@ async fn raft_over_a_shared_port_with_handed_in_connections() {
         follower.apply_local(eval_cmd(2)).await,
         Err(RaftError::NotLeader { .. })
     ));
-    assert!(ports.iter().all(|p| p.2.load(std::sync::atomic::Ordering::SeqCst) > 0));
+    assert!(ports
+        .iter()
+        .all(|p| p.2.load(std::sync::atomic::Ordering::SeqCst) > 0));
 
     // Leadership moves when the leader stops; the survivor alone has no quorum.
     let f = follower.clone();
@@ -747,7 +764,9 @@ async fn raft_over_a_shared_port_with_handed_in_connections() {
     nodes[leader as usize - 1].shutdown().await;
     // A two-node cluster cannot elect with one: the watcher must not report a leadership.
     assert!(
-        tokio::time::timeout(Duration::from_secs(1), watcher).await.is_err(),
+        tokio::time::timeout(Duration::from_secs(1), watcher)
+            .await
+            .is_err(),
         "no leader without a quorum"
     );
     assert_eq!(

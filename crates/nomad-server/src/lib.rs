@@ -731,7 +731,10 @@ impl Server {
     }
 
     /// The leader's side of [`Server::node_heartbeat`].
-    pub(crate) async fn node_heartbeat_local(&self, node_id: &str) -> Result<Duration, ServerError> {
+    pub(crate) async fn node_heartbeat_local(
+        &self,
+        node_id: &str,
+    ) -> Result<Duration, ServerError> {
         let snap = self.state.snapshot();
         let Some(node) = snap.node(node_id) else {
             return Err(ServerError::NotFound("node not found".into()));
@@ -911,6 +914,6 @@ impl Server {
 #[cfg(test)]
 mod acl_tests;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod raft_tests;
+#[cfg(test)]
+mod tests;

@@ -215,17 +215,11 @@ impl Server {
     /// `No cluster leader` (default: the raft node's, at least 5 s); also bounds forwarded
     /// heartbeats.
     pub fn set_apply_timeout(&self, timeout: Duration) {
-        *self
-            .apply_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(timeout);
+        *self.apply_timeout.lock().unwrap_or_else(|e| e.into_inner()) = Some(timeout);
     }
 
     pub(crate) fn configured_apply_timeout(&self) -> Option<Duration> {
-        *self
-            .apply_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *self.apply_timeout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the following reads of this server's state see every write acknowledged before
@@ -316,9 +310,7 @@ impl Server {
             .map_err(raft_error)?;
         let answer: HeartbeatAnswer = serde_json::from_slice(&answer)
             .map_err(|e| ServerError::Internal(format!("bad heartbeat answer: {e}")))?;
-        answer
-            .map(Duration::from_millis)
-            .map_err(ServerError::from)
+        answer.map(Duration::from_millis).map_err(ServerError::from)
     }
 
     /// Serves a leader call from a follower.
@@ -332,13 +324,18 @@ impl Server {
                     .map_err(WireError::from),
                 Err(_) => Err(WireError::BadRequest("node ID is not UTF-8".into())),
             },
-            other => Err(WireError::Internal(format!("unknown leader call {other:?}"))),
+            other => Err(WireError::Internal(format!(
+                "unknown leader call {other:?}"
+            ))),
         };
         serde_json::to_vec(&answer).unwrap_or_default()
     }
 
     /// Runs the leader duties whenever this server is the raft leader, until `shutdown`.
-    pub(crate) async fn run_raft(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run_raft(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let Some(raft) = self.raft.clone() else {
             return;
         };
@@ -358,6 +355,7 @@ impl Server {
             // is rebuilt from the state.
             if let Err(e) = raft.ensure_linearizable().await {
                 tracing::warn!(error = %e, "leadership barrier failed");
+                tokio::time::sleep(LEADERSHIP_POLL).await;
                 continue;
             }
             if !raft.is_leader() {
@@ -385,7 +383,9 @@ impl Server {
             self.revoke_leadership();
             let _ = stop_tx.send(true);
             if !duties.is_finished()
-                && tokio::time::timeout(REVOKE_WAIT, &mut duties).await.is_err()
+                && tokio::time::timeout(REVOKE_WAIT, &mut duties)
+                    .await
+                    .is_err()
             {
                 duties.abort();
             }

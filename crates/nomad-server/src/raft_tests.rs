@@ -86,7 +86,10 @@ impl Cluster {
     }
 
     fn server(&self, id: u64) -> &Arc<Server> {
-        &self.members[id as usize - 1].as_ref().expect("running").server
+        &self.members[id as usize - 1]
+            .as_ref()
+            .expect("running")
+            .server
     }
 
     fn running(&self) -> impl Iterator<Item = &Member> {
@@ -198,7 +201,8 @@ async fn three_servers_replicate_schedule_fail_over_and_keep_heartbeats() {
             loop {
                 // Any live server will do; a dead one's error is just retried on the next.
                 for s in &servers {
-                    if s.raft().is_some_and(|r| !r.is_shut_down() && !r.is_leader())
+                    if s.raft()
+                        .is_some_and(|r| !r.is_shut_down() && !r.is_leader())
                         && s.node_heartbeat("n1").await.is_ok()
                     {
                         beats.fetch_add(1, Ordering::SeqCst);
@@ -226,7 +230,10 @@ async fn three_servers_replicate_schedule_fail_over_and_keep_heartbeats() {
     );
     for m in c.running() {
         let snap = m.server.state().snapshot();
-        assert!(snap.job("default", "web").is_some(), "no acknowledged job lost");
+        assert!(
+            snap.job("default", "web").is_some(),
+            "no acknowledged job lost"
+        );
         assert!(snap.job("default", "api").is_some());
     }
 
@@ -244,9 +251,22 @@ async fn three_servers_replicate_schedule_fail_over_and_keep_heartbeats() {
         "the new leader marks a silent node down"
     );
     let after = beats.load(Ordering::SeqCst);
-    assert!(wait_for(WAIT, || async { beats.load(Ordering::SeqCst) >= after + 12 }).await);
-    let n1 = c.server(survivor).state().snapshot().node("n1").expect("n1");
-    assert_eq!(n1.status, NODE_STATUS_READY, "forwarded heartbeats keep n1 ready");
+    assert!(
+        wait_for(WAIT, || async {
+            beats.load(Ordering::SeqCst) >= after + 12
+        })
+        .await
+    );
+    let n1 = c
+        .server(survivor)
+        .state()
+        .snapshot()
+        .node("n1")
+        .expect("n1");
+    assert_eq!(
+        n1.status, NODE_STATUS_READY,
+        "forwarded heartbeats keep n1 ready"
+    );
     hb.abort();
 
     // Operator: remove the dead server by address.
@@ -268,7 +288,10 @@ async fn no_cluster_leader_without_a_majority() {
     let mut c = Cluster::start(3).await;
     let leader = c.wait_leader().await;
     let follower = c.follower();
-    c.server(follower).consistent_read().await.expect("consistent read");
+    c.server(follower)
+        .consistent_read()
+        .await
+        .expect("consistent read");
     for id in 1..=3 {
         if id != follower {
             c.kill(id).await;
@@ -309,7 +332,9 @@ async fn snapshot_save_restore_into_a_fresh_cluster() {
 
     let mut b = Cluster::start(3).await;
     let f = b.server(b.follower()).clone();
-    f.job_register(register(test_job("other", 1))).await.expect("job");
+    f.job_register(register(test_job("other", 1)))
+        .await
+        .expect("job");
     f.snapshot_restore(&bytes).await.expect("restore");
     assert!(
         wait_for(WAIT, || async {
@@ -326,7 +351,9 @@ async fn snapshot_save_restore_into_a_fresh_cluster() {
     );
     // The leader's broker runs on the restored state: a new job is placed on the restored
     // node (its heartbeat timer was restarted with a grace period).
-    f.job_register(register(test_job("after", 1))).await.expect("job");
+    f.job_register(register(test_job("after", 1)))
+        .await
+        .expect("job");
     assert!(wait_for(WAIT, || placed_everywhere(&b, "after", 1)).await);
 
     // Damaged snapshots are refused before they reach the log.
@@ -347,7 +374,9 @@ async fn in_memory_server_snapshot_round_trip_and_dev_defaults() {
     assert!(s.is_leader() && s.raft().is_none() && s.leader().is_none());
     assert!(s.peers().is_empty());
     s.consistent_read().await.expect("no-op");
-    s.job_register(register(test_job("web", 1))).await.expect("job");
+    s.job_register(register(test_job("web", 1)))
+        .await
+        .expect("job");
     let bytes = s.snapshot_save().await.expect("save");
     assert_eq!(Server::snapshot_inspect(&bytes).expect("inspect").term, 0);
     let t = Server::new(ServerConfig::default());

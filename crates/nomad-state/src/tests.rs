@@ -193,10 +193,17 @@ fn restore_command_replaces_every_table_deterministically() {
     // Two servers with other state apply the same Restore at index 20.
     let (a, b) = (StateStore::new(), StateStore::new());
     for s in [&a, &b] {
-        s.apply(1, &Command::EvalsUpsert { evals: vec![eval("other", "x", "pending")] })
-            .unwrap();
+        s.apply(
+            1,
+            &Command::EvalsUpsert {
+                evals: vec![eval("other", "x", "pending")],
+            },
+        )
+        .unwrap();
     }
-    let cmd = Command::Restore { state: bytes.clone() };
+    let cmd = Command::Restore {
+        state: bytes.clone(),
+    };
     // The command survives the log's JSON (base64 inside).
     let json = serde_json::to_string(&cmd).unwrap();
     assert!(json.len() < bytes.len() * 2);
@@ -207,17 +214,32 @@ fn restore_command_replaces_every_table_deterministically() {
     let snap = a.snapshot();
     assert!(snap.eval("other").is_none(), "old tables are gone");
     assert_eq!(snap.allocs_by_node("n1").len(), 2);
-    assert_eq!(snap.jobs(None, "").len(), source.snapshot().jobs(None, "").len());
+    assert_eq!(
+        snap.jobs(None, "").len(),
+        source.snapshot().jobs(None, "").len()
+    );
     assert_eq!(a.latest_index(), 20);
     assert_eq!(snap.index(&[Table::Jobs]), 20);
     assert_eq!(snap.index(&[Table::Namespaces]), 20);
     // Later commands apply on top.
-    a.apply(21, &Command::EvalsUpsert { evals: vec![eval("after", "web", "pending")] })
-        .unwrap();
+    a.apply(
+        21,
+        &Command::EvalsUpsert {
+            evals: vec![eval("after", "web", "pending")],
+        },
+    )
+    .unwrap();
     assert!(a.snapshot().eval("after").is_some());
     // Garbage is refused and changes nothing.
     let before = a.persist();
-    assert!(a.apply(22, &Command::Restore { state: b"nope".to_vec() }).is_err());
+    assert!(a
+        .apply(
+            22,
+            &Command::Restore {
+                state: b"nope".to_vec()
+            }
+        )
+        .is_err());
     assert_eq!(a.persist(), before);
 }
 

@@ -65,7 +65,7 @@ pub struct DevAgent {
     pub address: String,
     /// The agent's data dir (a temp dir removed on drop).
     pub data_dir: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     /// Where the agent's stdout and stderr go.
     pub log_path: PathBuf,
 }
@@ -100,7 +100,7 @@ impl DevAgent {
             child: Some(child),
             address,
             data_dir,
-            _dir: dir,
+            _dir: Some(dir),
             log_path,
         };
         let ready = wait_for(Duration::from_secs(30), || {
@@ -155,12 +155,66 @@ impl DevAgent {
             child: Some(child),
             address,
             data_dir,
-            _dir: dir,
+            _dir: Some(dir),
             log_path,
         };
         let up = wait_for(Duration::from_secs(30), || ready(&agent));
         assert!(up, "agent did not become ready; log:\n{}", agent.log());
         agent
+    }
+
+    /// Starts a non-dev agent (`nomad agent -config <dir>/agent.hcl`) whose configuration and
+    /// data live in `dir`, which the caller keeps, so the same agent can be killed and started
+    /// again on the same state. `config` is the whole agent configuration; `http_port` must be
+    /// the one it sets. Does not wait for readiness: see [`DevAgent::wait_until`].
+    pub fn start_in(bin: &Path, dir: &Path, config: &str, http_port: u16) -> DevAgent {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let cfg_path = dir.join("agent.hcl");
+        std::fs::write(&cfg_path, config).expect("write agent config");
+        let log_path = dir.join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("agent log");
+        let child = Command::new(bin)
+            .args(["agent", "-config"])
+            .arg(&cfg_path)
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn nomad agent");
+        DevAgent {
+            child: Some(child),
+            address: format!("http://127.0.0.1:{http_port}"),
+            data_dir: dir.join("data"),
+            _dir: None,
+            log_path,
+        }
+    }
+
+    /// Waits (up to `timeout`) until `cond` holds for this agent; panics with its log otherwise.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&DevAgent) -> bool,
+    ) {
+        let ok = wait_for(timeout, || cond(self));
+        assert!(
+            ok,
+            "timed out waiting for {what}; agent log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Kills the agent with SIGKILL (no shutdown of any kind), as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// The agent process's pid.
@@ -219,5 +273,24 @@ impl DevAgent {
 impl Drop for DevAgent {
     fn drop(&mut self) {
         self.stop();
+        unmount_below(&self.data_dir);
+    }
+}
+
+/// Lazily unmounts every mount below `dir` (a non-dev client keeps its tasks' secrets tmpfs
+/// mounted until the alloc is garbage-collected; a test must not leave them on the host).
+pub fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        let _ = Command::new("umount").args(["-l", m]).status();
     }
 }

@@ -13,10 +13,10 @@ use nomad_state::StateStore;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
 
+use crate::node::ApplyObserver;
 use crate::types::{
     ApplyResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::node::ApplyObserver;
 use crate::RaftError;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NRSNAP01";
