@@ -633,7 +633,11 @@ fn signal_restart_stop() {
         std::process::id(),
         nomad_testkit::free_port()
     );
-    let config = sh_config(&OPS_SCRIPT.replace("@TOKEN@", &token), "");
+    // Stdout stays stdout here: a running task's output is read with `alloc logs`.
+    let config = format!(
+        "        command = \"/bin/sh\"\n        args    = [\"-c\", {}]\n",
+        serde_json::to_string(&OPS_SCRIPT.replace("@TOKEN@", &token)).expect("json string")
+    );
     let job = format!(
         r#"
 job "exec-ops" {{
