@@ -26,6 +26,8 @@ pub struct RunningAgent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Removed on drop when the agent made it (`-dev` without `-data-dir`).
     temp_data_dir: Option<PathBuf>,
+    /// The server's Raft node, shut down last.
+    raft: Option<Arc<nomad_raft::RaftNode>>,
 }
 
 impl RunningAgent {
@@ -34,6 +36,9 @@ impl RunningAgent {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        if let Some(raft) = self.raft {
+            raft.shutdown().await;
         }
         if let Some(dir) = self.temp_data_dir {
             let _ = std::fs::remove_dir_all(dir);
@@ -78,6 +83,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
     let advertise_http = format!("{}:{}", cfg.advertise_ip(), http_addr.port());
     let rpc_addr = format!("{}:{}", cfg.advertise_ip(), cfg.ports.rpc);
 
+    let mut raft: Option<Arc<nomad_raft::RaftNode>> = None;
     let server = if cfg.server.enabled {
         let sc = ServerConfig {
             region: cfg.region.clone(),
@@ -91,14 +97,9 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             data_dir: Some(data_dir.clone()),
             ..ServerConfig::default()
         };
-        let server = Server::new(sc);
-        if let Some(grace) = cfg.server.heartbeat_grace {
-            server.set_heartbeat_grace(grace);
-        }
-        tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
-
         // The RPC port: clients on other machines register, heartbeat and watch their allocs
-        // here; the first byte of each connection picks Nomad RPC, Raft or TLS.
+        // here, and servers' Raft traffic arrives here too; the first byte of each connection
+        // picks Nomad RPC, Raft or TLS.
         let rpc_tls = match cfg.tls.rpc_server_config()? {
             Some(t) => Some(nomad_tls::server_config(&t).map_err(|e| {
                 anyhow::anyhow!("Error starting agent: failed to load RPC TLS configuration: {e}")
@@ -119,6 +120,39 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
                 cfg.bind_addr, cfg.ports.rpc
             )
         })?;
+        // -dev keeps its state in memory without Raft; every other server keeps it on Raft
+        // under data_dir, so a restarted agent finds its jobs and reattaches to its tasks.
+        let server = if cfg.dev_mode {
+            Server::new(sc)
+        } else {
+            let state = nomad_state::StateStore::new();
+            let node = crate::cluster::start_raft(&cfg, &data_dir, &rpc_addr, state, &rpc_listener)
+                .await?;
+            let peers = cfg
+                .server
+                .retry_join
+                .iter()
+                .map(|a| {
+                    if a.contains(':') {
+                        a.clone()
+                    } else {
+                        format!("{a}:4647")
+                    }
+                })
+                .collect();
+            tasks.push(crate::cluster::form_cluster(
+                node.clone(),
+                rpc_addr.clone(),
+                peers,
+                shutdown_rx.clone(),
+            ));
+            raft = Some(node.clone());
+            Server::with_raft(sc, node)
+        };
+        if let Some(grace) = cfg.server.heartbeat_grace {
+            server.set_heartbeat_grace(grace);
+        }
+        tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
         let rpc = nomad_rpc::RpcServer::new(server.clone());
         tasks.push(tokio::spawn(rpc_listener.serve(rpc, shutdown_rx.clone())));
         Some(server)
@@ -234,5 +268,6 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         shutdown: shutdown_tx,
         tasks,
         temp_data_dir,
+        raft,
     })
 }

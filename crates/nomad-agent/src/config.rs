@@ -142,6 +142,9 @@ pub struct ServerBlock {
     pub min_heartbeat_ttl: Option<std::time::Duration>,
     /// `heartbeat_grace` (Go duration): how long past its TTL a node may be silent.
     pub heartbeat_grace: Option<std::time::Duration>,
+    /// `server_join { retry_join }` (and the legacy `retry_join`): other servers' RPC
+    /// addresses (port 4647 when none is given; there is no gossip port).
+    pub retry_join: Vec<String>,
 }
 
 /// `client { }`.
@@ -339,9 +342,22 @@ impl AgentConfig {
                 self.ports.serf = v;
             }
         }
+        for j in f.server_join.into_iter().flatten() {
+            self.server
+                .retry_join
+                .extend(j.retry_join.unwrap_or_default());
+        }
         for s in f.server.into_iter().flatten() {
             if let Some(v) = s.enabled {
                 self.server.enabled = v;
+            }
+            self.server
+                .retry_join
+                .extend(s.retry_join.unwrap_or_default());
+            for j in s.server_join.into_iter().flatten() {
+                self.server
+                    .retry_join
+                    .extend(j.retry_join.unwrap_or_default());
             }
             if let Some(v) = s.bootstrap_expect {
                 self.server.bootstrap_expect = v;
@@ -362,6 +378,9 @@ impl AgentConfig {
             }
             if let Some(v) = c.servers {
                 self.client.servers = v;
+            }
+            for j in c.server_join.into_iter().flatten() {
+                self.client.servers.extend(j.retry_join.unwrap_or_default());
             }
             if let Some(v) = c.node_class {
                 self.client.node_class = v;
@@ -563,6 +582,8 @@ struct FileConfig {
     client: Option<Vec<ClientFile>>,
     plugin: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, deserialize_with = "blocks")]
+    server_join: Option<Vec<ServerJoinFile>>,
+    #[serde(default, deserialize_with = "blocks")]
     acl: Option<Vec<EnabledFile>>,
     #[serde(default, deserialize_with = "blocks")]
     ui: Option<Vec<EnabledFile>>,
@@ -630,12 +651,35 @@ struct ServerFile {
     num_schedulers: Option<usize>,
     min_heartbeat_ttl: Option<String>,
     heartbeat_grace: Option<String>,
+    retry_join: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "blocks")]
+    server_join: Option<Vec<ServerJoinFile>>,
+    // Accepted for compatibility; there is no gossip layer to configure.
+    #[serde(default)]
+    #[allow(dead_code)]
+    encrypt: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    data_dir: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ServerJoinFile {
+    retry_join: Option<Vec<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    retry_max: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    retry_interval: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct ClientFile {
     enabled: Option<bool>,
     servers: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "blocks")]
+    server_join: Option<Vec<ServerJoinFile>>,
     node_class: Option<String>,
     node_pool: Option<String>,
     #[serde(default, deserialize_with = "blocks")]

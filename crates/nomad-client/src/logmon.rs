@@ -286,6 +286,8 @@ async fn copy_loop(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         tokio::select! {
+            // Data first: a stop that arrives with output pending must not skip it.
+            biased;
             r = rx.readable() => {
                 if r.is_err() {
                     return;
@@ -304,19 +306,39 @@ async fn copy_loop(
                     }
                 }
             }
-            _ = stop.wait_for(|s| *s) => {
-                // Drain whatever is buffered, then stop.
-                loop {
-                    match rx.try_read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            let _ = writer.write_all(&buf[..n]);
-                        }
-                        Err(_) => break,
+            // The guard `wait_for` returns must not live across the drain's awaits.
+            stopped = stop.wait_for(|s| *s) => {
+                if stopped.is_err() {
+                    return;
+                }
+            }
+        }
+        if *stop.borrow() {
+            drain(&rx, &mut writer, &mut buf).await;
+            return;
+        }
+    }
+}
+
+/// Copies what is still in the pipe once the task is gone. `try_read` alone is not enough:
+/// tokio answers WouldBlock until the reactor has seen the pipe readable, which would drop the
+/// output of a task that exits right after writing. So wait for readiness, briefly, until the
+/// pipe stays quiet.
+async fn drain(rx: &tokio::net::unix::pipe::Receiver, writer: &mut RotatingWriter, buf: &mut [u8]) {
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(25);
+    loop {
+        match tokio::time::timeout(QUIET, rx.readable()).await {
+            Ok(Ok(())) => match rx.try_read(buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if let Err(e) = writer.write_all(&buf[..n]) {
+                        tracing::warn!(error = %e, "failed writing task log");
                     }
                 }
-                return;
-            }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            },
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }

@@ -42,6 +42,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::RaftError;
+pub use SyncStream as SyncRaftStream;
 pub use node::{ApplyObserver, CallHandler, RaftNode};
 
 /// A boxed future, as the hooks of this crate return them.
@@ -53,10 +54,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> RaftStream for T
 
 /// Makes any `Send` stream a [`RaftStream`] (a `Mutex` that is never locked: the stream is
 /// only reached through `&mut`).
-pub(crate) struct SyncStream<S>(std::sync::Mutex<S>);
+pub struct SyncStream<S>(std::sync::Mutex<S>);
 
 impl<S> SyncStream<S> {
-    pub(crate) fn new(s: S) -> Self {
+    /// Wraps `s`.
+    pub fn new(s: S) -> Self {
         SyncStream(std::sync::Mutex::new(s))
     }
 
