@@ -1,0 +1,188 @@
+//! An agent killed with SIGKILL and started again on the same data_dir (issues: runtime env /
+//! surviving an agent restart, cluster / durable state): its jobs are still there, its tasks
+//! were never stopped and are reattached (same pid, not run twice), a task that ended while the
+//! agent was down gets its real end, and nothing a task forked survives the job's stop.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nomad_testkit::{free_port, wait_for, DevAgent};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_nomad"))
+}
+
+fn config(dir: &Path, http: u16, rpc: u16, serf: u16) -> String {
+    format!(
+        "data_dir = \"{}\"\nbind_addr = \"127.0.0.1\"\nports {{\n  http = {http}\n  rpc = {rpc}\n  serf = {serf}\n}}\nserver {{\n  enabled = true\n  bootstrap_expect = 1\n}}\nclient {{\n  enabled = true\n}}\nplugin \"raw_exec\" {{\n  config {{\n    enabled = true\n  }}\n}}\n",
+        dir.join("data").display()
+    )
+}
+
+fn alloc_of(agent: &DevAgent, job: &str) -> Option<serde_json::Value> {
+    agent
+        .get_json(&format!("/v1/job/{job}/allocations"))
+        .ok()
+        .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn kill9_restart_reattaches_and_stop_leaves_no_survivor() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("agent");
+    let (http, rpc, serf) = (free_port(), free_port(), free_port());
+    let cfg = config(&dir, http, rpc, serf);
+    let mut agent = DevAgent::start_in(bin(), &dir, &cfg, http);
+    agent.wait_until("a ready node", Duration::from_secs(30), |a| {
+        a.get_json("/v1/nodes")
+            .ok()
+            .and_then(|v| {
+                v.as_array()
+                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
+            })
+            .unwrap_or(false)
+    });
+
+    // A service whose task double-forks a child that outlives the shell if anything lets it.
+    let marks = root.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let spec = root.path().join("fork.nomad.hcl");
+    std::fs::write(
+        &spec,
+        format!(
+            "job \"fork\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args = [\"-c\", \"echo $$ > {m}/task.pid; (setsid sh -c 'echo $$ > {m}/child.pid; exec sleep 1000' &); while true; do echo tick; sleep 0.2; done\"]\n      }}\n      resources {{\n        cpu = 50\n        memory = 32\n      }}\n    }}\n  }}\n}}\n",
+            m = marks.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = agent.cli(bin(), &["job", "run", spec.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        wait_for(Duration::from_secs(20), || read_pid(
+            &marks.join("child.pid")
+        )
+        .is_some()),
+        "task never started: {}",
+        agent.log()
+    );
+    let task_pid = read_pid(&marks.join("task.pid")).unwrap();
+    let child_pid = read_pid(&marks.join("child.pid")).unwrap();
+    let alloc_id = alloc_of(&agent, "fork").unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    agent.kill9();
+    assert!(
+        alive(task_pid) && alive(child_pid),
+        "tasks keep running while the agent is down"
+    );
+    // Output written while the agent is down reaches the logs once it is back.
+    std::thread::sleep(Duration::from_millis(600));
+
+    let agent = DevAgent::start_in(bin(), &dir, &cfg, http);
+    agent.wait_until("the job back after restart", Duration::from_secs(30), |a| {
+        alloc_of(a, "fork")
+            .is_some_and(|x| x["ID"] == alloc_id.as_str() && x["ClientStatus"] == "running")
+    });
+    assert_eq!(
+        read_pid(&marks.join("task.pid")),
+        Some(task_pid),
+        "the task must not run twice"
+    );
+    assert!(alive(task_pid), "the reattached task is the same process");
+    let ticks = |a: &DevAgent| {
+        a.cli(bin(), &["alloc", "logs", &alloc_id])
+            .1
+            .matches("tick")
+            .count()
+    };
+    let before = ticks(&agent);
+    agent.wait_until(
+        "logs to keep flowing after the restart",
+        Duration::from_secs(10),
+        |a| ticks(a) > before,
+    );
+
+    let (code, _, err) = agent.cli(bin(), &["job", "stop", "fork"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_for(Duration::from_secs(30), || !alive(task_pid) && !alive(child_pid)),
+        "nothing the task forked may survive its stop (task {task_pid} alive {}, child {child_pid} alive {})",
+        alive(task_pid),
+        alive(child_pid)
+    );
+}
+
+#[test]
+fn task_that_ends_while_agent_is_down_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("agent");
+    let (http, rpc, serf) = (free_port(), free_port(), free_port());
+    let cfg = config(&dir, http, rpc, serf);
+    let mut agent = DevAgent::start_in(bin(), &dir, &cfg, http);
+    agent.wait_until("a ready node", Duration::from_secs(30), |a| {
+        a.get_json("/v1/nodes")
+            .ok()
+            .and_then(|v| {
+                v.as_array()
+                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
+            })
+            .unwrap_or(false)
+    });
+    let go = root.path().join("go");
+    let spec = root.path().join("b.nomad.hcl");
+    std::fs::write(
+        &spec,
+        format!(
+            "job \"ends\" {{\n  type = \"batch\"\n  group \"g\" {{\n    restart {{\n      attempts = 0\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args = [\"-c\", \"while [ ! -f {go} ]; do sleep 0.05; done; exit 0\"]\n      }}\n    }}\n  }}\n}}\n",
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = agent.cli(bin(), &["job", "run", spec.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    agent.wait_until("running", Duration::from_secs(20), |a| {
+        alloc_of(a, "ends").is_some_and(|x| x["ClientStatus"] == "running")
+    });
+    agent.kill9();
+    std::fs::write(&go, "").unwrap();
+    let agent = DevAgent::start_in(bin(), &dir, &cfg, http);
+    agent.wait_until(
+        "the alloc to reach a terminal state",
+        Duration::from_secs(30),
+        |a| {
+            alloc_of(a, "ends")
+                .is_some_and(|x| x["ClientStatus"] == "complete" || x["ClientStatus"] == "failed")
+        },
+    );
+    let a = alloc_of(&agent, "ends").unwrap();
+    let events = a["TaskStates"]["t"]["Events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // A process that is not our child has no exit status we can read: when it is still alive
+    // at restore it is reattached and its end is reported as "exit status unknown"; when it is
+    // already gone the task is restored as Nomad does ("Failed Restoring Task"). Either way the
+    // user is told, in the events, what happened.
+    let told = events.iter().any(|e| {
+        let m = e["DisplayMessage"].as_str().unwrap_or_default();
+        m.contains("exit status unknown") || m.contains("failed to restore task")
+    });
+    assert!(
+        told,
+        "the events must say what happened while the agent was down: {events:?}"
+    );
+}
