@@ -34,7 +34,8 @@ use serde_json::Value;
 use crate::common::{self, ensure_executable, error_chain, unix_nanos_now, TaskCleanup, TaskTable};
 use crate::task_config::{invalid, string, string_list, type_name};
 use crate::{
-    Capabilities, Driver, DriverError, ExitFuture, Fingerprint, FsIsolation, TaskConfig, TaskHandle,
+    Capabilities, Driver, DriverError, ExecRequest, ExecSession, ExitFuture, Fingerprint,
+    FsIsolation, TaskConfig, TaskHandle,
 };
 
 /// Driver name.
@@ -595,6 +596,12 @@ impl Driver for ExecDriver {
 
     fn destroy_task(&self, task_id: &str, force: bool) -> Result<(), DriverError> {
         self.tasks.destroy_task(task_id, force)
+    }
+
+    /// `alloc exec` inside the task: its namespaces, root, cgroup, user and capabilities (read
+    /// from its live main process, so recovered tasks work too).
+    fn exec_task(&self, task_id: &str, req: ExecRequest) -> Result<ExecSession, DriverError> {
+        crate::exec_session::exec_in_isolated_task(&self.tasks, task_id, req)
     }
 
     fn recover_task(&self, handle: &TaskHandle) -> Result<(), DriverError> {

@@ -6,15 +6,23 @@
 //! the task's environment (read back from `/proc/<pid>/environ` of the task's main process
 //! unless the caller passes one), the task's working directory, the task user, inside the
 //! task's cgroup; `argv[0]` is resolved with the task environment's `PATH`, then the agent's.
+//!
+//! exec semantics ([`exec_in_isolated_task`]): the command enters the running task — its
+//! mount, PID, IPC (and any other private) namespaces, its root, its cgroup, its uid/gid/groups
+//! and capability sets, all read from the task's live main process at exec time (so recovered
+//! tasks work the same), with the task's environment and working directory; `argv[0]` is
+//! searched in the task environment's `PATH` inside the task's root. See
+//! [`nomad_executor::exec_enter`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use nomad_executor::exec_enter::{self, EnterSpec};
 use nomad_executor::exec_session::{self as ex, ExecChild, ExecSpec, WinSize};
 
-use crate::common::TaskTable;
+use crate::common::{ManagedTask, TaskTable};
 use crate::DriverError;
 
 pub use nomad_executor::exec_session::ExecControl;
@@ -30,9 +38,11 @@ pub struct ExecRequest {
     pub tty_size: Option<(u16, u16)>,
     /// The environment; `None` = the task's own (read from its main process).
     pub env: Option<BTreeMap<String, String>>,
-    /// Working directory; `None` = the task's main process's current directory.
+    /// Working directory; `None` = the task's main process's current directory. raw_exec
+    /// only: the exec driver always uses the task's own (inside its root).
     pub cwd: Option<PathBuf>,
-    /// Run as this user; `None` or empty = the agent's user.
+    /// Run as this user; `None` or empty = the agent's user. raw_exec only: the exec driver
+    /// always uses the live uid, gid, groups and capabilities of the task's main process.
     pub user: Option<String>,
 }
 
@@ -163,28 +173,57 @@ pub(crate) fn resolve_program(
     Err(format!("exec: {cmd:?}: executable file not found in $PATH"))
 }
 
+/// What both session kinds start from: the running task, `argv[0]` and the environment.
+struct Target {
+    task: std::sync::Arc<ManagedTask>,
+    argv0: String,
+    env: BTreeMap<String, String>,
+}
+
+fn start_err(task_id: &str, message: String) -> DriverError {
+    DriverError::Start {
+        task_id: task_id.to_string(),
+        message,
+    }
+}
+
+fn target(tasks: &TaskTable, task_id: &str, req: &ExecRequest) -> Result<Target, DriverError> {
+    let task = tasks.get(task_id)?;
+    if task.exited() {
+        return Err(start_err(task_id, "task is not running".to_string()));
+    }
+    let Some(argv0) = req.command.first().filter(|c| !c.is_empty()).cloned() else {
+        return Err(start_err(task_id, "command is not present".to_string()));
+    };
+    let env = match &req.env {
+        Some(e) => e.clone(),
+        None => proc_environ(task.handle.pid).unwrap_or_default(),
+    };
+    Ok(Target { task, argv0, env })
+}
+
+fn tty_size(req: &ExecRequest) -> Option<WinSize> {
+    req.tty.then(|| {
+        let (rows, cols) = req.tty_size.unwrap_or((0, 0));
+        WinSize { rows, cols }
+    })
+}
+
+fn started(task_id: &str, child: ExecChild, tty: bool) -> ExecSession {
+    tracing::debug!(task_id, pid = child.pid(), tty, "exec session started");
+    ExecSession::new(child)
+}
+
 /// raw_exec's `exec_task`: the command on the host, next to task `task_id` of `tasks`.
 pub(crate) fn exec_in_task(
     tasks: &TaskTable,
     task_id: &str,
     req: ExecRequest,
 ) -> Result<ExecSession, DriverError> {
-    let task = tasks.get(task_id)?;
-    let start_err = |message: String| DriverError::Start {
-        task_id: task_id.to_string(),
-        message,
-    };
-    if task.exited() {
-        return Err(start_err("task is not running".to_string()));
-    }
-    let Some(argv0) = req.command.first().filter(|c| !c.is_empty()).cloned() else {
-        return Err(start_err("command is not present".to_string()));
-    };
+    let Target { task, argv0, env } = target(tasks, task_id, &req)?;
+    let start_err = |message: String| start_err(task_id, message);
     let pid = task.handle.pid;
-    let env = match req.env {
-        Some(e) => e,
-        None => proc_environ(pid).unwrap_or_default(),
-    };
+    let tty = tty_size(&req);
     let cwd = req
         .cwd
         .filter(|c| c.is_dir())
@@ -203,19 +242,41 @@ pub(crate) fn exec_in_task(
             .as_ref()
             .map(|c| c.procs_files())
             .unwrap_or_default(),
-        tty: req.tty.then(|| {
-            let (rows, cols) = req.tty_size.unwrap_or((0, 0));
-            WinSize { rows, cols }
-        }),
+        tty,
     };
     let child = ex::spawn_exec(&spec).map_err(|e| start_err(e.to_string()))?;
-    tracing::debug!(
-        task_id,
-        pid = child.pid(),
-        tty = req.tty,
-        "exec session started"
-    );
-    Ok(ExecSession::new(child))
+    Ok(started(task_id, child, req.tty))
+}
+
+/// exec's `exec_task`: the command inside task `task_id` of `tasks` (see the module docs).
+///
+/// `req.cwd` and `req.user` are not used: the client passes host paths and the job's user,
+/// while the command gets the task's own working directory (inside its root) and the live
+/// credentials of its main process, which are what the task actually runs with.
+pub(crate) fn exec_in_isolated_task(
+    tasks: &TaskTable,
+    task_id: &str,
+    req: ExecRequest,
+) -> Result<ExecSession, DriverError> {
+    let Target { task, argv0, env } = target(tasks, task_id, &req)?;
+    let mut argv = req.command.clone();
+    argv[0] = argv0;
+    let spec = EnterSpec {
+        pid: task.handle.pid,
+        start_time: task.handle.start_time,
+        argv,
+        env,
+        cwd: None,
+        cgroup_procs: task
+            .cgroup
+            .as_ref()
+            .map(|c| c.procs_files())
+            .unwrap_or_default(),
+        tty: tty_size(&req),
+    };
+    let child =
+        exec_enter::spawn_exec_in_task(&spec).map_err(|e| start_err(task_id, e.to_string()))?;
+    Ok(started(task_id, child, req.tty))
 }
 
 #[cfg(test)]

@@ -18,14 +18,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod common;
-pub mod exec_session;
 pub mod exec;
+pub mod exec_session;
 pub mod raw_exec;
 mod task_config;
 
 pub use exec::{ExecConfig, ExecDriver, NamespaceMode};
-pub use raw_exec::{RawExecConfig, RawExecDriver};
 pub use exec_session::{ExecControl, ExecExit, ExecRequest, ExecSession};
+pub use raw_exec::{RawExecConfig, RawExecDriver};
 
 /// What file system isolation a driver provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

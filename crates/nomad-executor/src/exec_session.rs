@@ -28,6 +28,7 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::process::ExitStatus;
+use crate::spawn::{format_u32, write_file};
 
 /// A terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +87,38 @@ pub enum ExecError {
         /// The program.
         command: String,
         /// The cause (the errno reported by the child).
+        #[source]
+        source: io::Error,
+    },
+    /// A named setup step of the child failed (entering an isolated task), e.g.
+    /// `failed to start command "sh": setns mnt: Operation not permitted (os error 1)`.
+    #[error("failed to start command {command:?}: {step}: {source}")]
+    Step {
+        /// The command as given.
+        command: String,
+        /// The step, e.g. `setns mnt`.
+        step: &'static str,
+        /// The errno reported by the child.
+        #[source]
+        source: io::Error,
+    },
+    /// The command was not found inside the task's root.
+    #[error("{0}")]
+    NotFound(String),
+    /// The task's process is gone (or its pid was reused).
+    #[error("task process {pid} is not running")]
+    TaskGone {
+        /// The pid.
+        pid: u32,
+    },
+    /// Inspecting the task's process (`/proc/<pid>/...`) failed.
+    #[error("failed to inspect task process {pid}: {what}: {source}")]
+    Inspect {
+        /// The pid.
+        pid: u32,
+        /// What was read or opened.
+        what: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -179,38 +212,7 @@ impl ChildSetup {
     }
 }
 
-/// Formats `n` as decimal into `buf`, returning the used tail. No allocation.
-fn format_u32(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-/// open + write + close; async-signal-safe.
-///
-/// # Safety
-/// `path` must be a valid C string; meant for the forked child.
-unsafe fn write_file(path: &CString, data: &[u8]) -> bool {
-    // SAFETY: valid NUL-terminated path; open(2) is async-signal-safe.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: fd is open; data is a live slice of data.len() bytes.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    n == data.len() as isize
-}
-
-fn set_winsize(fd: &OwnedFd, size: WinSize) -> io::Result<()> {
+pub(crate) fn set_winsize(fd: &OwnedFd, size: WinSize) -> io::Result<()> {
     let ws = libc::winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -235,7 +237,7 @@ fn set_winsize(fd: &OwnedFd, size: WinSize) -> io::Result<()> {
 
 /// Opens a pty pair, both ends close-on-exec (the child gets the slave through `dup2`, which
 /// clears the flag on the copies), with the initial size set.
-fn open_pty(size: WinSize) -> Result<(OwnedFd, OwnedFd), ExecError> {
+pub(crate) fn open_pty(size: WinSize) -> Result<(OwnedFd, OwnedFd), ExecError> {
     let pty = |e: Errno| ExecError::Pty(e.into());
     let master =
         nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(pty)?;
@@ -320,7 +322,16 @@ pub struct ExecChild {
     /// Read end of stderr; `None` with a tty (stderr goes to the terminal).
     pub stderr: Option<File>,
     control: ExecControl,
-    child: Child,
+    reaper: Reaper,
+}
+
+/// How the command is reaped.
+#[derive(Debug)]
+enum Reaper {
+    /// Started through `std::process::Command`.
+    Std(Child),
+    /// A raw child of this process (`waitpid`); the status once reaped.
+    Pid(Option<ExitStatus>),
 }
 
 impl ExecChild {
@@ -353,21 +364,90 @@ impl ExecChild {
             .reaped
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let status = self.child.wait().map_err(err)?;
+        let status = match &mut self.reaper {
+            Reaper::Std(child) => {
+                let status = child.wait().map_err(err)?;
+                match status.signal() {
+                    Some(sig) => ExitStatus {
+                        code: 0,
+                        signal: sig,
+                        core_dumped: status.core_dumped(),
+                    },
+                    None => ExitStatus {
+                        code: status.code().unwrap_or(-1),
+                        signal: 0,
+                        core_dumped: false,
+                    },
+                }
+            }
+            Reaper::Pid(Some(st)) => *st,
+            Reaper::Pid(cached) => {
+                let st = reap_raw(pid).map_err(err)?;
+                *cached = Some(st);
+                st
+            }
+        };
         *reaped = true;
-        Ok(match status.signal() {
-            Some(sig) => ExitStatus {
-                code: 0,
-                signal: sig,
-                core_dumped: status.core_dumped(),
-            },
-            None => ExitStatus {
-                code: status.code().unwrap_or(-1),
-                signal: 0,
-                core_dumped: false,
-            },
-        })
+        Ok(status)
     }
+
+    /// Wraps a raw child of this process (started with `fork`/`clone`, not yet reaped).
+    pub(crate) fn from_raw(
+        pid: u32,
+        stdin: Option<File>,
+        stdout: Option<File>,
+        stderr: Option<File>,
+        pty: Option<OwnedFd>,
+    ) -> ExecChild {
+        ExecChild {
+            stdin,
+            stdout,
+            stderr,
+            control: ExecControl {
+                pid,
+                pty: pty.map(Arc::new),
+                reaped: Arc::new(Mutex::new(false)),
+            },
+            reaper: Reaper::Pid(None),
+        }
+    }
+}
+
+/// `waitpid(pid)` (retrying on EINTR), decoded.
+fn reap_raw(pid: u32) -> io::Result<ExitStatus> {
+    use nix::sys::wait::WaitStatus;
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Ok(ExitStatus {
+                    code,
+                    signal: 0,
+                    core_dumped: false,
+                })
+            }
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                return Ok(ExitStatus {
+                    code: 0,
+                    signal: sig as i32,
+                    core_dumped: core,
+                })
+            }
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Duplicates `fd` to a descriptor above 2 (close-on-exec) if it is 0, 1 or 2, so a child's
+/// `dup2` onto stdio cannot clobber another source descriptor.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
 
 /// Starts `spec`. Returns once the command has exec'd (or failed to: then the child's errno is
@@ -471,7 +551,7 @@ pub fn spawn_exec(spec: &ExecSpec) -> Result<ExecChild, ExecError> {
             pty,
             reaped: Arc::new(Mutex::new(false)),
         },
-        child,
+        reaper: Reaper::Std(child),
     })
 }
 

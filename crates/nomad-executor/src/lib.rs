@@ -9,9 +9,11 @@
 
 pub mod caps;
 #[cfg(target_os = "linux")]
-pub mod exec_session;
-#[cfg(target_os = "linux")]
 pub mod cgroup;
+#[cfg(target_os = "linux")]
+pub mod exec_enter;
+#[cfg(target_os = "linux")]
+pub mod exec_session;
 #[cfg(target_os = "linux")]
 pub mod hostmount;
 #[cfg(target_os = "linux")]

@@ -191,7 +191,7 @@ impl Step {
 }
 
 /// A record sent from child to parent: step (u32) + errno (i32), native endian.
-const RECORD_LEN: usize = 8;
+pub(crate) const RECORD_LEN: usize = 8;
 
 fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SpawnError> {
     CString::new(bytes).map_err(|_| SpawnError::Nul { what })
@@ -531,7 +531,7 @@ fn spawn_inner(
     })
 }
 
-fn read_records(fd: &OwnedFd) -> Vec<(u32, i32)> {
+pub(crate) fn read_records(fd: &OwnedFd) -> Vec<(u32, i32)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
     loop {
@@ -551,7 +551,7 @@ fn read_records(fd: &OwnedFd) -> Vec<(u32, i32)> {
         .collect()
 }
 
-fn reap(pid: libc::pid_t) {
+pub(crate) fn reap(pid: libc::pid_t) {
     while let Err(nix::errno::Errno::EINTR) =
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
     {}
@@ -570,7 +570,7 @@ unsafe fn report(fd: RawFd, step: Step, errno: i32) {
 ///
 /// # Safety
 /// Must only be called in the forked child with a valid pipe fd.
-unsafe fn report_code(fd: RawFd, code: u32, errno: i32) {
+pub(crate) unsafe fn report_code(fd: RawFd, code: u32, errno: i32) {
     let mut rec = [0u8; RECORD_LEN];
     rec[..4].copy_from_slice(&code.to_ne_bytes());
     rec[4..].copy_from_slice(&errno.to_ne_bytes());
@@ -600,7 +600,7 @@ unsafe fn fail(fd: RawFd, step: Step) -> ! {
 }
 
 /// Formats `n` as decimal into `buf`, returning the used tail. No allocation.
-fn format_u32(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
+pub(crate) fn format_u32(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -617,7 +617,7 @@ fn format_u32(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
 ///
 /// # Safety
 /// Child-only; `path` must be a valid C string.
-unsafe fn write_file(path: &CString, data: &[u8]) -> bool {
+pub(crate) unsafe fn write_file(path: &CString, data: &[u8]) -> bool {
     // SAFETY: valid NUL-terminated path; open(2) is async-signal-safe.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -650,6 +650,44 @@ struct CapData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Sets this thread's effective, permitted and inheritable sets (`capset(2)`, version 3).
+/// Returns false with errno set on failure. Async-signal-safe: no allocation.
+pub(crate) fn capset(
+    effective: crate::caps::CapSet,
+    permitted: crate::caps::CapSet,
+    inheritable: crate::caps::CapSet,
+) -> bool {
+    let [e0, e1] = effective.words();
+    let [p0, p1] = permitted.words();
+    let [i0, i1] = inheritable.words();
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: header and a two-element data array of the v3 layout, both live stack values
+    // valid for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    ret == 0
+}
 
 /// Isolated child, still root: run the mount plan, shrink the bounding set, keep capabilities
 /// across the coming setuid.
@@ -696,32 +734,7 @@ unsafe fn isolate_before_setuid(iso: &PreparedIso, creds: Option<&Credentials>, 
 /// # Safety
 /// Child-only (after clone), `pipe` valid.
 unsafe fn isolate_after_setuid(iso: &PreparedIso, creds: Option<&Credentials>, pipe: RawFd) {
-    let [lo, hi] = iso.caps.words();
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [
-        CapData {
-            effective: lo,
-            permitted: lo,
-            inheritable: lo,
-        },
-        CapData {
-            effective: hi,
-            permitted: hi,
-            inheritable: hi,
-        },
-    ];
-    // SAFETY: header and a two-element data array of the v3 layout, both valid for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    };
-    if ret < 0 {
+    if !capset(iso.caps, iso.caps, iso.caps) {
         // SAFETY: child-only.
         unsafe { fail(pipe, Step::Capset) }
     }
