@@ -98,7 +98,13 @@ pub fn form_cluster(
         let mut rounds = 0u32;
         while raft.leader().is_none() && raft.peers().len() <= 1 {
             for p in &peers {
-                match raft.join(p).await {
+                // An uninitialised peer holds a join until its own timeout: keep rounds short.
+                let attempt = tokio::time::timeout(Duration::from_secs(3), raft.join(p)).await;
+                match attempt.unwrap_or_else(|_| {
+                    Err(nomad_raft::RaftError::Network(format!(
+                        "join via {p} timed out"
+                    )))
+                }) {
                     Ok(()) => {
                         tracing::info!(peer = %p, "joined the cluster");
                         return;
@@ -107,7 +113,7 @@ pub fn form_cluster(
                 }
             }
             rounds += 1;
-            if lowest && rounds >= 3 && raft.leader().is_none() {
+            if lowest && rounds >= 2 && raft.leader().is_none() {
                 tracing::info!(
                     "no cluster answered; bootstrapping one that the other servers can join"
                 );
