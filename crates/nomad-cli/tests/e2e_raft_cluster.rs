@@ -99,12 +99,6 @@ fn three_servers_elect_fail_over_and_restart() {
         )
     };
     let mut servers: Vec<Option<DevAgent>> = (0..3).map(|i| Some(start(i))).collect();
-        servers
-            .iter()
-            .flatten()
-            .next()
-            .map(|a| a as *const DevAgent)
-    };
     let first = servers[0].as_ref().unwrap();
     first.wait_until("a leader and three peers", Duration::from_secs(60), |a| {
         !leader(a).is_empty()
