@@ -284,9 +284,10 @@ impl AgentConfig {
             serde_json::from_str(&src)
                 .with_context(|| format!("Error loading configuration from {}", path.display()))?
         } else {
-            let v: serde_json::Value = hcl::from_str(&src).map_err(|e| {
-                anyhow::anyhow!("Error loading configuration from {}: {e}", path.display())
-            })?;
+            let v: serde_json::Value =
+                hcl::from_str(&quoted_key_blocks_as_maps(&src)).map_err(|e| {
+                    anyhow::anyhow!("Error loading configuration from {}: {e}", path.display())
+                })?;
             serde_json::from_value(v).map_err(|e| {
                 anyhow::anyhow!("Error loading configuration from {}: {e}", path.display())
             })?
@@ -527,6 +528,29 @@ impl AgentConfig {
     }
 }
 
+/// Nomad parses agent files as HCL1, where `options { "driver.raw_exec.enable" = "1" }` and
+/// `chroot_env { "/bin" = "/bin" }` are blocks with quoted keys; HCL2 only allows quoted keys in
+/// a map (`options = { ... }`). The free-form blocks become maps here, so both spellings from
+/// Nomad's documentation load.
+fn quoted_key_blocks_as_maps(src: &str) -> String {
+    const FREE_FORM: [&str; 3] = ["options", "meta", "chroot_env"];
+    src.lines()
+        .map(|line| {
+            let t = line.trim_start();
+            for name in FREE_FORM {
+                if let Some(rest) = t.strip_prefix(name) {
+                    if rest.trim() == "{" {
+                        let indent = &line[..line.len() - t.len()];
+                        return format!("{indent}{name} = {{");
+                    }
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn go_duration(key: &str, v: &str) -> anyhow::Result<std::time::Duration> {
     let ns =
         nomad_structs::duration::parse_go_duration(v).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
@@ -751,6 +775,17 @@ mod tests {
         let c = load("client {\n  enabled = true\n  options = {\n    \"driver.raw_exec.enable\" = \"1\"\n  }\n}\n").unwrap();
         assert!(c.client.enabled);
         assert!(c.raw_exec_enabled());
+    }
+
+    #[test]
+    fn hcl1_style_quoted_key_blocks() {
+        let c = load("client {\n  enabled = true\n  options {\n    \"driver.raw_exec.enable\" = \"1\"\n  }\n  chroot_env {\n    \"/bin\" = \"/bin\"\n  }\n  meta {\n    rack = \"r1\"\n  }\n}\n").unwrap();
+        assert!(c.raw_exec_enabled());
+        assert_eq!(
+            c.client.chroot_env.get("/bin").map(String::as_str),
+            Some("/bin")
+        );
+        assert_eq!(c.client.meta.get("rack").map(String::as_str), Some("r1"));
     }
 
     #[test]
