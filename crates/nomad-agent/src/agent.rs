@@ -95,7 +95,6 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
                 .unwrap_or(Duration::from_secs(10)),
             acl_enabled: cfg.acl_enabled,
             data_dir: Some(data_dir.clone()),
-            ..ServerConfig::default()
         };
         // The RPC port: clients on other machines register, heartbeat and watch their allocs
         // here, and servers' Raft traffic arrives here too; the first byte of each connection

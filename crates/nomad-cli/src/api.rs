@@ -188,14 +188,19 @@ impl Client {
         if node_id.is_empty() {
             return self.clone();
         }
-        let node: serde_json::Value = match self.get(&format!("/v1/node/{}", path_escape(node_id)), &[]) {
-            Ok(n) => n,
-            Err(_) => return self.clone(),
-        };
+        let node: serde_json::Value =
+            match self.get(&format!("/v1/node/{}", path_escape(node_id)), &[]) {
+                Ok(n) => n,
+                Err(_) => return self.clone(),
+            };
         let Some(addr) = node["HTTPAddr"].as_str().filter(|a| !a.is_empty()) else {
             return self.clone();
         };
-        let scheme = if self.cfg.address.starts_with("https://") { "https" } else { "http" };
+        let scheme = if self.cfg.address.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
         let candidate = format!("{scheme}://{addr}");
         if candidate.trim_end_matches('/') == self.cfg.address.trim_end_matches('/') {
             return self.clone();
@@ -203,7 +208,9 @@ impl Client {
         let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr)
             .ok()
             .and_then(|mut a| a.next())
-            .is_some_and(|sa| std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(1)).is_ok());
+            .is_some_and(|sa| {
+                std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(1)).is_ok()
+            });
         if !reachable {
             return self.clone();
         }
@@ -374,6 +381,55 @@ impl Client {
         let res = self.decorate(self.agent.get(&url)).call();
         let resp = self.finish("GET", &url, res)?;
         Ok(Box::new(resp.into_body().into_reader()))
+    }
+}
+
+/// A raw (non-JSON) answer: the body and the headers the caller may check.
+#[derive(Debug, Clone, Default)]
+pub struct RawResponse {
+    /// The body.
+    pub body: Vec<u8>,
+    /// `Digest` (e.g. `sha-256=<base64>`), when sent.
+    pub digest: Option<String>,
+}
+
+impl Client {
+    /// GET `path` and return the raw body (snapshots), up to `limit` bytes.
+    pub fn get_raw(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        limit: u64,
+    ) -> Result<RawResponse, ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.get(&url)).call();
+        let mut resp = self.finish("GET", &url, res)?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let digest = header("digest");
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| ApiError::Transport(format!("error reading response from {url}: {e}")))?;
+        Ok(RawResponse { body, digest })
+    }
+
+    /// PUT `path` with a raw body (snapshot restore), ignoring the answer's body.
+    pub fn put_raw(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.put(&url)).send(body);
+        self.finish("PUT", &url, res).map(|_| ())
     }
 }
 

@@ -29,7 +29,7 @@ mod meta;
 mod monitor;
 mod terminal;
 
-use commands::{acl, alloc, eval, job, namespace, node, status, tls, version};
+use commands::{acl, alloc, eval, job, namespace, node, operator, server, status, tls, version};
 
 const HELP: &str = "Usage: nomad [-version] [-help] <command> [args]
 
@@ -41,6 +41,7 @@ Common commands:
     job         Work with jobs
     node        Work with client nodes
     agent       Run a Nomad agent
+    server      Work with servers
 
 Other commands:
     acl         Interact with ACL policies and tokens
@@ -51,6 +52,7 @@ Other commands:
     inspect     Print a registered job as JSON
     logs        Stream the logs of a task
     namespace   Interact with namespaces
+    operator    Cluster operations (Raft peers, snapshots)
     tls         Generate self-signed TLS certificates
     validate    Check a job file for errors
     version     Print the Nomad version
@@ -92,6 +94,9 @@ fn dispatch(args: &[String]) -> i32 {
         "eval" => eval::run(rest),
         "acl" => acl::run(rest),
         "namespace" => namespace::run(rest),
+        "operator" => operator::run(rest),
+        "server" => server::run(rest),
+        "server-members" => server::members(rest),
         "tls" => tls::run(rest),
         "run" => job::run::run(rest),
         "stop" => job::stop::run(rest),

@@ -173,6 +173,10 @@ fn access_for(method: &Method, path: &str, params: &Params) -> Access {
         "/v1/evaluations/count" if is_get => return Access::Namespace(&[&[READ_JOB]]),
         "/v1/agent/health" | "/v1/metrics" if is_get => return Access::None,
         "/v1/agent/servers" if is_get => return Access::AgentRead,
+        // Nomad's operator endpoints check for a management token, not `operator:*`.
+        "/v1/operator/raft/configuration" | "/v1/operator/raft/peer" | "/v1/operator/snapshot" => {
+            return Access::Management
+        }
         _ => {}
     }
     let route = table_route(path);

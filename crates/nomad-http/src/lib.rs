@@ -285,3 +285,6 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod operator_tests;

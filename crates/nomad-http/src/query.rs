@@ -336,6 +336,14 @@ impl Meta {
     }
 }
 
+/// Sets `X-Nomad-KnownLeader` (read meta says `true` by default).
+pub fn set_known_leader(resp: &mut Response, known: bool) {
+    resp.headers_mut().insert(
+        HeaderName::from_static(HEADER_KNOWN_LEADER),
+        HeaderValue::from_static(if known { "true" } else { "false" }),
+    );
+}
+
 /// A 200 JSON response with meta headers.
 pub fn json<T: Serialize + ?Sized>(v: &T, pretty: bool, meta: Meta) -> Result<Response, ApiError> {
     let body = to_json_bytes(v, pretty)?;

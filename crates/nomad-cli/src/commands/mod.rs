@@ -6,6 +6,8 @@ pub mod eval;
 pub mod job;
 pub mod namespace;
 pub mod node;
+pub mod operator;
+pub mod server;
 pub mod status;
 pub mod tls;
 pub mod version;

@@ -16,6 +16,7 @@ pub(crate) mod jobs;
 mod jobspec_glue;
 pub(crate) mod namespaces;
 pub(crate) mod nodes;
+pub(crate) mod operator;
 
 /// Routes `rest` (the decoded path without `/v1/`).
 pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
@@ -63,6 +64,9 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
         "agent/servers" => agent::servers(ctx).await,
         "status/leader" => agent::leader(ctx).await,
         "status/peers" => agent::peers(ctx).await,
+        "operator/raft/configuration" => operator::raft_configuration(ctx).await,
+        "operator/raft/peer" => operator::raft_peer(ctx).await,
+        "operator/snapshot" => operator::snapshot(ctx).await,
         "regions" => agent::regions(ctx).await,
         "metrics" => agent::metrics(ctx).await,
         "client/stats" => fs::client_stats(ctx).await,
