@@ -154,7 +154,7 @@ fn existing_indexes(dir: &Path, base: &str) -> io::Result<Vec<u64>> {
     Ok(out)
 }
 
-/// Creates a FIFO (via `mkfifo(1)`: this crate has no libc); true when `path` is a FIFO after.
+/// Creates a FIFO (replacing anything else at `path`); true when `path` is a FIFO after.
 pub fn make_fifo(path: &Path) -> bool {
     if let Ok(m) = std::fs::symlink_metadata(path) {
         if m.file_type().is_fifo() {
@@ -162,19 +162,7 @@ pub fn make_fifo(path: &Path) -> bool {
         }
         let _ = std::fs::remove_file(path);
     }
-    let ok = std::process::Command::new("mkfifo")
-        .arg("-m")
-        .arg("0600")
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ok && std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_fifo())
-        .unwrap_or(false)
+    nomad_executor::hostmount::make_fifo(path, 0o600).is_ok()
 }
 
 /// Log settings of a task.

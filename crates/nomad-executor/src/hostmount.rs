@@ -129,3 +129,41 @@ pub fn host_mount_of(pid: u32, task_path: &Path, source: &str) -> Option<PathBuf
         .find(|h| h.dev == m.dev && h.source == source && h.root == m.root)
         .map(|h| h.mount_point.clone())
 }
+
+/// Creates a FIFO at `path` with `mode` (the task's stdout/stderr pipe to the log collector).
+/// An existing FIFO is kept; anything else at the path is an error.
+pub fn make_fifo(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_fifo() {
+            return Ok(());
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a FIFO", path.display()),
+        ));
+    }
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(mode))
+        .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod fifo_tests {
+    use super::*;
+
+    #[test]
+    fn makes_a_fifo_and_keeps_an_existing_one() {
+        use std::os::unix::fs::FileTypeExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("f");
+        make_fifo(&p, 0o600).expect("mkfifo");
+        assert!(std::fs::symlink_metadata(&p)
+            .expect("stat")
+            .file_type()
+            .is_fifo());
+        make_fifo(&p, 0o600).expect("existing fifo is fine");
+        let file = d.path().join("regular");
+        std::fs::write(&file, "x").expect("write");
+        assert!(make_fifo(&file, 0o600).is_err());
+    }
+}
