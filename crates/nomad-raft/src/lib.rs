@@ -42,8 +42,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::RaftError;
-pub use SyncStream as SyncRaftStream;
 pub use node::{ApplyObserver, CallHandler, RaftNode};
+pub use SyncStream as SyncRaftStream;
 
 /// A boxed future, as the hooks of this crate return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
