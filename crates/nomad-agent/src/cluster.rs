@@ -95,25 +95,29 @@ pub fn form_cluster(
             return;
         }
         let lowest = peers.iter().all(|p| self_addr < *p);
-        let mut rounds = 0u32;
-        while raft.leader().is_none() && raft.peers().len() <= 1 {
+        // The lowest address bootstraps at once (a no-op when it already has state); the
+        // others join it, directly or through any member.
+        let mut rounds = u32::from(lowest);
+        while raft.leader().is_none() {
             for p in &peers {
                 // An uninitialised peer holds a join until its own timeout: keep rounds short.
-                let attempt = tokio::time::timeout(Duration::from_secs(3), raft.join(p)).await;
+                let attempt = tokio::time::timeout(Duration::from_secs(2), raft.join(p)).await;
                 match attempt.unwrap_or_else(|_| {
                     Err(nomad_raft::RaftError::Network(format!(
                         "join via {p} timed out"
                     )))
                 }) {
                     Ok(()) => {
-                        tracing::info!(peer = %p, "joined the cluster");
-                        return;
+                        // Done only once this server sees a leader (checked by the loop): a
+                        // peer that is not in a cluster yet must not end the search.
+                        tracing::info!(peer = %p, "asked to join the cluster");
+                        break;
                     }
                     Err(e) => tracing::debug!(peer = %p, error = %e, "join attempt failed"),
                 }
             }
             rounds += 1;
-            if lowest && rounds >= 2 && raft.leader().is_none() {
+            if lowest && rounds >= 1 && raft.leader().is_none() {
                 tracing::info!(
                     "no cluster answered; bootstrapping one that the other servers can join"
                 );

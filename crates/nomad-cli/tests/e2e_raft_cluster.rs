@@ -100,7 +100,7 @@ fn three_servers_elect_fail_over_and_restart() {
     };
     let mut servers: Vec<Option<DevAgent>> = (0..3).map(|i| Some(start(i))).collect();
     let first = servers[0].as_ref().unwrap();
-    first.wait_until("a leader and three peers", Duration::from_secs(60), |a| {
+    first.wait_until("a leader and three peers", Duration::from_secs(90), |a| {
         !leader(a).is_empty()
             && a.get_json("/v1/status/peers")
                 .ok()
