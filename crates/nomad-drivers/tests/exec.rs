@@ -8,41 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nomad_drivers::{Driver, DriverError, ExecConfig, ExecDriver, TaskConfig, TaskHandle};
+use nomad_testkit::{assert_eventually as wait_for, require_root};
 use serde_json::json;
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!(
-                "\n!!! SKIP {}: requires root (the exec driver needs namespaces, mounts and cgroups) !!!\n",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

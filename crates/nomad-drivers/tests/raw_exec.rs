@@ -7,41 +7,8 @@ use std::time::{Duration, Instant};
 
 use nomad_drivers::{Driver, DriverError, RawExecConfig, RawExecDriver, TaskConfig, TaskHandle};
 use nomad_executor::CgroupMode;
+use nomad_testkit::{assert_eventually as wait_for, require_root};
 use serde_json::json;
-
-macro_rules! require_root {
-    () => {
-        if !nix_is_root() {
-            eprintln!(
-                "\n!!! SKIP {}: requires root (run the tests as root to exercise cgroups) !!!\n",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 /// Alive = exists and not a zombie.
 fn alive(pid: u32) -> bool {

@@ -57,6 +57,14 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Polls `cond` until it holds; panics naming `what` after `timeout`.
+pub fn assert_eventually(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_for(timeout, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
 /// A `nomad agent -dev` child process on free loopback ports, stopped (SIGINT) on drop.
 #[derive(Debug)]
 pub struct DevAgent {
