@@ -36,6 +36,36 @@ pub fn parse_flags(fs: &mut FlagSet, args: &[String], help: &str) -> Result<Vec<
     }
 }
 
+/// [`parse_flags`] for a command that takes no arguments: any argument is Nomad's
+/// "This command takes no arguments" error (exit 1) for `nomad <name>`.
+pub fn parse_no_args(fs: &mut FlagSet, args: &[String], help: &str, name: &str) -> Result<(), i32> {
+    let rest = parse_flags(fs, args, help)?;
+    if !rest.is_empty() {
+        eprintln!("This command takes no arguments");
+        eprintln!("{}", error_hint(name));
+        return Err(1);
+    }
+    Ok(())
+}
+
+/// [`parse_flags`] for a command that takes exactly one argument, shown as `what`
+/// (`<namespace>`) in Nomad's "This command takes one argument" error.
+pub fn parse_one_arg(
+    fs: &mut FlagSet,
+    args: &[String],
+    help: &str,
+    name: &str,
+    what: &str,
+) -> Result<String, i32> {
+    let mut rest = parse_flags(fs, args, help)?;
+    if rest.len() != 1 {
+        eprintln!("This command takes one argument: {what}");
+        eprintln!("{}", error_hint(name));
+        return Err(1);
+    }
+    Ok(rest.remove(0))
+}
+
 /// A flag set that already has the general options.
 pub fn client_flags() -> FlagSet {
     let mut fs = FlagSet::new();

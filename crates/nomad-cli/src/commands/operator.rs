@@ -6,7 +6,9 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{
+    client_flags, error_hint, parse_flags, parse_no_args, parse_one_arg, with_general,
+};
 use crate::format::format_list;
 use crate::meta::Meta;
 
@@ -134,14 +136,8 @@ fn list_peers(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("stale", false);
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("operator raft list-peers"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "operator raft list-peers") {
+        return code;
     }
     let client = Meta::from_flags(&fs).client();
     let mut query = Vec::new();
@@ -176,14 +172,8 @@ fn remove_peer(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.string("peer-address", "").string("peer-id", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("operator raft remove-peer"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "operator raft remove-peer") {
+        return code;
     }
     let address = fs.get_str("peer-address");
     let id = fs.get_str("peer-id");
@@ -324,16 +314,17 @@ fn snapshot_restore(args: &[String]) -> i32 {
         "",
     );
     let mut fs = client_flags();
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(
+        &mut fs,
+        args,
+        &help,
+        "operator snapshot restore",
+        "<filename>",
+    ) {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <filename>");
-        eprintln!("{}", error_hint("operator snapshot restore"));
-        return 1;
-    }
-    let bytes = match std::fs::read(&rest[0]) {
+    let bytes = match std::fs::read(&arg) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("Error opening snapshot file: {:?}", e.to_string());

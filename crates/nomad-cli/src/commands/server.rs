@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_no_args, with_general};
 use crate::format::{format_list, json_pretty};
 use crate::meta::Meta;
 
@@ -145,14 +145,8 @@ pub fn members(args: &[String]) -> i32 {
         .bool("verbose", false)
         .bool("json", false)
         .string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("server members"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "server members") {
+        return code;
     }
     let verbose = fs.get_bool("verbose") || fs.get_bool("detailed");
     let client = Meta::from_flags(&fs).client();

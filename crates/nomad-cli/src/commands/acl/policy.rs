@@ -5,7 +5,9 @@ use std::io::Read;
 use nomad_acl::{AclPolicy, AclPolicyListStub};
 
 use crate::api::path_escape;
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{
+    client_flags, error_hint, parse_flags, parse_no_args, parse_one_arg, with_general,
+};
 use crate::format::{format_list, json_pretty};
 use crate::meta::Meta;
 
@@ -125,14 +127,8 @@ fn list(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("acl policy list"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "acl policy list") {
+        return code;
     }
     let client = Meta::from_flags(&fs).client();
     let policies: Vec<AclPolicyListStub> = match client.get("/v1/acl/policies", &[]) {
@@ -172,17 +168,12 @@ fn info(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "acl policy info", "<name>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <name>");
-        eprintln!("{}", error_hint("acl policy info"));
-        return 1;
-    }
     let client = Meta::from_flags(&fs).client();
-    let p = format!("/v1/acl/policy/{}", path_escape(&rest[0]));
+    let p = format!("/v1/acl/policy/{}", path_escape(&arg));
     match client.get::<AclPolicy>(&p, &[]) {
         Ok(policy) => {
             if fs.get_bool("json") {
@@ -207,16 +198,11 @@ fn delete(args: &[String]) -> i32 {
         "",
     );
     let mut fs = client_flags();
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "acl policy delete", "<name>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <name>");
-        eprintln!("{}", error_hint("acl policy delete"));
-        return 1;
-    }
-    let name = &rest[0];
+    let name = &arg;
     let client = Meta::from_flags(&fs).client();
     let p = format!("/v1/acl/policy/{}", path_escape(name));
     match client.send_no_body::<()>("DELETE", &p, &[], None) {

@@ -3,7 +3,7 @@
 use nomad_acl::{AclToken, AclTokenListStub};
 
 use crate::api::{path_escape, Client};
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_no_args, parse_one_arg, with_general};
 use crate::format::{format_list, json_pretty};
 use crate::goflag::FlagSet;
 use crate::meta::Meta;
@@ -88,14 +88,8 @@ fn create(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     token_flags(&mut fs, "client");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("acl token create"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "acl token create") {
+        return code;
     }
     let mut body = serde_json::json!({
         "Name": fs.get_str("name"),
@@ -138,14 +132,8 @@ fn list(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("acl token list"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "acl token list") {
+        return code;
     }
     let client = Meta::from_flags(&fs).client();
     let tokens: Vec<AclTokenListStub> = match client.get("/v1/acl/tokens", &[]) {
@@ -186,16 +174,6 @@ fn format_tokens(tokens: &[AclTokenListStub]) -> String {
 
 use chrono::Datelike as _;
 
-fn one_arg(fs: &mut FlagSet, args: &[String], help: &str, name: &str) -> Result<String, i32> {
-    let rest = parse_flags(fs, args, help)?;
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <token_accessor_id>");
-        eprintln!("{}", error_hint(name));
-        return Err(1);
-    }
-    Ok(rest[0].clone())
-}
-
 fn info(args: &[String]) -> i32 {
     let help = with_general(
         "Usage: nomad acl token info [options] <token_accessor_id>
@@ -209,7 +187,13 @@ fn info(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let accessor = match one_arg(&mut fs, args, &help, "acl token info") {
+    let accessor = match parse_one_arg(
+        &mut fs,
+        args,
+        &help,
+        "acl token info",
+        "<token_accessor_id>",
+    ) {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -238,14 +222,8 @@ fn self_cmd(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("acl token self"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "acl token self") {
+        return code;
     }
     let client = Meta::from_flags(&fs).client();
     match client.get::<AclToken>("/v1/acl/token/self", &[]) {
@@ -288,7 +266,13 @@ fn update(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     token_flags(&mut fs, "");
-    let accessor = match one_arg(&mut fs, args, &help, "acl token update") {
+    let accessor = match parse_one_arg(
+        &mut fs,
+        args,
+        &help,
+        "acl token update",
+        "<token_accessor_id>",
+    ) {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -333,7 +317,13 @@ fn delete(args: &[String]) -> i32 {
         "",
     );
     let mut fs = client_flags();
-    let accessor = match one_arg(&mut fs, args, &help, "acl token delete") {
+    let accessor = match parse_one_arg(
+        &mut fs,
+        args,
+        &help,
+        "acl token delete",
+        "<token_accessor_id>",
+    ) {
         Ok(a) => a,
         Err(code) => return code,
     };

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use crate::api::path_escape;
 use crate::commands::alloc::{client_for, single_alloc};
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_one_arg, with_general};
 use crate::format::{FULL_ID, SHORT_ID};
 use crate::meta::Meta;
 use crate::monitor::Monitor;
@@ -60,20 +60,15 @@ pub fn run(args: &[String]) -> i32 {
     fs.bool("detach", false)
         .bool("verbose", false)
         .bool("no-shutdown-delay", false);
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "alloc stop", "<alloc-id>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <alloc-id>");
-        eprintln!("{}", error_hint("alloc stop"));
-        return 1;
-    }
     let verbose = fs.get_bool("verbose");
     let length = if verbose { FULL_ID } else { SHORT_ID };
     let meta = Meta::from_flags(&fs);
     let client = meta.client();
-    let alloc = match single_alloc(&client, &rest[0], verbose, length) {
+    let alloc = match single_alloc(&client, &arg, verbose, length) {
         Ok(a) => a,
         Err(code) => return code,
     };

@@ -7,7 +7,7 @@
 
 use nomad_structs::{canonicalize_job, multierror, validate_job, JobValidateResponse};
 
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_one_arg, with_general};
 use crate::jobfile::JobGetter;
 use crate::meta::Meta;
 
@@ -48,21 +48,16 @@ pub fn run(args: &[String]) -> i32 {
     fs.string("consul-namespace", "")
         .string("vault-namespace", "");
     JobGetter::register(&mut fs);
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "job validate", "<path>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <path>");
-        eprintln!("{}", error_hint("job validate"));
-        return 1;
-    }
     let getter = JobGetter::from_flags(&fs);
     if let Err(e) = getter.validate() {
         eprintln!("Invalid job options: {e}");
         return 1;
     }
-    let (_, job) = match getter.get(&rest[0]) {
+    let (_, job) = match getter.get(&arg) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("Error getting job struct: {e}");

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::api::{path_escape, ApiError};
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_no_args, parse_one_arg, with_general};
 use crate::format::{format_kv, format_list, json_pretty};
 use crate::meta::Meta;
 
@@ -63,16 +63,11 @@ fn apply(args: &[String]) -> i32 {
     fs.string("description", "")
         .string("quota", "")
         .bool("json", false);
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "namespace apply", "<namespace>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <namespace>");
-        eprintln!("{}", error_hint("namespace apply"));
-        return 1;
-    }
-    let name = &rest[0];
+    let name = &arg;
     let client = Meta::from_flags(&fs).client();
     let path = format!("/v1/namespace/{}", path_escape(name));
     let mut ns = match client.get::<Value>(&path, &[]) {
@@ -113,14 +108,8 @@ fn list(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("namespace list"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "namespace list") {
+        return code;
     }
     let client = Meta::from_flags(&fs).client();
     let list: Vec<Value> = match client.get("/v1/namespaces", &[]) {
@@ -159,16 +148,11 @@ fn status(args: &[String]) -> i32 {
     );
     let mut fs = client_flags();
     fs.bool("json", false).string("t", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "namespace status", "<namespace>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <namespace>");
-        eprintln!("{}", error_hint("namespace status"));
-        return 1;
-    }
-    let name = &rest[0];
+    let name = &arg;
     let client = Meta::from_flags(&fs).client();
     let list: Vec<Value> = match client.get("/v1/namespaces", &[("prefix", name.clone())]) {
         Ok(l) => l,
@@ -232,16 +216,11 @@ fn delete(args: &[String]) -> i32 {
         "",
     );
     let mut fs = client_flags();
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
+    let arg = match parse_one_arg(&mut fs, args, &help, "namespace delete", "<namespace>") {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    if rest.len() != 1 {
-        eprintln!("This command takes one argument: <namespace>");
-        eprintln!("{}", error_hint("namespace delete"));
-        return 1;
-    }
-    let name = &rest[0];
+    let name = &arg;
     let client = Meta::from_flags(&fs).client();
     let path = format!("/v1/namespace/{}", path_escape(name));
     match client.send_no_body::<()>("DELETE", &path, &[], None) {

@@ -11,7 +11,7 @@ use nomad_tls::{
     CaOptions, CertOptions, CertRole, DEFAULT_CA_DAYS, DEFAULT_CERT_DAYS,
 };
 
-use crate::commands::{client_flags, error_hint, parse_flags, with_general};
+use crate::commands::{client_flags, parse_no_args, with_general};
 use crate::goflag::FlagSet;
 use crate::meta::Meta;
 
@@ -106,14 +106,8 @@ fn ca_create(args: &[String]) -> i32 {
         .string("street-address", "")
         .string("organization", "")
         .string("organizational-unit", "");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("tls ca create"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "tls ca create") {
+        return code;
     }
     let domain = fs.get_str("domain");
     if domain.is_empty() {
@@ -212,14 +206,8 @@ fn cert_create(args: &[String]) -> i32 {
         .int("days", i64::from(DEFAULT_CERT_DAYS))
         .string("domain", "nomad")
         .string("key", "#DOMAIN#-agent-ca-key.pem");
-    let rest = match parse_flags(&mut fs, args, &help) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if !rest.is_empty() {
-        eprintln!("This command takes no arguments");
-        eprintln!("{}", error_hint("tls cert create"));
-        return 1;
+    if let Err(code) = parse_no_args(&mut fs, args, &help, "tls cert create") {
+        return code;
     }
     let roles: Vec<CertRole> = [
         ("server", CertRole::Server),
