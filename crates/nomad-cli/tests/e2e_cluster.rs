@@ -6,123 +6,44 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nomad_testkit::{free_port, DevAgent};
+use nomad_testkit::cluster::{
+    alloc_processes, allocs_with_status, client_config, ready_nodes, server_config, Ports,
+};
+use nomad_testkit::DevAgent;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_nomad"))
-}
-
-struct Ports {
-    http: u16,
-    rpc: u16,
-    serf: u16,
-}
-
-impl Ports {
-    fn new() -> Ports {
-        Ports {
-            http: free_port(),
-            rpc: free_port(),
-            serf: free_port(),
-        }
-    }
-    fn block(&self) -> String {
-        format!(
-            "ports {{\n  http = {}\n  rpc = {}\n  serf = {}\n}}\n",
-            self.http, self.rpc, self.serf
-        )
-    }
-}
-
-fn server_config(dir: &Path, p: &Ports) -> String {
-    format!(
-        "data_dir = \"{}\"\nbind_addr = \"127.0.0.1\"\nname = \"server1\"\n{}server {{\n  enabled = true\n  bootstrap_expect = 1\n  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = \"2s\"\n}}\n",
-        dir.join("data").display(),
-        p.block()
-    )
-}
-
-fn client_config(dir: &Path, name: &str, p: &Ports, server_rpc: u16) -> String {
-    format!(
-        "data_dir = \"{}\"\nbind_addr = \"127.0.0.1\"\nname = \"{name}\"\n{}client {{\n  enabled = true\n  servers = [\"127.0.0.1:{server_rpc}\"]\n}}\nplugin \"raw_exec\" {{\n  config {{\n    enabled = true\n  }}\n}}\n",
-        dir.join("data").display(),
-        p.block()
-    )
-}
-
-fn ready_nodes(agent: &DevAgent) -> Vec<(String, String)> {
-    agent
-        .get_json("/v1/nodes")
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|n| n["Status"] == "ready")
-        .map(|n| {
-            (
-                n["ID"].as_str().unwrap_or_default().to_string(),
-                n["Name"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn running_allocs(agent: &DevAgent, job: &str) -> Vec<serde_json::Value> {
-    agent
-        .get_json(&format!("/v1/job/{job}/allocations"))
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a["ClientStatus"] == "running")
-        .collect()
-}
-
-/// Processes whose environment names this allocation (the task and anything it forked).
-fn task_processes(alloc_id: &str) -> usize {
-    let needle = format!("NOMAD_ALLOC_ID={alloc_id}");
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .chars()
-                        .all(|c| c.is_ascii_digit())
-                })
-                .filter(|e| {
-                    std::fs::read(e.path().join("environ"))
-                        .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[test]
 fn clients_join_over_rpc_and_lost_allocs_move() {
     let root = tempfile::tempdir().unwrap();
     let dir = |n: &str| -> PathBuf { root.path().join(n) };
-    let sp = Ports::new();
+    let sp = Ports::free();
     let server = DevAgent::start_in(
         bin(),
         &dir("server"),
-        &server_config(&dir("server"), &sp),
+        &server_config(
+            &dir("server"),
+            "server1",
+            sp,
+            &[],
+            "  min_heartbeat_ttl = \"1s\"\n  heartbeat_grace = \"2s\"\n",
+        ),
         sp.http,
     );
     server.wait_until("server API", Duration::from_secs(30), |a| {
         a.get_json("/v1/status/leader").is_ok()
     });
 
-    let (p1, p2) = (Ports::new(), Ports::new());
+    let (p1, p2) = (Ports::free(), Ports::free());
     let ports = [p1, p2];
     let names = ["client1", "client2"];
     let start_client = |i: usize| {
         DevAgent::start_in(
             bin(),
             &dir(names[i]),
-            &client_config(&dir(names[i]), names[i], &ports[i], sp.rpc),
+            &client_config(&dir(names[i]), names[i], ports[i], &[sp]),
             ports[i].http,
         )
     };
@@ -140,9 +61,9 @@ fn clients_join_over_rpc_and_lost_allocs_move() {
     let (code, out, err) = server.cli(bin(), &["job", "run", spec.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
     server.wait_until("svc running", Duration::from_secs(30), |a| {
-        running_allocs(a, "svc").len() == 1
+        allocs_with_status(a, "svc", "running").len() == 1
     });
-    let first = running_allocs(&server, "svc").remove(0);
+    let first = allocs_with_status(&server, "svc", "running").remove(0);
     let first_node = first["NodeName"].as_str().unwrap().to_string();
     let first_id = first["ID"].as_str().unwrap().to_string();
 
@@ -166,7 +87,7 @@ fn clients_join_over_rpc_and_lost_allocs_move() {
     let survivor = names[1 - v];
     clients[v].as_mut().expect("client").kill9();
     assert!(
-        task_processes(&first_id) > 0,
+        alloc_processes(&first_id) > 0,
         "the crashed client's task keeps running"
     );
     server.wait_until(
@@ -198,9 +119,9 @@ fn clients_join_over_rpc_and_lost_allocs_move() {
     server.wait_until(
         "the left-behind task to be stopped",
         Duration::from_secs(30),
-        |_| task_processes(&first_id) == 0,
+        |_| alloc_processes(&first_id) == 0,
     );
-    let replacement = running_allocs(&server, "svc").remove(0)["ID"]
+    let replacement = allocs_with_status(&server, "svc", "running").remove(0)["ID"]
         .as_str()
         .unwrap()
         .to_string();
@@ -209,7 +130,7 @@ fn clients_join_over_rpc_and_lost_allocs_move() {
     server.wait_until(
         "the replacement's task to be stopped",
         Duration::from_secs(30),
-        |_| task_processes(&replacement) == 0,
+        |_| alloc_processes(&replacement) == 0,
     );
     drop(clients);
 }

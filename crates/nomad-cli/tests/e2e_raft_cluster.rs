@@ -6,62 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nomad_testkit::{free_port, DevAgent};
+use nomad_testkit::cluster::{client_config, leader, server_config, Ports};
+use nomad_testkit::DevAgent;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_nomad"))
-}
-
-#[derive(Clone, Copy)]
-struct Ports {
-    http: u16,
-    rpc: u16,
-    serf: u16,
-}
-
-fn ports() -> Ports {
-    Ports {
-        http: free_port(),
-        rpc: free_port(),
-        serf: free_port(),
-    }
-}
-
-fn server_cfg(dir: &Path, name: &str, p: Ports, all: &[Ports]) -> String {
-    let join: Vec<String> = all
-        .iter()
-        .map(|o| format!("\"127.0.0.1:{}\"", o.rpc))
-        .collect();
-    format!(
-        "data_dir = \"{}\"\nbind_addr = \"127.0.0.1\"\nname = \"{name}\"\nports {{\n  http = {}\n  rpc = {}\n  serf = {}\n}}\nserver {{\n  enabled = true\n  bootstrap_expect = 3\n  server_join {{\n    retry_join = [{}]\n  }}\n}}\n",
-        dir.join("data").display(),
-        p.http,
-        p.rpc,
-        p.serf,
-        join.join(", ")
-    )
-}
-
-fn client_cfg(dir: &Path, p: Ports, servers: &[Ports]) -> String {
-    let s: Vec<String> = servers
-        .iter()
-        .map(|o| format!("\"127.0.0.1:{}\"", o.rpc))
-        .collect();
-    format!(
-        "data_dir = \"{}\"\nbind_addr = \"127.0.0.1\"\nname = \"client1\"\nports {{\n  http = {}\n  rpc = {}\n  serf = {}\n}}\nclient {{\n  enabled = true\n  servers = [{}]\n}}\nplugin \"raw_exec\" {{\n  config {{\n    enabled = true\n  }}\n}}\n",
-        dir.join("data").display(),
-        p.http,
-        p.rpc,
-        p.serf,
-        s.join(", ")
-    )
-}
-
-fn leader(a: &DevAgent) -> String {
-    a.get_json("/v1/status/leader")
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn job_spec(root: &Path, id: &str) -> PathBuf {
@@ -87,14 +36,14 @@ fn complete(a: &DevAgent, job: &str) -> bool {
 #[test]
 fn three_servers_elect_fail_over_and_restart() {
     let root = tempfile::tempdir().unwrap();
-    let sp = [ports(), ports(), ports()];
+    let sp = [Ports::free(), Ports::free(), Ports::free()];
     let names = ["s1", "s2", "s3"];
     let dir = |n: &str| root.path().join(n);
     let start = |i: usize| {
         DevAgent::start_in(
             bin(),
             &dir(names[i]),
-            &server_cfg(&dir(names[i]), names[i], sp[i], &sp),
+            &server_config(&dir(names[i]), names[i], sp[i], &sp, ""),
             sp[i].http,
         )
     };
@@ -107,8 +56,13 @@ fn three_servers_elect_fail_over_and_restart() {
                 .and_then(|v| v.as_array().map(Vec::len))
                 == Some(3)
     });
-    let cp = ports();
-    let client = DevAgent::start_in(bin(), &dir("c1"), &client_cfg(&dir("c1"), cp, &sp), cp.http);
+    let cp = Ports::free();
+    let client = DevAgent::start_in(
+        bin(),
+        &dir("c1"),
+        &client_config(&dir("c1"), "client1", cp, &sp),
+        cp.http,
+    );
     first.wait_until("the client node ready", Duration::from_secs(30), |a| {
         a.get_json("/v1/nodes")
             .ok()
@@ -121,9 +75,7 @@ fn three_servers_elect_fail_over_and_restart() {
 
     // A job registered through a follower is replicated and placed.
     let lead = leader(first);
-    let follower = (0..3)
-        .find(|i| format!("127.0.0.1:{}", sp[*i].rpc) != lead)
-        .unwrap();
+    let follower = (0..3).find(|i| sp[*i].rpc_addr() != lead).unwrap();
     let f = servers[follower].as_ref().unwrap();
     let (code, out, err) = f.cli(
         bin(),
@@ -141,9 +93,7 @@ fn three_servers_elect_fail_over_and_restart() {
     }
 
     // Kill the leader: a new one within seconds, the job still there, new jobs placed.
-    let li = (0..3)
-        .find(|i| format!("127.0.0.1:{}", sp[*i].rpc) == lead)
-        .unwrap();
+    let li = (0..3).find(|i| sp[*i].rpc_addr() == lead).unwrap();
     servers[li].as_mut().unwrap().kill9();
     servers[li] = None;
     let survivor = servers.iter().flatten().next().unwrap();

@@ -4,6 +4,8 @@
 //! Only a dev-dependency: nothing in the product links it.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
