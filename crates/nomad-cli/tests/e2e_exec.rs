@@ -452,6 +452,20 @@ fn job_actions() {
     let (code, _, err) = action(&["-alloc", &alloc, "-group", "two", "echo"]);
     assert_eq!(code, 1);
     assert!(err.contains("-alloc and -group conflict"), "{err}");
+    // A group with no running alloc, and a multi-task alloc without -task.
+    let (code, _, err) = action(&["-group", "nosuch", "-task", "main", "echo"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("task group \"nosuch\" doesn't exist or it has no allocations"),
+        "{err}"
+    );
+    let two = running_alloc(agent, "two");
+    let (code, _, err) = action(&["-alloc", &two, "echo"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("  * a\n  * b\n") && err.contains("Please specify the task."),
+        "{err}"
+    );
     // -all: every running alloc of the group, prefixed lines.
     let (code, out, err) = action(&["-group", "one", "-task", "main", "-all", "echo"]);
     assert_eq!(code, 0, "{err}");

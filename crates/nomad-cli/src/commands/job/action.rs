@@ -29,7 +29,9 @@ fn help() -> String {
 
   When ACLs are enabled, the token needs 'alloc-exec', 'read-job' and
   'list-jobs' in the job's namespace ('alloc-node-exec' for drivers without
-  file system isolation, such as 'raw_exec').",
+  file system isolation, such as 'raw_exec'). Beyond Nomad, 'run-action'
+  (with 'read-job' and 'list-jobs') lets a token run the declared actions
+  without allowing arbitrary 'nomad alloc exec'.",
         "Action Options:
 
   -job <job-id>
