@@ -377,6 +377,36 @@ fn tty_session_through_a_pty() {
         "Connection closed"
     )));
     assert_eq!(status.and_then(|s| s.code()), Some(1));
+
+    // A job action that runs until interrupted, on a terminal: the escape closes it too.
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let master_w = pty.master.try_clone().expect("dup");
+    let slave = pty.slave;
+    let mut child = Command::new(bin())
+        .args([
+            "job", "action", "-job", "exectest", "-group", "one", "-task", "main", "-t", "stream",
+        ])
+        .env("NOMAD_ADDR", &agent.address)
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("spawn cli");
+    let out = pty_reader(pty.master);
+    let mut w = std::fs::File::from(master_w);
+    let ticks = || {
+        String::from_utf8_lossy(&out.lock().unwrap())
+            .matches("tick")
+            .count()
+    };
+    assert!(wait_for(Duration::from_secs(15), || ticks() >= 3));
+    w.write_all(b"\r~.").unwrap();
+    let mut status = None;
+    assert!(wait_for(Duration::from_secs(15), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    }));
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
 }
 
 #[test]
