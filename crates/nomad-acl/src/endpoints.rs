@@ -88,6 +88,39 @@ impl M {
     }
 }
 
+impl M {
+    /// The HTTP methods this row covers (HEAD left out: it follows GET).
+    fn methods(self) -> &'static [&'static str] {
+        match self {
+            M::Get => &["GET"],
+            M::Write => &["PUT", "POST"],
+            M::Delete => &["DELETE"],
+            M::WriteOrDelete => &["PUT", "POST", "DELETE"],
+            M::Any => &["GET", "PUT", "POST", "DELETE"],
+        }
+    }
+}
+
+/// One row of the permission table, for tests that walk every endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The HTTP methods the row covers.
+    pub methods: &'static [&'static str],
+    /// The route pattern: `:x` is one segment, a trailing `*` the rest.
+    pub pattern: &'static str,
+    /// What the route needs.
+    pub access: Access,
+}
+
+/// Every row of the table, in lookup order.
+pub fn rows() -> impl Iterator<Item = Row> {
+    TABLE.iter().map(|(m, pattern, access)| Row {
+        methods: m.methods(),
+        pattern,
+        access: *access,
+    })
+}
+
 const READ: &[&[&str]] = &[&[READ_JOB]];
 
 /// `(methods, pattern, access)`; `:x` matches one segment, a trailing `*`

@@ -318,6 +318,12 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
         alloc.namespace.clone()
     } else if let Some(eval) = eval_id_of(&path).and_then(|id| snap.eval(id)) {
         eval.namespace.clone()
+    } else if let Some(name) = path
+        .strip_prefix("/v1/namespace/")
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+    {
+        // `GET /v1/namespace/<name>` reads that namespace, whatever `?namespace=` says.
+        name.to_string()
     } else {
         query_namespace(&params)
     };
@@ -334,7 +340,14 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
             let fs_none = task_fs_isolation_none(&state, &snap, id, params.str("task"));
             check_action_permission(acl, &namespace, fs_none).is_ok()
         }
-        _ => acl.allows(&access, &namespace),
+        // A variable's own path decides (`/v1/var/<path>`); listing is the loose check.
+        _ => match access {
+            Access::Variable(op) if op != "list" => {
+                let var_path = path.strip_prefix("/v1/var/").unwrap_or("");
+                acl.allow_variable_operation(&namespace, var_path, op, None)
+            }
+            _ => acl.allows(&access, &namespace),
+        },
     };
     if !allowed {
         tracing::debug!(%method, %path, namespace = %namespace, "ACL: permission denied");
@@ -428,3 +441,7 @@ mod tests {
 #[cfg(test)]
 #[path = "auth_tests.rs"]
 mod router_tests;
+
+#[cfg(test)]
+#[path = "route_matrix_tests.rs"]
+mod route_matrix_tests;

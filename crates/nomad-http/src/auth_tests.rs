@@ -15,7 +15,7 @@ use tower::ServiceExt;
 
 use crate::{router, AgentInfo, HttpState};
 
-fn app(acl_enabled: bool) -> (Router, Arc<Server>) {
+pub(super) fn app(acl_enabled: bool) -> (Router, Arc<Server>) {
     let server = Server::new(ServerConfig {
         acl_enabled,
         ..ServerConfig::default()
@@ -38,13 +38,13 @@ fn app(acl_enabled: bool) -> (Router, Arc<Server>) {
     (router(state), server)
 }
 
-enum Auth<'a> {
+pub(super) enum Auth<'a> {
     None,
     Header(&'a str),
     Bearer(&'a str),
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: Method,
     uri: &str,
@@ -70,7 +70,7 @@ async fn call(
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-async fn bootstrap(app: &Router) -> String {
+pub(super) async fn bootstrap(app: &Router) -> String {
     let (st, body) = call(app, Method::PUT, "/v1/acl/bootstrap", Auth::None, None).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).expect("token json");
@@ -78,7 +78,7 @@ async fn bootstrap(app: &Router) -> String {
 }
 
 /// A client token with one policy holding `rules`.
-async fn token_with(app: &Router, mgmt: &str, name: &str, rules: &str) -> String {
+pub(super) async fn token_with(app: &Router, mgmt: &str, name: &str, rules: &str) -> String {
     let (st, body) = call(
         app,
         Method::PUT,
@@ -124,7 +124,7 @@ async fn seed_namespace(server: &Server, name: &str) {
 }
 
 /// Registers job `id` in `ns` and one alloc of it; returns the alloc ID.
-async fn seed_job_and_alloc(server: &Server, id: &str, ns: &str) -> String {
+pub(super) async fn seed_job_and_alloc(server: &Server, id: &str, ns: &str) -> String {
     let mut job: Job = serde_json::from_value(job_value(id, ns)).expect("job");
     job.region = "global".into();
     job.status = "running".into();
@@ -158,7 +158,7 @@ async fn seed_job_and_alloc(server: &Server, id: &str, ns: &str) -> String {
     alloc_id
 }
 
-fn uuid_like(seed: &str) -> String {
+pub(super) fn uuid_like(seed: &str) -> String {
     let mut h: u64 = 1469598103934665603;
     for b in seed.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
@@ -558,6 +558,27 @@ async fn namespace_isolation() {
         r#"namespace "a" { policy = "read" }"#,
     )
     .await;
+
+    // A namespace is read by its own name, not the request's `namespace` parameter.
+    let (st, body) = call(
+        &app,
+        Method::GET,
+        "/v1/namespace/a",
+        Auth::Header(&tok),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("\"Name\":\"a\""), "{body}");
+    let (st, _) = call(
+        &app,
+        Method::GET,
+        "/v1/namespace/b",
+        Auth::Header(&tok),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 
     let (st, body) = call(
         &app,
