@@ -242,6 +242,18 @@ fn register_namespace(params: &Params, body: &[u8]) -> String {
         .unwrap_or_else(|| "default".to_string())
 }
 
+/// The `SecretID` of a write request's body (`{"Job": ..., "SecretID": "..."}`), if any.
+fn body_secret(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("SecretID"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 fn is_register(method: &Method, route: &str) -> bool {
     (*method == Method::PUT || *method == Method::POST)
         && (route == "/v1/jobs" || route == "/v1/job/x")
@@ -293,17 +305,13 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
     if access == Access::None {
         return next.run(req).await;
     }
-    let resolved = match resolve(&server, req.headers()) {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
     let route = table_route(&path);
-    let snap = server.state().snapshot();
-
-    // The namespace the request acts in.
     let mut req = req;
-    let namespace = if is_register(&method, &route) {
-        let (parts, body) = req.into_parts();
+    // A job registration reads its body here: for its namespace, and for the token of the
+    // body's `SecretID` (Nomad's api.WriteRequest), used when no header carries one.
+    let mut body_namespace = None;
+    if is_register(&method, &route) {
+        let (mut parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(b) => b,
             Err(e) => {
@@ -311,8 +319,22 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
                     .into_response()
             }
         };
-        let ns = register_namespace(&params, &bytes);
+        body_namespace = Some(register_namespace(&params, &bytes));
+        if secret_from_headers(&parts.headers).is_none() {
+            if let Some(v) = body_secret(&bytes).and_then(|s| s.parse().ok()) {
+                parts.headers.insert("x-nomad-token", v);
+            }
+        }
         req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let resolved = match resolve(&server, req.headers()) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let snap = server.state().snapshot();
+
+    // The namespace the request acts in.
+    let namespace = if let Some(ns) = body_namespace {
         ns
     } else if let Some(alloc) = alloc_id_of(&path).and_then(|id| snap.alloc(id)) {
         alloc.namespace.clone()

@@ -288,6 +288,39 @@ async fn job_endpoints_no_token_wrong_token_right_token() {
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
 
+    // The token may come in the body's SecretID (Nomad's api.WriteRequest) when no header
+    // carries one; a header wins over it.
+    let in_body = |secret: &str, id: &str| json!({"Job": job_value(id, ""), "SecretID": secret});
+    let (st, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/jobs",
+        Auth::None,
+        Some(in_body(&reader, "b1")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body) = call(
+        &app,
+        Method::PUT,
+        "/v1/jobs",
+        Auth::None,
+        Some(in_body(&writer, "b1")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(server.state().snapshot().job("default", "b1").is_some());
+    let (st, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/jobs",
+        Auth::Header(&reader),
+        Some(in_body(&writer, "b2")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(server.state().snapshot().job("default", "b2").is_none());
+
     // purge narrows to submit-job OR purge-job: deregister-job alone is not enough
     let dereg = token_with(
         &app,
