@@ -110,6 +110,8 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             nomad_rpc::RpcConfig {
                 require_tls: rpc_tls.is_some(),
                 tls: rpc_tls,
+                raft_peer_name: (cfg.tls.rpc && cfg.tls.verify_server_hostname)
+                    .then(|| format!("server.{}.nomad", cfg.region)),
             },
         )
         .await

@@ -26,6 +26,10 @@ pub struct RpcConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Refuse every connection that does not start with 0x04 (Nomad's `RequireTLS`).
     pub require_tls: bool,
+    /// Raft (0x02) over TLS only from a peer whose certificate names this
+    /// (`server.<region>.nomad` with `verify_server_hostname`): a client's or the CLI's
+    /// certificate, though signed by the same CA, must not reach the servers' log.
+    pub raft_peer_name: Option<String>,
 }
 
 impl std::fmt::Debug for RpcConfig {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for RpcConfig {
         f.debug_struct("RpcConfig")
             .field("tls", &self.tls.is_some())
             .field("require_tls", &self.require_tls)
+            .field("raft_peer_name", &self.raft_peer_name)
             .finish()
     }
 }
@@ -44,6 +49,7 @@ pub struct RpcListener {
     listener: TcpListener,
     acceptor: Option<nomad_tls::tokio_rustls::TlsAcceptor>,
     require_tls: bool,
+    raft_peer_name: Option<String>,
     raft: HandlerSlot,
 }
 
@@ -72,6 +78,7 @@ impl RpcListener {
             listener,
             acceptor: config.tls.map(nomad_tls::acceptor),
             require_tls: config.require_tls,
+            raft_peer_name: config.raft_peer_name,
             raft: Arc::new(Mutex::new(None)),
         })
     }
@@ -97,6 +104,7 @@ impl RpcListener {
         let ctx = Arc::new(ConnCtx {
             acceptor: self.acceptor,
             require_tls: self.require_tls,
+            raft_peer_name: self.raft_peer_name,
             raft: self.raft,
             rpc,
             shutdown: shutdown.clone(),
@@ -127,6 +135,7 @@ impl RpcListener {
 struct ConnCtx {
     acceptor: Option<nomad_tls::tokio_rustls::TlsAcceptor>,
     require_tls: bool,
+    raft_peer_name: Option<String>,
     raft: HandlerSlot,
     rpc: Arc<RpcServer>,
     shutdown: watch::Receiver<bool>,
@@ -167,6 +176,21 @@ impl ConnCtx {
         if inner == RPC_TLS {
             tracing::warn!(peer = %peer_s, "rpc: TLS inside TLS refused");
             return;
+        }
+        if let (RPC_RAFT, Some(name)) = (inner, &self.raft_peer_name) {
+            let names_server = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .is_some_and(|c| nomad_tls::certificate_names(c, name));
+            if !names_server {
+                tracing::warn!(
+                    peer = %peer_s,
+                    "rpc: raft connection refused: the peer's certificate is not valid for {name}"
+                );
+                return;
+            }
         }
         self.dispatch(Box::new(tls), inner, peer_s).await
     }

@@ -541,6 +541,7 @@ impl Pki {
         RpcConfig {
             tls: Some(cfg),
             require_tls,
+            raft_peer_name: None,
         }
     }
 
@@ -602,6 +603,44 @@ async fn tls_rpc_with_server_name_check() {
 }
 
 #[tokio::test]
+async fn raft_over_tls_needs_a_server_certificate_with_verify_server_hostname() {
+    let pki = Pki::new();
+    let (server, _s) = running_server();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let config = RpcConfig {
+        raft_peer_name: Some("server.global.nomad".into()),
+        ..pki.rpc_config("server", true)
+    };
+    let l = listen_with(&server, config, None, Some(Arc::new(EchoHandler(tx)))).await;
+
+    // A client agent's certificate (same CA) still reaches Nomad RPC, but not Raft.
+    let conn = remote(&[l.addr()], Some(pki.client_tls(true)));
+    conn.ping().await.unwrap();
+    let tls = RpcTls::new(&pki.client_tls(true)).unwrap();
+    let mut s = dial(&l.addr(), RPC_RAFT, Some(&tls)).await.unwrap();
+    let _ = s.write_all(b"forged").await;
+    let _ = s.flush().await;
+    expect_closed(&mut s).await;
+
+    // Another server's certificate does.
+    let as_server = ClientTlsConfig {
+        client_cert: Some(pki.path("server.pem")),
+        client_key: Some(pki.path("server-key.pem")),
+        ..pki.client_tls(true)
+    };
+    let tls = RpcTls::new(&as_server).unwrap();
+    let mut s = dial(&l.addr(), RPC_RAFT, Some(&tls)).await.unwrap();
+    s.write_all(b"raft!").await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(rx.recv().await.unwrap(), b"raft!".to_vec());
+    assert!(
+        rx.try_recv().is_err(),
+        "the client's bytes reached the raft handler"
+    );
+    l.stop().await;
+}
+
+#[tokio::test]
 async fn server_name_check_rejects_a_non_server_certificate() {
     let pki = Pki::new();
     let (server, _s) = running_server();
@@ -642,6 +681,7 @@ async fn tls_optional_accepts_both() {
         RpcConfig {
             tls: None,
             require_tls: true,
+            raft_peer_name: None,
         },
     )
     .await

@@ -35,7 +35,7 @@ pub use certgen::{
 pub use client::{client_config, parse_go_bool, ClientTlsConfig};
 pub use error::TlsError;
 pub use explain::{explain_handshake_error, TlsConnectError};
-pub use server::{acceptor, server_config, ServerTlsConfig};
+pub use server::{acceptor, certificate_names, server_config, ServerTlsConfig};
 pub use ureq_conn::{ureq_agent, ureq_agent_with_config, NomadTlsConnector};
 
 /// Re-exports so callers need not depend on the exact rustls / tokio-rustls versions.

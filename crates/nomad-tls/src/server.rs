@@ -104,6 +104,20 @@ pub fn acceptor(cfg: Arc<rustls::ServerConfig>) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(cfg)
 }
 
+/// Whether a peer's certificate (DER, already verified against the CA by the handshake)
+/// names `name` (a DNS name such as `server.global.nomad`, or an IP) among its subject
+/// alternative names. The RPC listener uses it to keep client and CLI certificates off the
+/// servers' Raft port, as Nomad does with `verify_server_hostname`.
+pub fn certificate_names(cert: &rustls_pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(sn) = rustls_pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&sn).is_ok()
+}
+
 /// A root store holding every certificate of one PEM file.
 pub(crate) fn root_store_from_file(path: &std::path::Path) -> Result<RootCertStore, TlsError> {
     let certs = load_certs("CA file", path)?;

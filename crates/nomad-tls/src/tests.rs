@@ -755,3 +755,21 @@ fn from_env_reads_nomad_variables() {
         std::env::remove_var(v);
     }
 }
+
+#[test]
+fn certificate_names_reads_the_role_from_the_sans() {
+    let pki = Pki::new();
+    let cert = |role: &str| {
+        crate::pem::load_certs("cert", &pki.path(&format!("global-{role}-nomad.pem")))
+            .unwrap()
+            .remove(0)
+    };
+    let server = cert("server");
+    let client = cert("client");
+    assert!(certificate_names(&server, "server.global.nomad"));
+    assert!(certificate_names(&server, "127.0.0.1"));
+    assert!(!certificate_names(&server, "server.europe.nomad"));
+    assert!(!certificate_names(&client, "server.global.nomad"));
+    assert!(certificate_names(&client, "client.global.nomad"));
+    assert!(!certificate_names(&server, "not a name"));
+}
