@@ -18,6 +18,7 @@ macro_rules! outln {
 }
 
 mod api;
+mod color;
 mod commands;
 mod escape;
 mod exec_client;

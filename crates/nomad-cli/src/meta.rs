@@ -94,6 +94,9 @@ impl Meta {
         } else {
             parse_go_bool(&env("NOMAD_SKIP_VERIFY")).unwrap_or(false)
         };
+        let no_color = bool_flag_or_env(fs, "no-color", "NOMAD_CLI_NO_COLOR");
+        let force_color = bool_flag_or_env(fs, "force-color", "NOMAD_CLI_FORCE_COLOR");
+        crate::color::configure(no_color, force_color);
         Meta {
             address,
             region: pick(fs, "region", "NOMAD_REGION"),
@@ -105,8 +108,8 @@ impl Meta {
             client_key: pick(fs, "client-key", "NOMAD_CLIENT_KEY"),
             tls_server_name: pick(fs, "tls-server-name", "NOMAD_TLS_SERVER_NAME"),
             insecure,
-            no_color: bool_flag_or_env(fs, "no-color", "NOMAD_CLI_NO_COLOR"),
-            force_color: bool_flag_or_env(fs, "force-color", "NOMAD_CLI_FORCE_COLOR"),
+            no_color,
+            force_color,
         }
     }
 

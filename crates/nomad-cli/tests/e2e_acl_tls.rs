@@ -365,3 +365,162 @@ fn tls_certificates_mtls_and_flag_precedence() {
     assert_eq!(code, 1);
     assert!(err.contains("nope.pem"), "{err}");
 }
+
+/// Each general option of the docs with its environment variable, and the flag winning over
+/// the variable: -ca-path, -tls-server-name, -tls-skip-verify, -region, -no-color and
+/// -force-color (the address, CA, client certificate and token pairs are covered above).
+#[test]
+fn general_options_each_flag_and_its_variable() {
+    let pki = make_pki();
+    let ca = pki.p("nomad-agent-ca.pem");
+    let cert = pki.p("global-cli-nomad.pem");
+    let key = pki.p("global-cli-nomad-key.pem");
+    let extra = format!(
+        "tls {{\n  http = true\n  ca_file = \"{ca}\"\n  cert_file = \"{}\"\n  key_file = \"{}\"\n  verify_https_client = true\n}}\n",
+        pki.p("global-server-nomad.pem"),
+        pki.p("global-server-nomad-key.pem"),
+    );
+    let certs = |addr: &str| {
+        vec![
+            ("NOMAD_ADDR", addr.to_string()),
+            ("NOMAD_CLIENT_CERT", cert.clone()),
+            ("NOMAD_CLIENT_KEY", key.clone()),
+        ]
+    };
+    let agent = DevAgent::start_with(bin(), &extra, true, |a| {
+        let mut env = certs(&a.address);
+        env.push(("NOMAD_CACERT", ca.clone()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (c, o, _) = nomad(&["node", "status"], &env, None);
+        c == 0 && o.contains("ready")
+    });
+    let addr = agent.address.clone();
+    let run = |args: &[&str], extra_env: &[(&str, &str)]| {
+        let mut env = certs(&addr);
+        env.extend(extra_env.iter().map(|(k, v)| (*k, v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nomad(args, &env, None)
+    };
+    let ok = |what: &str, (code, out, err): (i32, String, String)| {
+        assert_eq!(code, 0, "{what}: {out}{err}");
+        out
+    };
+    let fails = |what: &str, (code, out, err): (i32, String, String)| {
+        assert_eq!(code, 1, "{what} succeeded: {out}");
+        err
+    };
+
+    // -ca-path / NOMAD_CAPATH: a directory of CA certificates.
+    let ca_dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(&ca, ca_dir.path().join("ca.pem")).expect("copy ca");
+    let ca_dir = ca_dir.path().display().to_string();
+    ok(
+        "-ca-path",
+        run(&["node", "status", "-ca-path", &ca_dir], &[]),
+    );
+    ok(
+        "NOMAD_CAPATH",
+        run(&["node", "status"], &[("NOMAD_CAPATH", &ca_dir)]),
+    );
+    fails("no CA at all", run(&["node", "status"], &[]));
+
+    // -tls-server-name / NOMAD_TLS_SERVER_NAME: the name the agent's certificate must carry.
+    let with_ca = [("NOMAD_CACERT", ca.as_str())];
+    let err = fails(
+        "-tls-server-name wrong",
+        run(
+            &["node", "status", "-tls-server-name", "wrong.example"],
+            &with_ca,
+        ),
+    );
+    assert!(err.contains("wrong.example"), "{err}");
+    ok(
+        "-tls-server-name right",
+        run(
+            &["node", "status", "-tls-server-name", "server.global.nomad"],
+            &with_ca,
+        ),
+    );
+    let wrong_name = [
+        ("NOMAD_CACERT", ca.as_str()),
+        ("NOMAD_TLS_SERVER_NAME", "wrong.example"),
+    ];
+    fails(
+        "NOMAD_TLS_SERVER_NAME wrong",
+        run(&["node", "status"], &wrong_name),
+    );
+    ok(
+        "-tls-server-name beats NOMAD_TLS_SERVER_NAME",
+        run(
+            &["node", "status", "-tls-server-name", "server.global.nomad"],
+            &wrong_name,
+        ),
+    );
+
+    // -tls-skip-verify / NOMAD_SKIP_VERIFY: no CA needed.
+    ok(
+        "-tls-skip-verify",
+        run(&["node", "status", "-tls-skip-verify"], &[]),
+    );
+    let skip = [("NOMAD_SKIP_VERIFY", "true")];
+    ok("NOMAD_SKIP_VERIFY", run(&["node", "status"], &skip));
+    fails(
+        "-tls-skip-verify=false beats NOMAD_SKIP_VERIFY",
+        run(&["node", "status", "-tls-skip-verify=false"], &skip),
+    );
+
+    // -region / NOMAD_REGION: an unknown region has no path.
+    let err = fails(
+        "-region nowhere",
+        run(&["node", "status", "-region", "nowhere"], &with_ca),
+    );
+    assert!(err.contains("No path to region"), "{err}");
+    let nowhere = [("NOMAD_CACERT", ca.as_str()), ("NOMAD_REGION", "nowhere")];
+    let err = fails("NOMAD_REGION nowhere", run(&["node", "status"], &nowhere));
+    assert!(err.contains("No path to region"), "{err}");
+    ok(
+        "-region beats NOMAD_REGION",
+        run(&["node", "status", "-region", "global"], &nowhere),
+    );
+
+    // -force-color / NOMAD_CLI_FORCE_COLOR colour even into a pipe; -no-color /
+    // NOMAD_CLI_NO_COLOR win; a pipe alone gets none.
+    let list = ok("node status", run(&["node", "status"], &with_ca));
+    let node = list
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a node row")
+        .to_string();
+    const BOLD: &str = "\x1b[1m";
+    let out = ok("plain", run(&["node", "status", &node], &with_ca));
+    assert!(!out.contains(BOLD) && out.contains("Node Events"), "{out}");
+    let out = ok(
+        "-force-color",
+        run(&["node", "status", "-force-color", &node], &with_ca),
+    );
+    assert!(
+        out.contains(&format!("{BOLD}Node Events\x1b[0m")),
+        "{out:?}"
+    );
+    let force = [
+        ("NOMAD_CACERT", ca.as_str()),
+        ("NOMAD_CLI_FORCE_COLOR", "1"),
+    ];
+    let out = ok(
+        "NOMAD_CLI_FORCE_COLOR",
+        run(&["node", "status", &node], &force),
+    );
+    assert!(out.contains(BOLD), "{out:?}");
+    let out = ok(
+        "-no-color beats NOMAD_CLI_FORCE_COLOR",
+        run(&["node", "status", "-no-color", &node], &force),
+    );
+    assert!(!out.contains(BOLD), "{out:?}");
+    let no = [("NOMAD_CACERT", ca.as_str()), ("NOMAD_CLI_NO_COLOR", "1")];
+    let out = ok(
+        "NOMAD_CLI_NO_COLOR beats -force-color",
+        run(&["node", "status", "-force-color", &node], &no),
+    );
+    assert!(!out.contains(BOLD), "{out:?}");
+}

@@ -93,7 +93,10 @@ fn servers_and_client_over_tls_and_a_client_certificate_cannot_join_raft() {
     all.push(rp);
     let rcfg = server_config(&rdir, "rogue", rp, &all, "") + &tls_block(&pki, "client");
     let _rogue = DevAgent::start_in(bin(), &rdir, &rcfg, rp.http);
-    let refused = |a: &DevAgent| a.log().contains("certificate is not valid for server.global.nomad");
+    let refused = |a: &DevAgent| {
+        a.log()
+            .contains("certificate is not valid for server.global.nomad")
+    };
     nomad_testkit::assert_eventually(
         "a server to refuse the rogue's raft connection",
         Duration::from_secs(60),

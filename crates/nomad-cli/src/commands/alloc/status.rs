@@ -105,7 +105,7 @@ pub fn run(args: &[String]) -> i32 {
     }
     print_task_details(&alloc);
     if verbose {
-        outln!("\nPlacement Metrics");
+        outln!("\n{}", crate::color::bold("Placement Metrics"));
         if let Some(m) = &alloc.metrics {
             outln!("{}", format_alloc_metrics(m, "  "));
         }
@@ -279,7 +279,7 @@ fn print_short_task_status(a: &Allocation) {
         };
         rows.push(format!("{name}|{}|{ev}|{t}|{lc}", st.state));
     }
-    outln!("\nTasks");
+    outln!("\n{}", crate::color::bold("Tasks"));
     outln!("{}", format_list(&rows));
 }
 

@@ -147,11 +147,11 @@ pub fn run(args: &[String]) -> i32 {
     ));
     outln!("{}", format_kv(&basic));
     if !allocs.is_empty() {
-        outln!("\nPlaced Allocations");
+        outln!("\n{}", crate::color::bold("Placed Allocations"));
         outln!("{}", format_alloc_list_stubs(&allocs, verbose, length));
     }
     if !failed.is_empty() {
-        outln!("\nFailed Placements");
+        outln!("\n{}", crate::color::bold("Failed Placements"));
         for (tg, m) in &failed {
             outln!("{}", failed_tg_header(tg, m));
             outln!("{}", format_alloc_metrics(m, "  "));

@@ -239,7 +239,7 @@ fn output_job_info(
     if periodic_or_param {
         // Children listings of periodic/parameterized jobs.
         if let Some(ch) = &summary.children {
-            outln!("\nChildren Job Summary");
+            outln!("\n{}", crate::color::bold("Children Job Summary"));
             outln!(
                 "{}",
                 format_list(&[
@@ -263,7 +263,7 @@ fn output_job_info(
         .get(&format!("/v1/job/{p}/deployment"), &[])
         .map_err(|e| format!("Error querying latest job deployment: {e}"))?;
 
-    outln!("\nSummary");
+    outln!("\n{}", crate::color::bold("Summary"));
     let mut rows =
         vec!["Task Group|Queued|Starting|Running|Failed|Complete|Lost|Unknown".to_string()];
     for (tg, s) in &summary.summary {
@@ -275,7 +275,7 @@ fn output_job_info(
     outln!("{}", format_list(&rows));
     if let Some(ch) = &summary.children {
         if ch.pending + ch.running + ch.dead > 0 {
-            outln!("\nChildren Job Summary");
+            outln!("\n{}", crate::color::bold("Children Job Summary"));
             outln!(
                 "{}",
                 format_list(&[
@@ -312,7 +312,7 @@ fn output_job_info(
         }
     }
     if opts.verbose || opts.evals {
-        outln!("\nEvaluations");
+        outln!("\n{}", crate::color::bold("Evaluations"));
         outln!("{}", format_list(&eval_rows));
     }
     if blocked {
@@ -321,7 +321,7 @@ fn output_job_info(
         }
     }
     if let Some(d) = deployment.as_object() {
-        outln!("\nLatest Deployment");
+        outln!("\n{}", crate::color::bold("Latest Deployment"));
         let get = |k: &str| {
             d.get(k)
                 .and_then(|v| v.as_str())
@@ -346,10 +346,10 @@ fn output_job_info(
         }
     }
     if actions.len() > 1 {
-        outln!("\nActions");
+        outln!("\n{}", crate::color::bold("Actions"));
         outln!("{}", format_list(&actions));
     }
-    outln!("\nAllocations");
+    outln!("\n{}", crate::color::bold("Allocations"));
     outln!(
         "{}",
         format_alloc_list_stubs(&allocs, opts.verbose, opts.length)

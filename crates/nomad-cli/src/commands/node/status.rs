@@ -363,7 +363,7 @@ fn print_node(
     }
     outln!("{}", format_kv(&basic));
     if verbose {
-        outln!("\nDrivers");
+        outln!("\n{}", crate::color::bold("Drivers"));
         let mut rows = vec!["Driver|Detected|Healthy|Message|Time".to_string()];
         for (name, d) in &node.drivers {
             let t = d
@@ -380,7 +380,7 @@ fn print_node(
         }
         outln!("{}", format_list(&rows));
     }
-    outln!("\nNode Events");
+    outln!("\n{}", crate::color::bold("Node Events"));
     let events = node.events.clone().unwrap_or_default();
     let mut rows = vec![if verbose {
         "Time|Subsystem|Message|Details"
@@ -449,7 +449,7 @@ fn print_node(
     let tot_cpu = res.cpu.cpu_shares - rsv.cpu.cpu_shares;
     let tot_mem = (res.memory.memory_mb - rsv.memory.memory_mb).max(0) as u64;
     let tot_disk = (res.disk.disk_mb - rsv.disk.disk_mb).max(0) as u64;
-    outln!("\nAllocated Resources");
+    outln!("\n{}", crate::color::bold("Allocated Resources"));
     outln!(
         "{}",
         format_list(&[
@@ -468,17 +468,17 @@ fn print_node(
 }
 
 fn print_allocs(node: &Node, allocs: &[Allocation], verbose: bool, length: usize) {
-    outln!("\nAllocations");
+    outln!("\n{}", crate::color::bold("Allocations"));
     outln!("{}", format_alloc_list(allocs, verbose, length));
     if verbose {
-        outln!("\nAttributes");
+        outln!("\n{}", crate::color::bold("Attributes"));
         let rows: Vec<String> = node
             .attributes
             .iter()
             .map(|(k, v)| format!("{k}|{v}"))
             .collect();
         outln!("{}", format_kv(&rows));
-        outln!("\nMeta");
+        outln!("\n{}", crate::color::bold("Meta"));
         let rows: Vec<String> = node
             .meta
             .iter()
