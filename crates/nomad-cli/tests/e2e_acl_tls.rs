@@ -171,6 +171,41 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
     // -token beats NOMAD_TOKEN.
     let (code, _, _) = nomad(&["acl", "token", "list", "-token", &ro], &admin, None);
     assert_eq!(code, 1);
+    // info and update by accessor; the secret and expiry stay.
+    let (code, out, err) = nomad(&["acl", "token", "info", &ro_accessor], &admin, None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(field(&out, "Name"), "ro", "{out}");
+    let (code, out, err) = nomad(
+        &["acl", "token", "update", "-name", "read-only", &ro_accessor],
+        &admin,
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(field(&out, "Name"), "read-only", "{out}");
+    assert_eq!(field(&out, "Secret ID"), ro, "{out}");
+    assert!(out.contains("Policies     = [readonly]"), "{out}");
+    let (code, out, _) = nomad(&["acl", "token", "self"], &reader, None);
+    assert_eq!((code, field(&out, "Name").as_str()), (0, "read-only"));
+    // Policy info and delete; a deleted policy is gone.
+    let (code, out, err) = nomad(&["acl", "policy", "info", "readonly"], &admin, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("policy = \"read\""), "{out}");
+    let spare = dir.path().join("spare.hcl");
+    std::fs::write(&spare, "node {\n  policy = \"read\"\n}\n").expect("write");
+    let (code, _, err) = nomad(
+        &["acl", "policy", "apply", "spare", spare.to_str().unwrap()],
+        &admin,
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = nomad(&["acl", "policy", "delete", "spare"], &admin, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Successfully deleted \"spare\" ACL policy!"),
+        "{out}"
+    );
+    let (code, _, _) = nomad(&["acl", "policy", "info", "spare"], &admin, None);
+    assert_eq!(code, 1);
 
     // Namespaces.
     let (code, out, err) = nomad(
