@@ -39,7 +39,15 @@ Client Options:
 ";
 
 /// Entry point of `nomad agent`; returns the process exit code.
+/// `nomad exit-recorder <pid> <status file>` (hidden): the helper the drivers start as each
+/// task's parent, so its exit status is known even if it ends while the agent is down.
+pub fn run_exit_recorder(args: &[String]) -> i32 {
+    nomad_drivers::exit_record::run(args)
+}
+
 pub fn run(args: Vec<String>) -> i32 {
+    // This binary answers `nomad exit-recorder`, so the drivers may start tasks under it.
+    nomad_drivers::exit_record::declare_available();
     let cfg = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -98,7 +98,17 @@ pub fn form_cluster(
         // The lowest address bootstraps at once (a no-op when it already has state); the
         // others join it, directly or through any member.
         let mut rounds = u32::from(lowest);
-        while raft.leader().is_none() {
+        // Done once this server is a voter: seeing a leader is not enough, since a join cut
+        // short by its timeout can leave it a learner that the leader replicates to but never
+        // counts (a later join finishes the promotion; joining is idempotent).
+        let is_voter = |raft: &RaftNode| {
+            raft.leader().is_some()
+                && raft
+                    .peers()
+                    .iter()
+                    .any(|(id, _, voter)| *id == raft.node_id() && *voter)
+        };
+        while !is_voter(&raft) {
             for p in &peers {
                 // An uninitialised peer holds a join until its own timeout: keep rounds short.
                 let attempt = tokio::time::timeout(Duration::from_secs(2), raft.join(p)).await;
@@ -108,7 +118,7 @@ pub fn form_cluster(
                     )))
                 }) {
                     Ok(()) => {
-                        // Done only once this server sees a leader (checked by the loop): a
+                        // Done only once this server is a voter (checked by the loop): a
                         // peer that is not in a cluster yet must not end the search.
                         tracing::info!(peer = %p, "asked to join the cluster");
                         break;
@@ -117,7 +127,7 @@ pub fn form_cluster(
                 }
             }
             rounds += 1;
-            if lowest && rounds >= 1 && raft.leader().is_none() {
+            if lowest && rounds >= 1 && raft.leader().is_none() && raft.peers().is_empty() {
                 tracing::info!(
                     "no cluster answered; bootstrapping one that the other servers can join"
                 );

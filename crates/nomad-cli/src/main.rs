@@ -70,6 +70,17 @@ fn run_agent(args: &[String]) -> i32 {
     nomad_agent::cli::run(args.to_vec())
 }
 
+#[cfg(feature = "agent")]
+fn run_exit_recorder(args: &[String]) -> i32 {
+    nomad_agent::cli::run_exit_recorder(args)
+}
+
+#[cfg(not(feature = "agent"))]
+fn run_exit_recorder(_args: &[String]) -> i32 {
+    eprintln!("agent not built");
+    1
+}
+
 #[cfg(not(feature = "agent"))]
 fn run_agent(_args: &[String]) -> i32 {
     eprintln!("agent not built");
@@ -89,6 +100,8 @@ fn dispatch(args: &[String]) -> i32 {
         }
         "-v" | "-version" | "--version" | "version" => version::run(rest),
         "agent" => run_agent(rest),
+        // Hidden: started by the agent's drivers as each task's parent.
+        "exit-recorder" => run_exit_recorder(rest),
         "job" => job::run(rest),
         "alloc" => alloc::run(rest),
         "node" => node::run(rest),

@@ -126,8 +126,32 @@ fn kill9_restart_reattaches_and_stop_leaves_no_survivor() {
     );
 }
 
+/// A batch job whose task waits for `go` to exist, then exits with `code`.
+fn waiting_job(root: &Path, id: &str, go: &Path, code: i32) -> std::path::PathBuf {
+    let spec = root.join(format!("{id}.nomad.hcl"));
+    std::fs::write(
+        &spec,
+        format!(
+            "job \"{id}\" {{\n  type = \"batch\"\n  group \"g\" {{\n    restart {{\n      attempts = 0\n    }}\n    reschedule {{\n      attempts = 0\n      unlimited = false\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args = [\"-c\", \"while [ ! -f {go} ]; do sleep 0.05; done; exit {code}\"]\n      }}\n    }}\n  }}\n}}\n",
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+fn terminal_event(a: &serde_json::Value) -> Option<serde_json::Value> {
+    a["TaskStates"]["t"]["Events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["Type"] == "Terminated")
+        .cloned()
+}
+
+/// The real exit status reaches the user whether the task ends while the agent is down, or
+/// after a restarted agent reattached to it: each task runs under an exit recorder.
 #[test]
-fn task_that_ends_while_agent_is_down_is_reported() {
+fn exit_status_survives_an_agent_restart() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("agent");
     let (http, rpc, serf) = (free_port(), free_port(), free_port());
@@ -142,47 +166,47 @@ fn task_that_ends_while_agent_is_down_is_reported() {
             })
             .unwrap_or(false)
     });
-    let go = root.path().join("go");
-    let spec = root.path().join("b.nomad.hcl");
-    std::fs::write(
-        &spec,
-        format!(
-            "job \"ends\" {{\n  type = \"batch\"\n  group \"g\" {{\n    restart {{\n      attempts = 0\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sh\"\n        args = [\"-c\", \"while [ ! -f {go} ]; do sleep 0.05; done; exit 0\"]\n      }}\n    }}\n  }}\n}}\n",
-            go = go.display()
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = agent.cli(bin(), &["job", "run", spec.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    agent.wait_until("running", Duration::from_secs(20), |a| {
-        alloc_of(a, "ends").is_some_and(|x| x["ClientStatus"] == "running")
+    let go_down = root.path().join("go-down");
+    let go_later = root.path().join("go-later");
+    for (id, go, code) in [("ends", &go_down, 3), ("later", &go_later, 4)] {
+        let spec = waiting_job(root.path(), id, go, code);
+        let (code, out, err) = agent.cli(bin(), &["job", "run", "-detach", spec.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    agent.wait_until("both running", Duration::from_secs(20), |a| {
+        ["ends", "later"]
+            .iter()
+            .all(|j| alloc_of(a, j).is_some_and(|x| x["ClientStatus"] == "running"))
     });
     agent.kill9();
-    std::fs::write(&go, "").unwrap();
+    // "ends" exits 3 while nobody is watching.
+    std::fs::write(&go_down, "").unwrap();
     let agent = DevAgent::start_in(bin(), &dir, &cfg, http);
-    agent.wait_until(
-        "the alloc to reach a terminal state",
-        Duration::from_secs(30),
-        |a| {
-            alloc_of(a, "ends")
-                .is_some_and(|x| x["ClientStatus"] == "complete" || x["ClientStatus"] == "failed")
-        },
-    );
-    let a = alloc_of(&agent, "ends").unwrap();
-    let events = a["TaskStates"]["t"]["Events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    // A process that is not our child has no exit status we can read: when it is still alive
-    // at restore it is reattached and its end is reported as "exit status unknown"; when it is
-    // already gone the task is restored as Nomad does ("Failed Restoring Task"). Either way the
-    // user is told, in the events, what happened.
-    let told = events.iter().any(|e| {
-        let m = e["DisplayMessage"].as_str().unwrap_or_default();
-        m.contains("exit status unknown") || m.contains("failed to restore task")
+    agent.wait_until("ends to fail", Duration::from_secs(30), |a| {
+        alloc_of(a, "ends").is_some_and(|x| x["ClientStatus"] == "failed")
     });
-    assert!(
-        told,
-        "the events must say what happened while the agent was down: {events:?}"
+    let ev = terminal_event(&alloc_of(&agent, "ends").unwrap()).expect("a Terminated event");
+    assert_eq!(ev["ExitCode"], 3, "{ev}");
+    assert_eq!(ev["DisplayMessage"], "Exit Code: 3", "{ev}");
+    // "later" was reattached and exits 4 now.
+    assert_eq!(
+        alloc_of(&agent, "later").unwrap()["ClientStatus"],
+        "running"
     );
+    std::fs::write(&go_later, "").unwrap();
+    agent.wait_until("later to fail", Duration::from_secs(30), |a| {
+        alloc_of(a, "later").is_some_and(|x| x["ClientStatus"] == "failed")
+    });
+    let ev = terminal_event(&alloc_of(&agent, "later").unwrap()).expect("a Terminated event");
+    assert_eq!(ev["ExitCode"], 4, "{ev}");
+    let (code, out, _) = agent.cli(
+        bin(),
+        &[
+            "alloc",
+            "status",
+            alloc_of(&agent, "later").unwrap()["ID"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("Exit Code: 4"), "{out}");
 }

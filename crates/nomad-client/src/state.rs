@@ -155,6 +155,7 @@ mod tests {
                     cgroup: None,
                     started_at_unix_nanos: 1,
                     kill_signal: None,
+                    recorder: None,
                 }),
                 run_complete: false,
                 artifacts_done: true,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nomad_executor::{parse_signal, Cgroup, CgroupFs, CgroupLimits, CgroupMode, ProcessError};
 use tokio::sync::watch;
 
-use crate::{DriverError, ExitFuture, ExitResult, TaskConfig, TaskHandle};
+use crate::{DriverError, ExitFuture, ExitResult, RecorderHandle, TaskConfig, TaskHandle};
 
 /// How long stop/destroy wait for processes to disappear after SIGKILL.
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(15);
@@ -119,13 +119,26 @@ impl TaskTable {
         cleanup: TaskCleanup,
     ) {
         let exit = ExitCell::new();
-        spawn_waiter_child(
-            self.driver,
-            handle.task_id.clone(),
-            handle.pid,
-            cgroup.clone(),
-            exit.clone(),
-        );
+        match &handle.recorder {
+            // The recorder is our child; the task is its child.
+            Some(rec) => spawn_waiter(
+                self.driver,
+                &handle,
+                cgroup.clone(),
+                exit.clone(),
+                Waited::Recorder {
+                    pid: rec.pid,
+                    status_path: rec.status_path.clone(),
+                },
+            ),
+            None => spawn_waiter(
+                self.driver,
+                &handle,
+                cgroup.clone(),
+                exit.clone(),
+                Waited::Child,
+            ),
+        }
         self.insert(ManagedTask {
             handle,
             cgroup,
@@ -224,6 +237,10 @@ impl TaskTable {
                 tracing::warn!(task_id, path = %m.display(), %error, "could not unmount");
             }
         }
+        if let Some(rec) = &task.handle.recorder {
+            let _ = std::fs::remove_file(&rec.status_path);
+            let _ = std::fs::remove_file(nomad_executor::exit_record::tmp_path(&rec.status_path));
+        }
         for d in &task.cleanup.remove_dirs {
             match std::fs::remove_dir(d) {
                 Ok(()) => {}
@@ -261,7 +278,16 @@ impl TaskTable {
         if self.contains(&handle.task_id) {
             return Ok(());
         }
-        if !nomad_executor::is_same_live_process(handle.pid, handle.start_time) {
+        let task_alive = nomad_executor::is_same_live_process(handle.pid, handle.start_time);
+        let recorded = handle
+            .recorder
+            .as_ref()
+            .and_then(|r| nomad_executor::exit_record::read_status(&r.status_path));
+        let recorder_alive = handle
+            .recorder
+            .as_ref()
+            .is_some_and(|r| nomad_executor::is_same_live_process(r.pid, r.start_time));
+        if !task_alive && recorded.is_none() && !recorder_alive {
             return Err(err(format!(
                 "process {} is no longer running (or its pid was reused)",
                 handle.pid
@@ -278,7 +304,24 @@ impl TaskTable {
             None => None,
         };
         let exit = ExitCell::new();
-        spawn_waiter_foreign(self.driver, handle, cgroup.clone(), exit.clone());
+        match (&handle.recorder, recorded) {
+            // It ended while the agent was down, and its recorder wrote down how.
+            (Some(_), Some(st)) => exit.set(exit_result(st, cgroup.as_ref())),
+            (Some(rec), None) => spawn_waiter(
+                self.driver,
+                handle,
+                cgroup.clone(),
+                exit.clone(),
+                Waited::ForeignRecorder(rec.clone()),
+            ),
+            (None, _) => spawn_waiter(
+                self.driver,
+                handle,
+                cgroup.clone(),
+                exit.clone(),
+                Waited::Foreign,
+            ),
+        }
         self.insert(ManagedTask {
             handle: handle.clone(),
             cgroup,
@@ -343,66 +386,105 @@ fn kill_remaining(task: &ManagedTask) -> Result<(), DriverError> {
     Ok(())
 }
 
-fn spawn_waiter_child(
-    driver: &str,
-    task_id: String,
-    pid: u32,
-    cgroup: Option<Cgroup>,
-    cell: Arc<ExitCell>,
-) {
-    let name = format!("{driver}-wait-{pid}");
-    let spawned = std::thread::Builder::new().name(name).spawn({
-        let cell = cell.clone();
-        move || {
-            let result = match nomad_executor::wait_child(pid) {
-                Ok(st) => ExitResult {
-                    exit_code: st.code,
-                    signal: st.signal,
-                    oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
-                    err: None,
-                },
-                Err(e) => ExitResult {
-                    exit_code: -1,
-                    signal: 0,
-                    oom_killed: false,
-                    err: Some(e.to_string()),
-                },
-            };
-            tracing::debug!(task_id = %task_id, pid, exit_code = result.exit_code, signal = result.signal, "task exited");
-            cell.set(result);
-        }
-    });
-    if let Err(e) = spawned {
-        cell.set(ExitResult {
-            exit_code: -1,
-            err: Some(format!("failed to start wait thread: {e}")),
-            ..Default::default()
-        });
+/// What a waiter thread waits for.
+enum Waited {
+    /// The task is our child: its status comes from `waitpid`.
+    Child,
+    /// The task's recorder is our child: wait for it, then read the status it wrote.
+    Recorder { pid: u32, status_path: PathBuf },
+    /// A recovered task with a recorder (neither is our child any more): watch the task,
+    /// then the recorder, then read the status.
+    ForeignRecorder(RecorderHandle),
+    /// A recovered task without a recorder: only *that* it ended can be known.
+    Foreign,
+}
+
+fn exit_result(st: nomad_executor::ExitStatus, cgroup: Option<&Cgroup>) -> ExitResult {
+    ExitResult {
+        exit_code: st.code,
+        signal: st.signal,
+        oom_killed: cgroup.is_some_and(|c| c.oom_killed()),
+        err: None,
     }
 }
 
-fn spawn_waiter_foreign(
+fn recorded(path: &Path, cgroup: Option<&Cgroup>, why_missing: String) -> ExitResult {
+    match nomad_executor::exit_record::read_status(path) {
+        Some(st) => exit_result(st, cgroup),
+        None => ExitResult {
+            exit_code: -1,
+            signal: 0,
+            oom_killed: cgroup.is_some_and(|c| c.oom_killed()),
+            err: Some(why_missing),
+        },
+    }
+}
+
+fn spawn_waiter(
     driver: &str,
     handle: &TaskHandle,
     cgroup: Option<Cgroup>,
     cell: Arc<ExitCell>,
+    waited: Waited,
 ) {
-    let (pid, start_time) = (handle.pid, handle.start_time);
+    let (task_id, pid, start_time) = (handle.task_id.clone(), handle.pid, handle.start_time);
     let spawned = std::thread::Builder::new()
-        .name(format!("{driver}-reattach-{pid}"))
+        .name(format!("{driver}-wait-{pid}"))
         .spawn({
             let cell = cell.clone();
             move || {
-                nomad_executor::wait_foreign(pid, start_time, Duration::from_millis(200));
-                cell.set(ExitResult {
-                    exit_code: -1,
-                    signal: 0,
-                    oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
-                    err: Some(
-                        "exit status unknown: task was recovered after an agent restart"
-                            .to_string(),
-                    ),
-                });
+                let cg = cgroup.as_ref();
+                let result = match waited {
+                    Waited::Child => match nomad_executor::wait_child(pid) {
+                        Ok(st) => exit_result(st, cg),
+                        Err(e) => ExitResult {
+                            exit_code: -1,
+                            err: Some(e.to_string()),
+                            ..Default::default()
+                        },
+                    },
+                    Waited::Recorder {
+                        pid: recorder,
+                        status_path,
+                    } => {
+                        let why = match nomad_executor::wait_child(recorder) {
+                            Ok(st) => format!(
+                                "exit status lost: the exit recorder ended with code {} signal {}",
+                                st.code, st.signal
+                            ),
+                            Err(e) => format!("exit status lost: {e}"),
+                        };
+                        recorded(&status_path, cg, why)
+                    }
+                    Waited::ForeignRecorder(rec) => {
+                        nomad_executor::wait_foreign(pid, start_time, Duration::from_millis(200));
+                        nomad_executor::wait_foreign(
+                            rec.pid,
+                            rec.start_time,
+                            Duration::from_millis(50),
+                        );
+                        recorded(
+                            &rec.status_path,
+                            cg,
+                            "exit status lost: the exit recorder ended without writing it"
+                                .to_string(),
+                        )
+                    }
+                    Waited::Foreign => {
+                        nomad_executor::wait_foreign(pid, start_time, Duration::from_millis(200));
+                        ExitResult {
+                            exit_code: -1,
+                            signal: 0,
+                            oom_killed: cg.is_some_and(|c| c.oom_killed()),
+                            err: Some(
+                                "exit status unknown: task was recovered after an agent restart"
+                                    .to_string(),
+                            ),
+                        }
+                    }
+                };
+                tracing::debug!(task_id = %task_id, pid, exit_code = result.exit_code, signal = result.signal, "task exited");
+                cell.set(result);
             }
         });
     if let Err(e) = spawned {
@@ -412,6 +494,38 @@ fn spawn_waiter_foreign(
             ..Default::default()
         });
     }
+}
+
+/// The exit recorder for a task being started, when this binary provides one: its status
+/// file sits in the alloc dir's root, outside every directory the task sees.
+pub(crate) fn exit_record_spec(cfg: &TaskConfig) -> Option<nomad_executor::ExitRecordSpec> {
+    let recorder_exe = nomad_executor::exit_record::recorder_exe()?;
+    let root = cfg.task_dir.parent().unwrap_or(&cfg.task_dir);
+    let start: String = cfg
+        .id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    Some(nomad_executor::ExitRecordSpec {
+        status_path: root.join(format!(".{}.{start}.exit", cfg.task_name)),
+        recorder_exe,
+    })
+}
+
+/// The handle's view of the recorder a spawn started.
+pub(crate) fn recorder_handle(
+    spawned: &nomad_executor::Spawned,
+    spec: Option<&nomad_executor::ExitRecordSpec>,
+) -> Option<RecorderHandle> {
+    let (pid, start_time) = spawned.recorder?;
+    Some(RecorderHandle {
+        pid,
+        start_time,
+        status_path: spec?.status_path.clone(),
+    })
 }
 
 /// Creates the task cgroup with the task's limits; `None` (with a warning) when cgroups are

@@ -518,6 +518,7 @@ impl Driver for ExecDriver {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             // Nomad sets 0 so tasks do not inherit the agent's value.
             oom_score_adj: Some(0),
+            exit_record: common::exit_record_spec(cfg),
         };
         let iso = Isolation {
             plan,
@@ -571,6 +572,7 @@ impl Driver for ExecDriver {
             cgroup: cgroup.as_ref().map(|c| c.rel().to_string()),
             started_at_unix_nanos: unix_nanos_now(),
             kill_signal: cfg.kill_signal.clone(),
+            recorder: common::recorder_handle(&spawned, spec.exit_record.as_ref()),
         };
         tracing::info!(alloc_id = %cfg.alloc_id, task = %cfg.task_name, pid = spawned.pid, cgroup = ?handle.cgroup, pid_ns = iso.pid_namespace, "exec task started");
         self.tasks.insert_started(handle.clone(), cgroup, cleanup);

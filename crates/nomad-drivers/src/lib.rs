@@ -25,6 +25,9 @@ mod task_config;
 
 pub use exec::{ExecConfig, ExecDriver, NamespaceMode};
 pub use exec_session::{ExecControl, ExecExit, ExecRequest, ExecSession};
+/// The exit recorder the drivers start as each task's parent (its subcommand lives in the
+/// `nomad` binary).
+pub use nomad_executor::exit_record;
 pub use raw_exec::{RawExecConfig, RawExecDriver};
 
 /// What file system isolation a driver provides.
@@ -144,6 +147,21 @@ pub struct TaskHandle {
     /// The task's configured kill signal, so a recovered task stops the same way.
     #[serde(default)]
     pub kill_signal: Option<String>,
+    /// The exit recorder that is the task's parent, so the real exit status is known even
+    /// when the task ends while the agent is down. `None`: the task was the agent's child.
+    #[serde(default)]
+    pub recorder: Option<RecorderHandle>,
+}
+
+/// A task's exit recorder (see `nomad_executor::exit_record`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecorderHandle {
+    /// The recorder's pid.
+    pub pid: u32,
+    /// Its start time (field 22 of `/proc/<pid>/stat`).
+    pub start_time: u64,
+    /// The file it writes the task's status to.
+    pub status_path: std::path::PathBuf,
 }
 
 /// How a task ended.

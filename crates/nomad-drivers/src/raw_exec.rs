@@ -121,6 +121,7 @@ fn build_spec(cfg: &TaskConfig, tc: &RawExecTaskConfig, program: PathBuf) -> Pro
         stderr_path: cfg.stderr_path.clone(),
         cgroup_procs: vec![],
         oom_score_adj: tc.oom_score_adj,
+        exit_record: common::exit_record_spec(cfg),
     }
 }
 
@@ -229,6 +230,7 @@ impl Driver for RawExecDriver {
             cgroup: cgroup.as_ref().map(|c| c.rel().to_string()),
             started_at_unix_nanos: unix_nanos_now(),
             kill_signal: cfg.kill_signal.clone(),
+            recorder: common::recorder_handle(&spawned, spec.exit_record.as_ref()),
         };
         tracing::info!(alloc_id = %cfg.alloc_id, task = %cfg.task_name, pid = spawned.pid, cgroup = ?handle.cgroup, "raw_exec task started");
         self.tasks

@@ -545,6 +545,7 @@ fn recover_rejects_reused_pid() {
         cgroup: None,
         started_at_unix_nanos: 0,
         kill_signal: None,
+        recorder: None,
     };
     assert!(matches!(
         d.recover_task(&handle),

@@ -15,6 +15,8 @@ pub mod exec_enter;
 #[cfg(target_os = "linux")]
 pub mod exec_session;
 #[cfg(target_os = "linux")]
+pub mod exit_record;
+#[cfg(target_os = "linux")]
 pub mod hostmount;
 #[cfg(target_os = "linux")]
 pub mod isolate;
@@ -38,7 +40,9 @@ pub use procfs::{
 };
 pub use signal::{parse_signal, signal_name, SignalParseError};
 #[cfg(target_os = "linux")]
-pub use spawn::{lookup_user, spawn, spawn_isolated, ProcessSpec, SpawnError, Spawned, UserInfo};
+pub use spawn::{
+    lookup_user, spawn, spawn_isolated, ExitRecordSpec, ProcessSpec, SpawnError, Spawned, UserInfo,
+};
 
 pub use caps::{compute_caps, CapSet, CapsError};
 #[cfg(target_os = "linux")]

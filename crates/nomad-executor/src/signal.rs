@@ -86,6 +86,23 @@ pub fn signal_name(signo: i32) -> Option<&'static str> {
         .map(|(n, _)| *n)
 }
 
+/// Ignores the signals a terminal or a service manager sends to stop a process (HUP, INT,
+/// QUIT, TERM, TSTP), for helpers such as the exit recorder that must outlive the agent.
+#[cfg(target_os = "linux")]
+pub fn ignore_stop_signals() {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGTSTP,
+    ] {
+        // SAFETY: installing SIG_IGN runs no handler code; the call has no memory-safety
+        // preconditions.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,21 @@ pub struct ProcessSpec {
     pub cgroup_procs: Vec<PathBuf>,
     /// Value for `/proc/self/oom_score_adj`, written before exec.
     pub oom_score_adj: Option<i32>,
+    /// Start the task under an exit recorder (see [`crate::exit_record`]), so its status
+    /// survives an agent that is down when the task ends. `None`: the task is the caller's
+    /// direct child.
+    pub exit_record: Option<ExitRecordSpec>,
+}
+
+/// Where the exit recorder comes from and writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitRecordSpec {
+    /// The status file.
+    pub status_path: PathBuf,
+    /// The binary implementing the recorder subcommand: `/proc/self/exe` for the `nomad`
+    /// binary ([`crate::exit_record::recorder_exe`]). If it cannot be executed, the forked
+    /// recorder waits and writes the status itself.
+    pub recorder_exe: PathBuf,
 }
 
 /// A failure to start the process.
@@ -121,6 +136,9 @@ pub struct Spawned {
     pub joined_cgroups: bool,
     /// Number of cgroup.procs writes that failed (non-fatal).
     pub cgroup_join_failures: usize,
+    /// The exit recorder (the caller's direct child, the task's parent) as (pid, start time),
+    /// when [`ProcessSpec::exit_status_path`] was set.
+    pub recorder: Option<(u32, u64)>,
 }
 
 /// Child steps, as reported through the error pipe.
@@ -141,7 +159,12 @@ enum Step {
     KeepCaps = 12,
     Capset = 13,
     AmbientCaps = 14,
+    /// The exit recorder could not fork the task.
+    Fork = 15,
 }
+
+/// The record the exit recorder sends with the task's pid in the errno field.
+const PID_RECORD: u32 = 999;
 
 /// Pipe records with a code at or above this are mount plan steps (`code - base` = index).
 const PLAN_STEP_BASE: u32 = 1000;
@@ -163,6 +186,7 @@ impl Step {
             12 => Step::KeepCaps,
             13 => Step::Capset,
             14 => Step::AmbientCaps,
+            15 => Step::Fork,
             _ => return None,
         })
     }
@@ -182,6 +206,7 @@ impl Step {
             Step::KeepCaps => "keep capabilities across setuid",
             Step::Capset => "set capabilities",
             Step::AmbientCaps => "raise ambient capabilities",
+            Step::Fork => "fork the task from its exit recorder",
         }
     }
     /// Non-fatal steps are reported but the child continues.
@@ -311,6 +336,15 @@ struct Prepared {
     stdout: OwnedFd,
     stderr: OwnedFd,
     iso: Option<PreparedIso>,
+    recorder: Option<PreparedRecorder>,
+}
+
+/// The exit recorder's exec arguments, prepared before the fork.
+struct PreparedRecorder {
+    exe: CString,
+    subcommand: CString,
+    status: CString,
+    status_tmp: CString,
 }
 
 /// The isolated child's extra state, prepared before the clone.
@@ -358,7 +392,26 @@ fn prepare(
     let stdin = above_stdio(stdin, devnull)?;
     let stdout = open_output(&spec.stdout_path)?;
     let stderr = open_output(&spec.stderr_path)?;
+    let recorder = match &spec.exit_record {
+        None => None,
+        Some(ExitRecordSpec {
+            status_path: p,
+            recorder_exe,
+        }) => {
+            // A status left by an earlier start must not be mistaken for this one's.
+            let _ = std::fs::remove_file(p);
+            let tmp = crate::exit_record::tmp_path(p);
+            Some(PreparedRecorder {
+                exe: path_cstring(recorder_exe, "exit recorder path")?,
+                subcommand: CString::new(crate::exit_record::SUBCOMMAND)
+                    .expect("literal has no NUL"),
+                status: path_cstring(p, "exit status path")?,
+                status_tmp: path_cstring(&tmp, "exit status path")?,
+            })
+        }
+    };
     Ok(Prepared {
+        recorder,
         program,
         argv,
         envp,
@@ -437,7 +490,10 @@ fn spawn_inner(
     let pid = match &prep.iso {
         // SAFETY: fork() itself is safe to call; the child branch below only performs
         // async-signal-safe syscalls on memory prepared before the fork (no allocation, no
-        // locks, no logging) and always ends in execve or _exit.
+        // locks, no logging) and always ends in execve or _exit. With a recorder, the
+        // recorder is forked plainly and clones the task itself.
+        _ if prep.recorder.is_some() => unsafe { libc::fork() },
+        // SAFETY: as above.
         None => unsafe { libc::fork() },
         // SAFETY: clone(2) without CLONE_VM and with a NULL stack behaves like fork (the child
         // gets a copy-on-write copy of this thread's stack); only namespace flags and the
@@ -462,6 +518,19 @@ fn spawn_inner(
         });
     }
     if pid == 0 {
+        if let Some(rec) = &prep.recorder {
+            // SAFETY: we are the freshly forked recorder; `recorder_main` obeys the same
+            // async-signal-safety rules as `child_main` and never returns.
+            unsafe {
+                recorder_main(
+                    &prep,
+                    rec,
+                    argv_ptrs.as_ptr(),
+                    envp_ptrs.as_ptr(),
+                    pipe_w.as_raw_fd(),
+                )
+            }
+        }
         // SAFETY: we are the freshly forked child; `child_main` upholds the async-signal-safety
         // rules and never returns.
         unsafe {
@@ -482,11 +551,32 @@ fn spawn_inner(
     let records = read_records(&pipe_r);
     drop(pipe_r);
     let command = spec.program.display().to_string();
+    // With a recorder, `pid` is the recorder and the task's pid comes in a record. Whatever
+    // fails below, reaping the recorder (which reaps the task) leaves no zombie behind.
+    let (task_pid, recorder_pid) = if prep.recorder.is_some() {
+        let task = records
+            .iter()
+            .find(|(step, _)| *step == PID_RECORD)
+            .map(|(_, p)| *p);
+        (task.unwrap_or(0), Some(pid))
+    } else {
+        (pid, None)
+    };
+    let status_path = spec.exit_record.as_ref().map(|r| r.status_path.clone());
+    let discard = |status: &Option<PathBuf>| {
+        reap(pid);
+        if let Some(p) = status {
+            let _ = std::fs::remove_file(p);
+        }
+    };
     let mut join_failures = 0;
     for (step, errno) in &records {
+        if *step == PID_RECORD {
+            continue;
+        }
         let source = std::io::Error::from_raw_os_error(*errno);
         if *step >= PLAN_STEP_BASE {
-            reap(pid);
+            discard(&status_path);
             let index = (*step - PLAN_STEP_BASE) as usize;
             let what = iso
                 .map(|i| i.plan.describe(index))
@@ -500,7 +590,7 @@ fn spawn_inner(
         match Step::from_u32(*step) {
             Some(s) if s.fatal() => {
                 // The child has _exit'ed; reap it so it does not linger as a zombie.
-                reap(pid);
+                discard(&status_path);
                 return Err(if s == Step::Exec {
                     SpawnError::Exec { command, source }
                 } else {
@@ -513,21 +603,39 @@ fn spawn_inner(
             }
             Some(Step::CgroupJoin) => {
                 join_failures += 1;
-                tracing::warn!(pid, error = %source, "task process could not join a cgroup");
+                tracing::warn!(pid = task_pid, error = %source, "task process could not join a cgroup");
             }
             Some(s) => {
-                tracing::warn!(pid, step = s.name(), error = %source, "task setup step failed")
+                tracing::warn!(pid = task_pid, step = s.name(), error = %source, "task setup step failed")
             }
             None => {}
         }
     }
-    let pid_u = u32::try_from(pid).expect("fork returned a positive pid");
+    let Ok(pid_u) = u32::try_from(task_pid) else {
+        discard(&status_path);
+        return Err(SpawnError::Parent {
+            step: "learn the task's pid from its exit recorder",
+            source: std::io::Error::other("no pid reported"),
+        });
+    };
+    if pid_u == 0 {
+        discard(&status_path);
+        return Err(SpawnError::Parent {
+            step: "learn the task's pid from its exit recorder",
+            source: std::io::Error::other("no pid reported"),
+        });
+    }
     let start_time = crate::procfs::process_start_time(pid_u).unwrap_or(0);
+    let recorder = recorder_pid.map(|r| {
+        let r = r as u32;
+        (r, crate::procfs::process_start_time(r).unwrap_or(0))
+    });
     Ok(Spawned {
         pid: pid_u,
         start_time,
         joined_cgroups: join_failures == 0,
         cgroup_join_failures: join_failures,
+        recorder,
     })
 }
 
@@ -779,6 +887,115 @@ unsafe fn isolate_after_setuid(iso: &PreparedIso, creds: Option<&Credentials>, p
 /// # Safety
 /// Must be called only in the child right after fork; `argv`/`envp` are NULL-terminated
 /// arrays of pointers into `prep`, which stays alive (the child's copy of the parent memory).
+/// The exit recorder between fork and exec: a session of its own (signals meant for the
+/// agent's terminal do not reach it), then the task as its child (cloned into the isolation's
+/// namespaces when there is one), the task's pid reported to the agent, and an exec of this
+/// binary's recorder subcommand, whose fresh image waits for the task and writes its status.
+/// If that exec fails, this copy waits and writes the status itself with raw syscalls.
+///
+/// # Safety
+/// Must only be called in the freshly forked recorder with everything prepared before the
+/// fork; it performs only async-signal-safe calls and never returns.
+unsafe fn recorder_main(
+    prep: &Prepared,
+    rec: &PreparedRecorder,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    pipe: RawFd,
+) -> ! {
+    // SAFETY: setsid is async-signal-safe; a fresh child is never a group leader.
+    unsafe { libc::setsid() };
+    let task = match &prep.iso {
+        // SAFETY: fork is async-signal-safe; the child runs `child_main` only.
+        None => unsafe { libc::fork() },
+        // SAFETY: the same clone as the direct (recorder-less) path, see `spawn_inner`.
+        Some(i) => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (i.clone_flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            ) as libc::pid_t
+        },
+    };
+    if task < 0 {
+        // SAFETY: child-only.
+        unsafe { fail(pipe, Step::Fork) }
+    }
+    if task == 0 {
+        // SAFETY: the task's freshly created process; the usual child path.
+        unsafe { child_main(prep, argv, envp, pipe) }
+    }
+    // SAFETY: child-only report with a valid pipe fd; the errno field carries the pid.
+    unsafe { report_code(pipe, PID_RECORD, task) };
+    // The agent reads the pipe until every writer is gone: ours must not outlive this point.
+    // SAFETY: closing our copy of the pipe; the task keeps its own until its exec.
+    unsafe { libc::close(pipe) };
+    for fd in 0..3 {
+        // SAFETY: /dev/null (prepared read-only) over our stdio; both fds are valid.
+        unsafe { libc::dup2(prep.stdin.as_raw_fd(), fd) };
+    }
+    let mut digits = [0u8; 12];
+    let pid_str = format_u32(task as u32, &mut digits);
+    let mut pid_arg = [0u8; 16];
+    pid_arg[..pid_str.len()].copy_from_slice(pid_str);
+    let rargv: [*const libc::c_char; 5] = [
+        rec.exe.as_ptr(),
+        rec.subcommand.as_ptr(),
+        pid_arg.as_ptr().cast(),
+        rec.status.as_ptr(),
+        std::ptr::null(),
+    ];
+    let renvp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: sigset_t is plain data; emptied and installed with async-signal-safe calls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    // SAFETY: NUL-terminated strings prepared before the fork (or on this stack), arrays
+    // ending in NULL.
+    unsafe { libc::execve(rec.exe.as_ptr(), rargv.as_ptr(), renvp.as_ptr()) };
+    // Fallback: record here.
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid on our own child with a valid out-pointer; async-signal-safe.
+        let r = unsafe { libc::waitpid(task, &mut status, 0) };
+        // SAFETY: errno accessor.
+        if r < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+            continue;
+        }
+        if r < 0 {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(1) }
+        }
+        break;
+    }
+    let (code, signal, core) = if libc::WIFSIGNALED(status) {
+        (0, libc::WTERMSIG(status), libc::WCOREDUMP(status))
+    } else {
+        (libc::WEXITSTATUS(status), 0, false)
+    };
+    let mut line = [0u8; 40];
+    let n = crate::exit_record::format_status(code as u32, signal as u32, core, &mut line);
+    // SAFETY: valid C strings and buffer; open/write/close/rename are async-signal-safe.
+    unsafe {
+        let fd = libc::open(
+            rec.status_tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600,
+        );
+        if fd >= 0 {
+            libc::write(fd, line.as_ptr().cast(), n);
+            libc::close(fd);
+            libc::rename(rec.status_tmp.as_ptr(), rec.status.as_ptr());
+        }
+        libc::_exit(0)
+    }
+}
+
 unsafe fn child_main(
     prep: &Prepared,
     argv: *const *const libc::c_char,
@@ -923,7 +1140,7 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for v in 1..=14 {
+        for v in 1..=15 {
             let s = Step::from_u32(v).expect("step");
             assert_eq!(s as u32, v);
         }
@@ -946,6 +1163,52 @@ mod tests {
         spec.args.clear();
         spec.env.insert("A=B".into(), "x".into());
         assert!(matches!(prepare(&spec, None), Err(SpawnError::Nul { .. })));
+    }
+
+    fn recorded_spec(script: &str, status: &Path) -> ProcessSpec {
+        ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: "/".into(),
+            stdout_path: "/dev/null".into(),
+            stderr_path: "/dev/null".into(),
+            // Not executable: the forked recorder falls back to waiting itself (the real
+            // subcommand lives in the `nomad` binary, not in this test harness).
+            exit_record: Some(ExitRecordSpec {
+                status_path: status.to_path_buf(),
+                recorder_exe: "/nonexistent/nomad".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_recorded_task_is_the_recorders_child_and_its_status_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        for (script, code, signal) in [("exit 5", 5, 0), ("kill -TERM $$", 0, libc::SIGTERM)] {
+            let status = dir.path().join(format!("st-{code}-{signal}"));
+            std::fs::write(&status, "stale").unwrap();
+            let s = spawn(&recorded_spec(script, &status)).unwrap();
+            let (recorder, _) = s.recorder.expect("a recorder");
+            assert_ne!(recorder, s.pid);
+            // The task is not ours to wait for; the recorder is.
+            assert!(crate::process::wait_child(s.pid).is_err());
+            crate::process::wait_child(recorder).unwrap();
+            let st = crate::exit_record::read_status(&status).expect("status written");
+            assert_eq!((st.code, st.signal), (code, signal), "{script}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_task_that_cannot_start_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("st");
+        let mut spec = recorded_spec("", &status);
+        spec.program = "/nonexistent/program".into();
+        let err = spawn(&spec).expect_err("error");
+        assert!(matches!(err, SpawnError::Exec { .. }), "{err}");
+        assert!(!status.exists());
+        assert!(!crate::exit_record::tmp_path(&status).exists());
     }
 
     #[test]
