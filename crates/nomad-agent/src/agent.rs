@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nomad_client::{Client, ClientConfig};
-use nomad_drivers::{Driver, ExecDriver, RawExecConfig, RawExecDriver};
+use nomad_drivers::{Driver, ExecDriver, RawExecDriver};
 use nomad_http::{AgentInfo, HttpState};
 use nomad_server::{Server, ServerConfig};
 use tokio::sync::watch;
@@ -177,11 +177,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             ),
         };
         let mut drivers: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
-        let raw = RawExecDriver::new(RawExecConfig {
-            enabled: cfg.raw_exec_enabled(),
-            no_cgroups: cfg.raw_exec_no_cgroups(),
-            ..Default::default()
-        });
+        let raw = RawExecDriver::new(cfg.raw_exec_driver_config()?);
         drivers.insert("raw_exec".into(), Arc::new(raw));
         let alloc_dir = cfg
             .client

@@ -260,10 +260,35 @@ impl AgentConfig {
                         .map(json_to_string)
                         .collect()
                 }
+                "denied_host_uids" => {
+                    c.denied_host_uids = id_set("exec", "denied_host_uids", &v)?;
+                }
+                "denied_host_gids" => {
+                    c.denied_host_gids = id_set("exec", "denied_host_gids", &v)?;
+                }
                 other => bail!("plugin \"exec\": unsupported config key {other:?}"),
             }
         }
         Ok(c)
+    }
+
+    /// The raw_exec driver's configuration (`plugin "raw_exec" { config { } }`, or the legacy
+    /// client option for `enabled`).
+    pub fn raw_exec_driver_config(&self) -> anyhow::Result<nomad_drivers::RawExecConfig> {
+        let plugin = self.plugins.get("raw_exec");
+        let ids = |key: &str| -> anyhow::Result<nomad_drivers::IdSet> {
+            match plugin.and_then(|p| p.get(key)) {
+                Some(v) => id_set("raw_exec", key, v),
+                None => Ok(Default::default()),
+            }
+        };
+        Ok(nomad_drivers::RawExecConfig {
+            enabled: self.raw_exec_enabled(),
+            no_cgroups: self.raw_exec_no_cgroups(),
+            denied_host_uids: ids("denied_host_uids")?,
+            denied_host_gids: ids("denied_host_gids")?,
+            ..Default::default()
+        })
     }
 
     /// Whether raw_exec tasks run without cgroups (`no_cgroups = true`).
@@ -567,6 +592,12 @@ fn as_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
+/// A `denied_host_uids`/`denied_host_gids` value of plugin `plugin`.
+fn id_set(plugin: &str, key: &str, v: &serde_json::Value) -> anyhow::Result<nomad_drivers::IdSet> {
+    let text = json_to_string(v);
+    nomad_drivers::IdSet::parse(key, &text).map_err(|e| anyhow::anyhow!("plugin {plugin:?}: {e}"))
+}
+
 fn json_to_string(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -761,6 +792,25 @@ mod tests {
         let mut c = AgentConfig::default();
         c.merge_file(&p)?;
         Ok(c)
+    }
+
+    #[test]
+    fn denied_host_ids_of_both_drivers() {
+        let c = load("plugin \"raw_exec\" {\n  config {\n    enabled = true\n    denied_host_uids = \"0,100-200\"\n    denied_host_gids = \"5\"\n  }\n}\nplugin \"exec\" {\n  config {\n    denied_host_uids = \"1000\"\n  }\n}\n").unwrap();
+        let raw = c.raw_exec_driver_config().unwrap();
+        assert!(raw.enabled);
+        assert!(raw.denied_host_uids.contains(0) && raw.denied_host_uids.contains(150));
+        assert!(raw.denied_host_gids.contains(5) && !raw.denied_host_gids.contains(6));
+        let exec = c.exec_driver_config().unwrap();
+        assert!(exec.denied_host_uids.contains(1000) && exec.denied_host_gids.is_empty());
+        let c =
+            load("plugin \"raw_exec\" {\n  config {\n    denied_host_uids = \"root\"\n  }\n}\n")
+                .unwrap();
+        let e = c.raw_exec_driver_config().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "plugin \"raw_exec\": invalid denied_host_uids value \"root\": \"root\" is not an id or a range of ids"
+        );
     }
 
     #[test]

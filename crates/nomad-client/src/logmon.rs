@@ -5,12 +5,10 @@
 //! Design: the copier lives in the agent process (Nomad runs a separate `logmon` process).
 //! The FIFO reader is opened read-write so it never sees EOF across task restarts. When
 //! `mkfifo` is unavailable the driver writes straight into `<task>.<stream>.0` (no rotation).
-//! Gap (needs the executor): while the agent is down nobody reads the FIFO, so a task writing
-//! output then gets EPIPE/SIGPIPE; quiet tasks survive agent restarts and the copier is
-//! reattached on restore. The fix belongs in `nomad_executor::spawn` (`open_output`): when the
-//! output path is a FIFO, open it `O_RDWR` (never blocks on Linux and makes the child's own fd a
-//! reader, so writes can never fail with EPIPE; they fill the pipe buffer and then block until
-//! the restarted agent's copier drains it). Regular files keep `O_WRONLY|O_APPEND|O_CREAT`.
+//! While the agent is down nobody reads the FIFO; the task still never gets EPIPE/SIGPIPE,
+//! because `nomad_executor::spawn` opens a FIFO output `O_RDWR` (the task's own descriptor
+//! counts as a reader): writes fill the pipe buffer, then block until the restarted agent's
+//! copier, reattached on restore, drains them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -90,6 +90,10 @@ pub struct ExecConfig {
     pub alloc_root: Option<PathBuf>,
     /// Force a cgroup mode instead of detecting it. `None` = detect at start.
     pub cgroup_mode: Option<CgroupMode>,
+    /// `denied_host_uids`: tasks may not run as these uids.
+    pub denied_host_uids: crate::IdSet,
+    /// `denied_host_gids`: tasks may not run as a user in these groups.
+    pub denied_host_gids: crate::IdSet,
 }
 
 impl Default for ExecConfig {
@@ -105,6 +109,8 @@ impl Default for ExecConfig {
             chroot_env: BTreeMap::new(),
             alloc_root: None,
             cgroup_mode: None,
+            denied_host_uids: Default::default(),
+            denied_host_gids: Default::default(),
         }
     }
 }
@@ -479,6 +485,15 @@ impl Driver for ExecDriver {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_USER.to_string());
         let user = nomad_executor::lookup_user(&user_name).map_err(|e| start_err(e.to_string()))?;
+        let mut gids = user.groups.clone();
+        gids.push(user.gid);
+        crate::idset::check_ids(
+            user.uid,
+            &gids,
+            &self.config.denied_host_uids,
+            &self.config.denied_host_gids,
+        )
+        .map_err(start_err)?;
         let last_cap = caps::kernel_last_cap();
         let caps = task_caps(&user_name, &self.config.allow_caps, &tc, last_cap)?;
 

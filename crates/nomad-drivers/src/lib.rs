@@ -20,11 +20,13 @@ use serde::{Deserialize, Serialize};
 mod common;
 pub mod exec;
 pub mod exec_session;
+pub mod idset;
 pub mod raw_exec;
 mod task_config;
 
 pub use exec::{ExecConfig, ExecDriver, NamespaceMode};
 pub use exec_session::{ExecControl, ExecExit, ExecRequest, ExecSession};
+pub use idset::IdSet;
 /// The exit recorder the drivers start as each task's parent (its subcommand lives in the
 /// `nomad` binary).
 pub use nomad_executor::exit_record;

@@ -27,6 +27,34 @@ pub struct RawExecConfig {
     /// Force a cgroup mode instead of detecting it (tests use this to exercise v2 on a hybrid
     /// host). `None` = detect from `/proc/self/mounts` at start.
     pub cgroup_mode: Option<CgroupMode>,
+    /// `denied_host_uids`: tasks may not run as these uids.
+    pub denied_host_uids: crate::IdSet,
+    /// `denied_host_gids`: tasks may not run as a user in these groups.
+    pub denied_host_gids: crate::IdSet,
+}
+
+/// The uid and groups a raw_exec task runs with: its `user`, else the agent's own.
+fn task_ids(user: Option<&str>) -> Result<(u32, Vec<u32>), String> {
+    if let Some(name) = user.filter(|u| !u.is_empty()) {
+        let u = nomad_executor::lookup_user(name).map_err(|e| e.to_string())?;
+        let mut groups = u.groups.clone();
+        groups.push(u.gid);
+        return Ok((u.uid, groups));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").map_err(|e| format!("reading /proc/self: {e}"))?;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mut groups: Vec<u32> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    groups.push(me.gid());
+    Ok((me.uid(), groups))
 }
 
 /// The raw_exec driver.
@@ -169,6 +197,20 @@ impl Driver for RawExecDriver {
         }
         if self.tasks.contains(&cfg.id) {
             return Err(DriverError::DuplicateTask(cfg.id.clone()));
+        }
+        if !self.config.denied_host_uids.is_empty() || !self.config.denied_host_gids.is_empty() {
+            let start_err = |message: String| DriverError::Start {
+                task_id: cfg.id.clone(),
+                message,
+            };
+            let (uid, gids) = task_ids(cfg.user.as_deref()).map_err(start_err)?;
+            crate::idset::check_ids(
+                uid,
+                &gids,
+                &self.config.denied_host_uids,
+                &self.config.denied_host_gids,
+            )
+            .map_err(start_err)?;
         }
         if tc.cgroup_v1_override.is_some() || tc.cgroup_v2_override.is_some() {
             tracing::debug!(task_id = %cfg.id, "cgroup overrides are accepted but not applied");

@@ -562,3 +562,30 @@ fn no_pivot_root_and_cgroup_v2_variants() {
     assert!(!paths[0].exists());
     assert!(host_mounts_under(fx.dir.path()).is_empty());
 }
+
+#[test]
+fn denied_host_ids_refuse_the_task_user() {
+    require_root!();
+    let fx = Fixture::new();
+    // The default task user is nobody.
+    let nobody = nomad_executor::lookup_user("nobody").expect("nobody");
+    let d = ExecDriver::new(ExecConfig {
+        denied_host_uids: nomad_drivers::IdSet::parse("denied_host_uids", &nobody.uid.to_string())
+            .unwrap(),
+        ..Default::default()
+    })
+    .expect("driver");
+    let err = d.start_task(&fx.sh("true")).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains(&format!("running as uid {} is disallowed", nobody.uid)),
+        "{err}"
+    );
+    // Other ids still run.
+    let d = ExecDriver::new(ExecConfig {
+        denied_host_uids: nomad_drivers::IdSet::parse("denied_host_uids", "0").unwrap(),
+        ..Default::default()
+    })
+    .expect("driver");
+    assert!(run(&d, &fx, &fx.sh("true")).successful());
+}
