@@ -102,7 +102,7 @@ async fn start_agent(disable_remote_exec: bool) -> Agent {
     let d: Arc<dyn Driver> = Arc::new(RawExecDriver::new(RawExecConfig {
         enabled: true,
         no_cgroups: true,
-        cgroup_mode: None,
+        ..Default::default()
     }));
     let fake = FakeServer::new();
     let client = Client::new(

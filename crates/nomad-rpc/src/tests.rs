@@ -186,7 +186,7 @@ async fn client_runs_a_job_through_the_rpc_port() {
     let raw: Arc<dyn Driver> = Arc::new(RawExecDriver::new(RawExecConfig {
         enabled: true,
         no_cgroups: true,
-        cgroup_mode: None,
+        ..Default::default()
     }));
     let drivers = BTreeMap::from([("raw_exec".to_string(), raw)]);
     let client = Client::new(cfg, conn.clone(), drivers).unwrap();

@@ -92,7 +92,7 @@ pub fn raw_exec() -> BTreeMap<String, Arc<dyn Driver>> {
     let d: Arc<dyn Driver> = Arc::new(RawExecDriver::new(RawExecConfig {
         enabled: true,
         no_cgroups: true,
-        cgroup_mode: None,
+        ..Default::default()
     }));
     BTreeMap::from([("raw_exec".to_string(), d)])
 }
