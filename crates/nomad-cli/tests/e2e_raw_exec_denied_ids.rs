@@ -56,3 +56,37 @@ fn a_task_running_as_a_denied_uid_fails_with_nomads_message() {
         assert!(msg.contains(&needle), "{key}: {msg:?}");
     }
 }
+
+/// The client's `user.denylist` for `user.checked_drivers`: by default an exec task may not
+/// run as root (a prestart hook failure, not retried); raw_exec is not checked.
+#[test]
+fn exec_tasks_may_not_run_as_root_by_default() {
+    nomad_testkit::require_root!();
+    let agent = DevAgent::start(bin(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("asroot.nomad.hcl");
+    std::fs::write(
+        &spec,
+        "job \"asroot\" {\n  type = \"batch\"\n  group \"g\" {\n    restart {\n      attempts = 0\n    }\n    reschedule {\n      attempts = 0\n      unlimited = false\n    }\n    task \"t\" {\n      driver = \"exec\"\n      user = \"root\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = agent.cli(bin(), &["job", "run", "-detach", spec.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    agent.wait_until("the alloc to fail", Duration::from_secs(60), |a| {
+        !allocs_with_status(a, "asroot", "failed").is_empty()
+    });
+    let allocs = allocs_with_status(&agent, "asroot", "failed");
+    let events = allocs[0]["TaskStates"]["t"]["Events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let hook = events
+        .iter()
+        .find(|e| e["Type"] == "Task hook failed")
+        .unwrap_or_else(|| panic!("no hook failure: {events:?}"));
+    assert_eq!(
+        hook["DisplayMessage"],
+        "prestart hook \"validate\" failed: running as user \"root\" is disallowed"
+    );
+    assert!(!events.iter().any(|e| e["Type"] == "Started"), "{events:?}");
+}

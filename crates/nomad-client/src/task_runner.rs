@@ -740,6 +740,19 @@ impl TaskRunner {
         kill_rx: &mut watch::Receiver<Option<KillRequest>>,
     ) -> Result<(TaskHandle, Arc<dyn Driver>), StartErr> {
         const UNRECOVERABLE: StartErr = StartErr::Failed { recoverable: false };
+        if let Err(e) = validate_user(
+            &rt.shared.config.options,
+            &self.task.driver,
+            &self.task.user,
+        ) {
+            let mut ev = TaskEvent::new(te::HOOK_FAILED, now_nanos());
+            ev.message = format!("prestart hook \"validate\" failed: {e}");
+            ev.fails_task = true;
+            let v = ev.message.clone();
+            ev = ev.detail("message", v).detail("fails_task", "true");
+            self.emit(ev, |_| {});
+            return Err(UNRECOVERABLE);
+        }
         let driver = match rt.shared.drivers.get(&self.task.driver) {
             Some(d) => d.clone(),
             None => {
@@ -891,8 +904,61 @@ async fn wait_exit(exit: ExitFuture, kt: Duration) -> ExitResult {
     }
 }
 
+/// Nomad's validate hook: drivers in `user.checked_drivers` (default exec, qemu, java) may not
+/// run a task as a user of `user.denylist` (alias `user.blacklist`; default root,
+/// Administrator). raw_exec is not checked unless listed.
+fn validate_user(
+    options: &BTreeMap<String, String>,
+    driver: &str,
+    user: &str,
+) -> Result<(), String> {
+    let list = |keys: &[&str], default: &[&str]| -> Vec<String> {
+        keys.iter()
+            .find_map(|k| options.get(*k))
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+    };
+    let checked = list(&["user.checked_drivers"], &["exec", "qemu", "java"]);
+    let denied = list(
+        &["user.denylist", "user.blacklist"],
+        &["root", "Administrator"],
+    );
+    if checked.iter().any(|d| d == driver) && denied.iter().any(|u| u == user) {
+        return Err(format!("running as user {user:?} is disallowed"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn user_denylist_applies_to_checked_drivers() {
+        use super::validate_user;
+        let none = std::collections::BTreeMap::new();
+        assert_eq!(
+            validate_user(&none, "exec", "root").unwrap_err(),
+            "running as user \"root\" is disallowed"
+        );
+        assert!(validate_user(&none, "exec", "nobody").is_ok());
+        assert!(validate_user(&none, "exec", "").is_ok());
+        assert!(validate_user(&none, "raw_exec", "root").is_ok());
+        let opts = std::collections::BTreeMap::from([
+            ("user.denylist".to_string(), "alice, bob".to_string()),
+            ("user.checked_drivers".to_string(), "raw_exec".to_string()),
+        ]);
+        assert!(validate_user(&opts, "raw_exec", "bob").is_err());
+        assert!(validate_user(&opts, "raw_exec", "root").is_ok());
+        assert!(validate_user(&opts, "exec", "bob").is_ok());
+        let legacy =
+            std::collections::BTreeMap::from([("user.blacklist".to_string(), "carol".to_string())]);
+        assert!(validate_user(&legacy, "exec", "carol").is_err());
+    }
+
     use super::*;
     use nomad_structs::Lifecycle;
 
