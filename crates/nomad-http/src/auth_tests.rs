@@ -130,6 +130,7 @@ pub(super) async fn seed_job_and_alloc(server: &Server, id: &str, ns: &str) -> S
     job.status = "running".into();
     server
         .apply(nomad_state::Command::JobRegister {
+            enforce_index: None,
             job: job.clone(),
             eval: None,
             submission: None,

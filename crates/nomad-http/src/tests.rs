@@ -86,6 +86,7 @@ async fn seed_job(server: &Server, id: &str) {
     job.region = "global".into();
     job.status = "pending".into();
     let cmd = nomad_state::Command::JobRegister {
+        enforce_index: None,
         job,
         eval: None,
         submission: None,

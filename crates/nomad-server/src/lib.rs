@@ -444,7 +444,9 @@ impl Server {
             ));
         }
         canonicalize_job(&mut job);
-        let _guard = self.register_lock.lock().await;
+        // No lock across the write: the EnforceIndex check below answers early, and the state
+        // machine repeats it in the log's order (`Command::JobRegister::enforce_index`), so
+        // concurrent registrations of different jobs commit together.
         let snap = self.state.snapshot();
         // Nomad's admission validators: the namespace hook runs before job validation, and
         // all their errors come back as one multierror.
@@ -462,23 +464,9 @@ impl Server {
 
         let existing = snap.job(&job.namespace, &job.id);
         if req.enforce_index {
-            let jmi = req.job_modify_index;
-            match &existing {
-                Some(_) if jmi == 0 => {
-                    return Err(ServerError::Internal("Enforcing job modify index 0: job already exists".into()))
-                }
-                Some(ex) if ex.job_modify_index != jmi => {
-                    return Err(ServerError::Internal(format!(
-                        "Enforcing job modify index {jmi}: job exists with conflicting job modify index: {}",
-                        ex.job_modify_index
-                    )))
-                }
-                None if jmi != 0 => {
-                    return Err(ServerError::Internal(format!(
-                        "Enforcing job modify index {jmi}: job does not exist"
-                    )))
-                }
-                _ => {}
+            let existing = existing.map(|j| j.job_modify_index);
+            if let Some(m) = nomad_state::enforce_index_refusal(existing, req.job_modify_index) {
+                return Err(ServerError::Internal(m));
             }
         }
         let now = now_nanos();
@@ -506,6 +494,7 @@ impl Server {
                 eval,
                 submission: req.submission,
                 now,
+                enforce_index: req.enforce_index.then_some(req.job_modify_index),
             })
             .await?;
         let job_modify_index = self

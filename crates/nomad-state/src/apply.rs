@@ -24,14 +24,26 @@ impl Tables {
                 eval,
                 submission,
                 now,
-            } => self.job_register(
-                index,
-                job,
-                eval.as_ref(),
-                submission.as_ref(),
-                *now,
-                &mut touched,
-            )?,
+                enforce_index,
+            } => {
+                if let Some(jmi) = enforce_index {
+                    let existing = self
+                        .jobs
+                        .get(&(job.namespace.clone(), job.id.clone()))
+                        .map(|j| j.job_modify_index);
+                    if let Some(m) = crate::enforce_index_refusal(existing, *jmi) {
+                        return Err(StateError::Refused(m));
+                    }
+                }
+                self.job_register(
+                    index,
+                    job,
+                    eval.as_ref(),
+                    submission.as_ref(),
+                    *now,
+                    &mut touched,
+                )?
+            }
             Command::JobDeregister {
                 namespace,
                 job_id,

@@ -51,6 +51,11 @@ pub enum Command {
         eval: Option<Evaluation>,
         submission: Option<JobSubmission>,
         now: i64,
+        /// `EnforceIndex`: register only if the job's current `JobModifyIndex` is this (0: only
+        /// if the job does not exist). Checked here, in the log's order, so two servers (or
+        /// two requests) cannot both pass the check.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforce_index: Option<u64>,
     },
     /// Stop (or purge) a job and optionally create the deregister eval.
     JobDeregister {
@@ -178,6 +183,21 @@ pub enum StateError {
     /// (e.g. `ACL bootstrap already done`, `default namespace can not be deleted`).
     #[error("{0}")]
     Refused(String),
+}
+
+/// Nomad's `EnforceIndex` check: `Some(message)` when a register expecting job modify index
+/// `jmi` must be refused, given the existing job's modify index (`None`: no such job).
+pub fn enforce_index_refusal(existing: Option<u64>, jmi: u64) -> Option<String> {
+    match existing {
+        Some(_) if jmi == 0 => Some("Enforcing job modify index 0: job already exists".to_string()),
+        Some(ex) if ex != jmi => Some(format!(
+            "Enforcing job modify index {jmi}: job exists with conflicting job modify index: {ex}"
+        )),
+        None if jmi != 0 => Some(format!(
+            "Enforcing job modify index {jmi}: job does not exist"
+        )),
+        _ => None,
+    }
 }
 
 /// Tables, for blocking queries on a table's index.

@@ -84,6 +84,7 @@ fn log() -> Vec<Command> {
             now: 1_000_000_000_000,
         },
         Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: Some(eval("e1", "web", EVAL_STATUS_PENDING)),
             submission: Some(JobSubmission {
@@ -117,6 +118,7 @@ fn log() -> Vec<Command> {
             now: 30,
         },
         Command::JobRegister {
+            enforce_index: None,
             job: j2,
             eval: Some(eval("e3", "web", EVAL_STATUS_PENDING)),
             submission: None,
@@ -249,6 +251,7 @@ fn version_bump_rules() {
     s.apply(
         1,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: None,
             submission: None,
@@ -272,6 +275,7 @@ fn version_bump_rules() {
     s.apply(
         2,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: Some(eval("e1", "web", "pending")),
             submission: None,
@@ -295,6 +299,7 @@ fn version_bump_rules() {
     s.apply(
         3,
         &Command::JobRegister {
+            enforce_index: None,
             job: j2.clone(),
             eval: None,
             submission: Some(sub),
@@ -337,6 +342,7 @@ fn version_bump_rules() {
         s.apply(
             5 + i,
             &Command::JobRegister {
+                enforce_index: None,
                 job: jj,
                 eval: None,
                 submission: None,
@@ -393,6 +399,7 @@ fn job_status_transitions() {
     s.apply(
         1,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: None,
             submission: None,
@@ -439,6 +446,7 @@ fn job_status_transitions() {
     s.apply(
         5,
         &Command::JobRegister {
+            enforce_index: None,
             job: sys,
             eval: None,
             submission: None,
@@ -473,6 +481,7 @@ fn summary_counts() {
     s.apply(
         1,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: Some(eval("e1", "web", "pending")),
             submission: None,
@@ -595,6 +604,7 @@ fn blocked_evals_are_replaced_and_cancelled() {
     s.apply(
         1,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: None,
             submission: None,
@@ -728,6 +738,7 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
     s.apply(
         1,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: None,
             submission: None,
@@ -756,6 +767,7 @@ fn snapshot_is_isolated_and_indexes_floor_at_one() {
     s.apply(
         4,
         &Command::JobRegister {
+            enforce_index: None,
             job: j,
             eval: None,
             submission: None,
@@ -817,6 +829,7 @@ async fn wait_wakes_on_change_and_times_out() {
     s.apply(
         3,
         &Command::JobRegister {
+            enforce_index: None,
             job: job("web"),
             eval: None,
             submission: None,
@@ -891,6 +904,7 @@ fn acl_log() -> Vec<Command> {
             namespaces: vec![namespace("prod"), namespace("dev")],
         },
         Command::JobRegister {
+            enforce_index: None,
             job: prod_job,
             eval: None,
             submission: None,
@@ -1071,6 +1085,7 @@ fn namespace_rules() {
     let mut j = job("web");
     j.namespace = "prod".into();
     let reg = Command::JobRegister {
+        enforce_index: None,
         job: j,
         eval: None,
         submission: None,
@@ -1132,4 +1147,50 @@ fn namespace_rules() {
     )
     .unwrap();
     assert!(s.snapshot().namespace("prod").is_none());
+}
+
+#[test]
+fn enforce_index_is_checked_in_log_order() {
+    let s = StateStore::new();
+    let reg = |enforce: Option<u64>| Command::JobRegister {
+        enforce_index: enforce,
+        job: job("web"),
+        eval: None,
+        submission: None,
+        now: 1,
+    };
+    // 0: only if the job does not exist.
+    s.apply(1, &reg(Some(0))).expect("first register");
+    let jmi = s.snapshot().job("default", "web").unwrap().job_modify_index;
+    let err = s.apply(2, &reg(Some(0))).unwrap_err().to_string();
+    assert_eq!(err, "Enforcing job modify index 0: job already exists");
+    let err = s.apply(3, &reg(Some(jmi + 7))).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "Enforcing job modify index {}: job exists with conflicting job modify index: {jmi}",
+            jmi + 7
+        )
+    );
+    // Two registrations that both expected `jmi`: the first wins, the second is refused.
+    let mut changed = job("web");
+    changed.task_groups[0].count = Some(5);
+    let with = |j: Job| Command::JobRegister {
+        enforce_index: Some(jmi),
+        job: j,
+        eval: None,
+        submission: None,
+        now: 2,
+    };
+    s.apply(4, &with(changed.clone())).expect("matching index");
+    changed.task_groups[0].count = Some(6);
+    assert!(s.apply(5, &with(changed)).is_err());
+    assert_eq!(
+        s.snapshot().job("default", "web").unwrap().task_groups[0].count,
+        Some(5)
+    );
+    assert_eq!(
+        enforce_index_refusal(None, 3).as_deref(),
+        Some("Enforcing job modify index 3: job does not exist")
+    );
 }
