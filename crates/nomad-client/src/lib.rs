@@ -56,6 +56,16 @@ pub trait ServerConn: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>>;
     /// Reports client-side alloc status (ID, ClientStatus, ClientDescription, TaskStates, NodeID, ...).
     fn update_allocs(&self, allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>>;
+    /// `ACL.ResolveToken`: the token a secret names and its policies, as the servers' JSON
+    /// (`{"Token": ..., "Policies": [...]}`), so a client-only agent can check requests to its
+    /// own HTTP API. Connections that cannot ask (in-process, tests) say so.
+    fn resolve_token(&self, _secret: &str) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async {
+            Err(RpcError(
+                "this server connection cannot resolve ACL tokens".into(),
+            ))
+        })
+    }
 }
 
 /// Client configuration (the agent's `client { }` block, plus agent-level settings).
@@ -83,6 +93,9 @@ pub struct ClientConfig {
     pub options: BTreeMap<String, String>,
     /// Address the node advertises for HTTP (`HTTPAddr`, e.g. "127.0.0.1:4646").
     pub http_addr: String,
+    /// `acl { enabled }`: a client-only agent then checks every request to its HTTP API
+    /// against the servers' tokens (`ACL.ResolveToken`).
+    pub acl_enabled: bool,
     /// Dynamic port range.
     pub min_dynamic_port: u16,
     /// Dynamic port range end.
@@ -115,6 +128,7 @@ impl ClientConfig {
             meta: BTreeMap::new(),
             options: BTreeMap::new(),
             http_addr: "127.0.0.1:4646".into(),
+            acl_enabled: false,
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,
             disable_remote_exec: false,
@@ -314,6 +328,11 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
+    }
+
+    /// Asks the servers what a token may do (see [`ServerConn::resolve_token`]).
+    pub async fn resolve_token(&self, secret: &str) -> Result<serde_json::Value, RpcError> {
+        self.conn.resolve_token(secret).await
     }
 
     /// The host path of an allocation's directory `<alloc_dir>/<alloc_id>`, if this client runs (or ran) it.

@@ -70,11 +70,23 @@ pub fn resolve(server: &Server, headers: &HeaderMap) -> Result<ResolvedAcl, ApiE
         })
 }
 
-/// The caller of a request being handled (allow-all when this agent runs no server).
+/// The caller of a request being handled. On a client-only agent with ACLs, the ACL the
+/// middleware resolved through the servers moments ago (nothing allowed if it is gone);
+/// allow-all on an agent without ACLs.
 pub(crate) fn caller(ctx: &Ctx) -> Result<ResolvedAcl, ApiError> {
-    match &ctx.state.server {
-        Some(s) => resolve(s, &ctx.headers),
-        None => Ok(ResolvedAcl::disabled()),
+    match (&ctx.state.server, &ctx.state.client) {
+        (Some(s), _) => resolve(s, &ctx.headers),
+        (None, Some(c)) if c.config().acl_enabled => {
+            let secret = secret_from_headers(&ctx.headers).unwrap_or_default();
+            let acl =
+                crate::client_acl::cached(c, &secret).unwrap_or_else(|| Arc::new(Acl::default()));
+            Ok(ResolvedAcl {
+                acl,
+                token: None,
+                acl_enabled: true,
+            })
+        }
+        (None, _) => Ok(ResolvedAcl::disabled()),
     }
 }
 
@@ -287,10 +299,89 @@ fn task_fs_isolation_none(
         .any(|t| t.driver == "raw_exec")
 }
 
+/// The decision for a request, once its ACL, route and namespace are known. `fs_none` says
+/// whether an alloc's task runs without file system isolation (exec needs alloc-node-exec).
+fn is_allowed(
+    acl: &Acl,
+    access: &Access,
+    route: &str,
+    path: &str,
+    params: &Params,
+    namespace: &str,
+    fs_none: impl Fn(&str) -> bool,
+) -> bool {
+    match route {
+        r if r.starts_with("/v1/client/allocation/") && r.ends_with("/exec") => {
+            let id = alloc_id_of(path).unwrap_or("");
+            check_exec_permission(acl, namespace, fs_none(id)).is_ok()
+        }
+        "/v1/job/x/action" => {
+            let id = params.str("allocID");
+            check_action_permission(acl, namespace, fs_none(id)).is_ok()
+        }
+        // A variable's own path decides (`/v1/var/<path>`); listing is the loose check.
+        _ => match access {
+            Access::Variable(op) if *op != "list" => {
+                let var_path = path.strip_prefix("/v1/var/").unwrap_or("");
+                acl.allow_variable_operation(namespace, var_path, op, None)
+            }
+            _ => acl.allows(access, namespace),
+        },
+    }
+}
+
+/// The middleware on a client-only agent with ACLs: the same decision as on a server, with
+/// the token resolved through the servers and the namespace from the alloc this client runs.
+async fn enforce_on_client(
+    _state: &HttpState,
+    client: Arc<nomad_client::Client>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = percent_decode(req.uri().path(), false);
+    if !path.starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let params = Params::parse(req.uri().query());
+    let method = req.method().clone();
+    let access = access_for(&method, &path, &params);
+    if access == Access::None {
+        return next.run(req).await;
+    }
+    let secret = secret_from_headers(req.headers()).unwrap_or_default();
+    let acl = match crate::client_acl::resolve(&client, &secret).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let route = table_route(&path);
+    let alloc_id = alloc_id_of(&path)
+        .map(str::to_string)
+        .or_else(|| (route == "/v1/job/x/action").then(|| params.str("allocID").to_string()));
+    let namespace = alloc_id
+        .and_then(|id| client.allocs().into_iter().find(|a| a.id == id))
+        .map(|a| a.namespace)
+        .unwrap_or_else(|| query_namespace(&params));
+    let fs_none = |id: &str| match client.task_driver(id, params.str("task")) {
+        Ok((driver, _)) => driver.capabilities().fs_isolation == nomad_drivers::FsIsolation::None,
+        // Unknown task: ask for the stricter permission.
+        Err(_) => true,
+    };
+    if !is_allowed(&acl, &access, &route, &path, &params, &namespace, fs_none) {
+        tracing::debug!(%method, %path, namespace = %namespace, "ACL (client): permission denied");
+        return permission_denied().into_response();
+    }
+    next.run(req).await
+}
+
 /// The middleware: see the module docs.
 pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let Some(server) = state.server.clone() else {
-        return next.run(req).await;
+        return match state.client.clone() {
+            Some(client) if client.config().acl_enabled => {
+                enforce_on_client(&state, client, req, next).await
+            }
+            _ => next.run(req).await,
+        };
     };
     if !server.config().acl_enabled {
         return next.run(req).await;
@@ -350,27 +441,16 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
         query_namespace(&params)
     };
 
-    let acl = &resolved.acl;
-    let allowed = match route.as_str() {
-        r if r.starts_with("/v1/client/allocation/") && r.ends_with("/exec") => {
-            let id = alloc_id_of(&path).unwrap_or("");
-            let fs_none = task_fs_isolation_none(&state, &snap, id, params.str("task"));
-            check_exec_permission(acl, &namespace, fs_none).is_ok()
-        }
-        "/v1/job/x/action" => {
-            let id = params.str("allocID");
-            let fs_none = task_fs_isolation_none(&state, &snap, id, params.str("task"));
-            check_action_permission(acl, &namespace, fs_none).is_ok()
-        }
-        // A variable's own path decides (`/v1/var/<path>`); listing is the loose check.
-        _ => match access {
-            Access::Variable(op) if op != "list" => {
-                let var_path = path.strip_prefix("/v1/var/").unwrap_or("");
-                acl.allow_variable_operation(&namespace, var_path, op, None)
-            }
-            _ => acl.allows(&access, &namespace),
-        },
-    };
+    let fs_none = |id: &str| task_fs_isolation_none(&state, &snap, id, params.str("task"));
+    let allowed = is_allowed(
+        &resolved.acl,
+        &access,
+        &route,
+        &path,
+        &params,
+        &namespace,
+        fs_none,
+    );
     if !allowed {
         tracing::debug!(%method, %path, namespace = %namespace, "ACL: permission denied");
         return permission_denied().into_response();

@@ -30,6 +30,7 @@ use axum::Router;
 use futures::FutureExt;
 
 pub mod auth;
+mod client_acl;
 pub mod error;
 pub mod query;
 pub mod tls;
@@ -116,6 +117,8 @@ pub(crate) struct Ctx {
     pub(crate) body: Bytes,
     /// The websocket upgrade, when the request asks for one (`Upgrade: websocket`).
     pub(crate) ws: Option<WebSocketUpgrade>,
+    /// The request's path and query as received (for forwarding to a node).
+    pub(crate) path_and_query: String,
 }
 
 impl Ctx {
@@ -268,6 +271,11 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
                 .into_response()
         }
     };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     let ctx = Ctx {
         state,
         method: parts.method,
@@ -276,6 +284,7 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
         headers: parts.headers,
         body,
         ws,
+        path_and_query,
     };
     match endpoints::route(ctx, &rest).await {
         Ok(resp) => resp,

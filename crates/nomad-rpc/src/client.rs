@@ -602,4 +602,14 @@ impl ServerConn for RemoteServerConn {
             Ok(())
         })
     }
+
+    fn resolve_token(&self, secret: &str) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        let req = AclResolveTokenRequest {
+            secret_id: secret.to_string(),
+        };
+        Box::pin(async move {
+            self.call(ACL_RESOLVE_TOKEN, &req, self.opts.rpc_timeout)
+                .await
+        })
+    }
 }

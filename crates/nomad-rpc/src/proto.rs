@@ -20,6 +20,30 @@ pub const STATUS_LEADER: &str = "Status.Leader";
 /// `Status.Peers`: `{}` → the Raft peers' RPC addresses as a JSON array.
 pub const STATUS_PEERS: &str = "Status.Peers";
 
+/// `ACL.ResolveToken`: [`AclResolveTokenRequest`] → [`AclResolveTokenResponse`]. Lets a
+/// client-only agent check the tokens of requests made to its own HTTP API.
+pub const ACL_RESOLVE_TOKEN: &str = "ACL.ResolveToken";
+
+/// Body of `ACL.ResolveToken`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AclResolveTokenRequest {
+    /// The secret (empty: the anonymous token).
+    #[serde(rename = "SecretID")]
+    pub secret_id: String,
+}
+
+/// Answer of `ACL.ResolveToken`: the token without its secret, and its policies. `Token`
+/// is null when the servers do not enforce ACLs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AclResolveTokenResponse {
+    /// The token.
+    pub token: Option<serde_json::Value>,
+    /// Its policies.
+    pub policies: Vec<serde_json::Value>,
+}
+
 /// The error text of a server that knows of no leader (Nomad's `structs.ErrNoLeader`).
 pub const ERR_NO_LEADER: &str = "No cluster leader";
 /// The error text of a server that is not the leader (the client fails over to another).

@@ -265,6 +265,26 @@ impl RpcServer {
                     .map_err(|e| e.to_string())?;
                 to_value(&GenericResponse { index })
             }
+            ACL_RESOLVE_TOKEN => {
+                // Any server answers from its own state, as for other reads.
+                let req: AclResolveTokenRequest = parse(method, body)?;
+                let resolved = self
+                    .server
+                    .token_and_policies(Some(&req.secret_id))
+                    .map_err(|e| e.to_string())?;
+                let resp = match resolved {
+                    None => AclResolveTokenResponse::default(),
+                    Some((token, policies)) => AclResolveTokenResponse {
+                        token: Some(serde_json::to_value(&token).map_err(|e| e.to_string())?),
+                        policies: policies
+                            .iter()
+                            .map(serde_json::to_value)
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| e.to_string())?,
+                    },
+                };
+                to_value(&resp)
+            }
             other => Err(format!("rpc: can't find method {other}")),
         }
     }

@@ -110,6 +110,33 @@ impl Server {
         })
     }
 
+    /// For a client-only agent's own checks (`ACL.ResolveToken`): the token a secret names
+    /// (without its secret) and the policies it has, with the same errors as
+    /// [`Server::resolve_token`]. `None`: ACLs are disabled.
+    pub fn token_and_policies(
+        &self,
+        secret: Option<&str>,
+    ) -> Result<Option<(AclToken, Vec<nomad_acl::AclPolicy>)>, ServerError> {
+        let resolved = self.resolve_token(secret)?;
+        let Some(token) = resolved.token else {
+            return Ok(None);
+        };
+        let snap = self.state.snapshot();
+        let names: Vec<String> = if token.accessor_id == "anonymous" && token.secret_id.is_empty() {
+            vec![anonymous_policy_name().to_string()]
+        } else {
+            token.policy_names().to_vec()
+        };
+        let policies = names
+            .iter()
+            .filter_map(|n| snap.acl_policy(n))
+            .map(|p| (*p).clone())
+            .collect();
+        let mut token = (*token).clone();
+        token.secret_id.clear();
+        Ok(Some((token, policies)))
+    }
+
     /// The compiled ACL of a (known, unexpired) token, from the cache when its token and
     /// policies are unchanged.
     pub(crate) fn acl_for_token(&self, snap: &StateSnapshot, token: &AclToken) -> Arc<Acl> {

@@ -11,6 +11,7 @@ pub(crate) mod agent;
 pub(crate) mod allocs;
 pub(crate) mod evals;
 pub(crate) mod exec;
+pub(crate) mod forward;
 pub(crate) mod fs;
 pub(crate) mod jobs;
 mod jobspec_glue;
@@ -20,6 +21,22 @@ pub(crate) mod operator;
 
 /// Routes `rest` (the decoded path without `/v1/`).
 pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
+    // Client requests for an alloc on another node go to that node.
+    let remote_alloc = if let Some(t) = rest.strip_prefix("client/fs/") {
+        t.split_once('/').map(|(_, id)| id)
+    } else if let Some(t) = rest.strip_prefix("client/allocation/") {
+        t.split('/').next()
+    } else if rest.starts_with("job/") && rest.ends_with("/action") {
+        Some(ctx.params.str("allocID"))
+    } else {
+        None
+    };
+    if let Some(node) = remote_alloc
+        .filter(|id| !id.is_empty())
+        .and_then(|id| forward::target(&ctx, id))
+    {
+        return forward::forward(ctx, &node).await;
+    }
     if let Some(tail) = rest.strip_prefix("job/") {
         return jobs::job_specific(ctx, tail).await;
     }

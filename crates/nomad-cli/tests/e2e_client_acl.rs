@@ -1,0 +1,172 @@
+//! ACLs on a client-only agent (issue: ACLs): a server and a client as separate processes,
+//! both with `acl { enabled = true }`. The client's own HTTP API (logs, files, exec) checks
+//! tokens through the servers like the servers do, and the server forwards client requests
+//! (plain and websocket) for allocs on the node.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nomad_testkit::cluster::{client_config, leader, raw_exec_job, server_config, Ports};
+use nomad_testkit::{wait_for, DevAgent};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_nomad"))
+}
+
+fn nomad(addr: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null()).env("NOMAD_ADDR", addr);
+    cmd.env_remove("NOMAD_TOKEN");
+    if !token.is_empty() {
+        cmd.env("NOMAD_TOKEN", token);
+    }
+    let out = cmd.output().expect("run nomad");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// GET with a token (none when empty): (status, body).
+fn get(url: &str, token: &str) -> (u16, String) {
+    let mut req = ureq::get(url);
+    if !token.is_empty() {
+        req = req.header("X-Nomad-Token", token);
+    }
+    match req.call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(ureq::Error::StatusCode(c)) => (c, String::new()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+fn field(out: &str, key: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once('='))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_client_only_agent_enforces_acls_on_its_own_api() {
+    let root = tempfile::tempdir().unwrap();
+    let acl = "acl {\n  enabled = true\n}\n";
+    let sp = Ports::free();
+    let sdir = root.path().join("s1");
+    let scfg = server_config(&sdir, "s1", sp, &[sp], "") + acl;
+    let server = DevAgent::start_in(bin(), &sdir, &scfg, sp.http);
+    server.wait_until("a leader", Duration::from_secs(30), |a| {
+        !leader(a).is_empty()
+    });
+    let saddr = server.address.clone();
+    let (code, out, err) = nomad(&saddr, "", &["acl", "bootstrap"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mgmt = field(&out, "Secret ID");
+
+    let cp = Ports::free();
+    let cdir = root.path().join("c1");
+    let ccfg = client_config(&cdir, "client1", cp, &[sp]) + acl;
+    let client = DevAgent::start_in(bin(), &cdir, &ccfg, cp.http);
+    let ready = wait_for(Duration::from_secs(30), || {
+        let (st, body) = get(&format!("{saddr}/v1/nodes"), &mgmt);
+        st == 200 && body.contains("\"ready\"")
+    });
+    assert!(ready, "client not ready: {}", client.log());
+
+    let spec = raw_exec_job(
+        root.path(),
+        "web",
+        "service",
+        "/bin/sh",
+        &["-c", "echo hello-from-task; exec sleep 3600"],
+    );
+    let (code, out, err) = nomad(
+        &saddr,
+        &mgmt,
+        &["job", "run", "-detach", spec.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut alloc = String::new();
+    let running = wait_for(Duration::from_secs(30), || {
+        let (st, body) = get(&format!("{saddr}/v1/job/web/allocations"), &mgmt);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(a) = v
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
+        {
+            alloc = a["ID"].as_str().unwrap_or_default().to_string();
+        }
+        st == 200 && !alloc.is_empty()
+    });
+    assert!(running, "no running alloc: {}", client.log());
+
+    // Straight to the client's HTTP API.
+    let logs = format!(
+        "{}/v1/client/fs/logs/{alloc}?task=t&type=stdout&plain=true",
+        client.address
+    );
+    assert_eq!(get(&logs, "").0, 403, "anonymous read the logs");
+    assert_eq!(get(&logs, "not-a-token").0, 403);
+    let (st, body) = get(&logs, &mgmt);
+    assert_eq!(st, 200);
+    assert!(body.contains("hello-from-task"), "{body}");
+
+    // Tokens made on the server are honoured by the client.
+    let dir = root.path();
+    let token = |name: &str, caps: &str| {
+        let f = dir.join(format!("{name}.hcl"));
+        std::fs::write(
+            &f,
+            format!("namespace \"default\" {{\n  capabilities = [{caps}]\n}}\n"),
+        )
+        .unwrap();
+        let (code, _, err) = nomad(
+            &saddr,
+            &mgmt,
+            &["acl", "policy", "apply", name, f.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = nomad(
+            &saddr,
+            &mgmt,
+            &["acl", "token", "create", "-name", name, "-policy", name],
+        );
+        assert_eq!(code, 0, "{err}");
+        field(&out, "Secret ID")
+    };
+    let reader = token("reader", "\"read-job\", \"list-jobs\", \"read-logs\"");
+    let exec = token(
+        "exec",
+        "\"read-job\", \"list-jobs\", \"alloc-exec\", \"alloc-node-exec\"",
+    );
+    assert_eq!(get(&logs, &reader).0, 200);
+    assert_eq!(get(&logs, &exec).0, 403, "logs without read-logs");
+
+    // The same through the server, which forwards to the node (and both check the token).
+    let via_server = format!("{saddr}/v1/client/fs/logs/{alloc}?task=t&type=stdout&plain=true");
+    assert_eq!(get(&via_server, "").0, 403);
+    let (st, body) = get(&via_server, &reader);
+    assert_eq!(st, 200);
+    assert!(body.contains("hello-from-task"), "{body}");
+
+    // Exec: the CLI may not read the node (no node:read), so it goes through the server,
+    // which bridges the websocket to the node; only the exec token runs anything.
+    let exec_args = ["alloc", "exec", alloc.as_str(), "/bin/echo", "exec-ok"];
+    let (code, out, err) = nomad(&saddr, "", &exec_args);
+    assert_eq!(code, 1, "anonymous exec: {out}");
+    let (code, out, err2) = nomad(&saddr, &reader, &exec_args);
+    assert_eq!(code, 1, "reader exec: {out}");
+    assert!(err2.contains("Permission denied"), "{err}\n{err2}");
+    let (code, out, err) = nomad(&saddr, &exec, &exec_args);
+    assert_eq!((code, out.as_str()), (0, "exec-ok\n"), "{err}");
+    // And alloc logs for the reader, through the client.
+    let (code, out, err) = nomad(&saddr, &reader, &["alloc", "logs", &alloc, "t"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hello-from-task"), "{out}");
+}

@@ -1,0 +1,172 @@
+//! A server's `/v1/client/...` requests for allocations on other nodes, forwarded to the node
+//! that runs them, as Nomad's servers do: API users (python-nomad, the web UI, the Go `api`
+//! package falling back when it may not read the node) can send logs, files, stats, signals
+//! and exec to any server. Plain requests are relayed with their streaming bodies; exec and
+//! action websockets are bridged frame by frame. The caller's token goes along, and the node
+//! checks it again.
+//!
+//! Only plain HTTP to the node for now: with `tls { http = true }` the forwarded request fails
+//! with an error naming the node, and the caller can go to the node itself.
+
+use axum::body::Body;
+use axum::extract::ws::{Message as AxMessage, WebSocket};
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+
+use crate::error::ApiError;
+use crate::Ctx;
+
+/// Headers passed on to the node.
+const PASSED: &[&str] = &["x-nomad-token", "authorization", "content-type", "accept"];
+
+/// The node's HTTP address when `alloc_id` runs on another node than this agent's own
+/// client and this agent is a server that knows where that node is.
+pub(crate) fn target(ctx: &Ctx, alloc_id: &str) -> Option<String> {
+    let server = ctx.state.server.as_ref()?;
+    let snap = server.state().snapshot();
+    let alloc = snap.alloc(alloc_id)?;
+    if let Some(c) = &ctx.state.client {
+        if c.node_id() == alloc.node_id {
+            return None;
+        }
+    }
+    let node = snap.node(&alloc.node_id)?;
+    (!node.http_addr.is_empty()).then(|| node.http_addr.clone())
+}
+
+/// Relays the request to `node` (`host:port`) and its answer back.
+pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> {
+    let path = ctx.path_and_query.clone();
+    if let Some(ws) = ctx.ws {
+        let url = format!("ws://{node}{path}");
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+        for h in PASSED {
+            if let Some(v) = ctx.headers.get(*h) {
+                req.headers_mut().insert(*h, v.clone());
+            }
+        }
+        // Connect first, so a refusal (403, 404) reaches the caller as an HTTP answer.
+        let tcp = tokio::net::TcpStream::connect(node)
+            .await
+            .map_err(|e| ApiError::internal(format!("failed to reach node {node}: {e}")))?;
+        let (upstream, _) = match tokio_tungstenite::client_async(req, tcp).await {
+            Ok(ok) => ok,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = StatusCode::from_u16(resp.status().as_u16())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err(ApiError::new(status, body.trim().to_string()));
+            }
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "forwarding to node {node}: {e}"
+                )))
+            }
+        };
+        return Ok(ws.on_upgrade(move |socket| bridge(socket, upstream)));
+    }
+
+    let tcp = tokio::net::TcpStream::connect(node)
+        .await
+        .map_err(|e| ApiError::internal(format!("failed to reach node {node}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "forwarded connection ended");
+        }
+    });
+    let mut req = Request::builder().method(ctx.method.clone()).uri(path);
+    for h in PASSED {
+        if let Some(v) = ctx.headers.get(*h) {
+            req = req.header(*h, v.clone());
+        }
+    }
+    let req = req
+        .header(
+            "host",
+            HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("node")),
+        )
+        .body(http_body_util::Full::new(ctx.body))
+        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(parts, Body::new(body)).into_response())
+}
+
+/// Copies frames both ways, close frames included; once one side has closed, the other gets
+/// a few seconds to finish its close handshake (so the caller reads the exit frame and a clean
+/// close, not a reset).
+async fn bridge(
+    socket: WebSocket,
+    upstream: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame as TClose;
+    let (mut down_tx, mut down_rx) = socket.split();
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let to_node = async move {
+        while let Some(Ok(m)) = down_rx.next().await {
+            let (m, last) = match m {
+                AxMessage::Text(t) => (TMessage::text(t.as_str()), false),
+                AxMessage::Binary(b) => (TMessage::binary(b), false),
+                AxMessage::Ping(p) => (TMessage::Ping(p), false),
+                AxMessage::Pong(p) => (TMessage::Pong(p), false),
+                AxMessage::Close(f) => (
+                    TMessage::Close(f.map(|f| TClose {
+                        code: f.code.into(),
+                        reason: f.reason.as_str().into(),
+                    })),
+                    true,
+                ),
+            };
+            if up_tx.send(m).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = up_tx.close().await;
+    };
+    let to_caller = async move {
+        while let Some(Ok(m)) = up_rx.next().await {
+            let (m, last) = match m {
+                TMessage::Text(t) => (AxMessage::Text(t.as_str().into()), false),
+                TMessage::Binary(b) => (AxMessage::Binary(b), false),
+                TMessage::Ping(p) => (AxMessage::Ping(p), false),
+                TMessage::Pong(p) => (AxMessage::Pong(p), false),
+                TMessage::Close(f) => (
+                    AxMessage::Close(f.map(|f| axum::extract::ws::CloseFrame {
+                        code: f.code.into(),
+                        reason: f.reason.as_str().into(),
+                    })),
+                    true,
+                ),
+                TMessage::Frame(_) => continue,
+            };
+            if down_tx.send(m).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = down_tx.close().await;
+    };
+    tokio::pin!(to_node);
+    tokio::pin!(to_caller);
+    let grace = std::time::Duration::from_secs(5);
+    tokio::select! {
+        () = &mut to_node => { let _ = tokio::time::timeout(grace, to_caller).await; }
+        () = &mut to_caller => { let _ = tokio::time::timeout(grace, to_node).await; }
+    }
+}
