@@ -210,6 +210,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             options: cfg.client.options.clone(),
             http_addr: advertise_http.clone(),
             acl_enabled: cfg.acl_enabled,
+            artifact: cfg.client.artifact.clone(),
             min_dynamic_port: cfg.client.min_dynamic_port.unwrap_or(20000),
             max_dynamic_port: cfg.client.max_dynamic_port.unwrap_or(32000),
             disable_remote_exec: cfg.client.disable_remote_exec,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -176,6 +177,8 @@ pub struct ClientBlock {
     pub max_dynamic_port: Option<u16>,
     /// `chroot_env { "/host/path" = "/chroot/path" }` for the exec driver; empty = Nomad's default.
     pub chroot_env: BTreeMap<String, String>,
+    /// `artifact { }`: download limits.
+    pub artifact: nomad_client::artifacts::ArtifactConfig,
 }
 
 impl Default for AgentConfig {
@@ -447,6 +450,9 @@ impl AgentConfig {
                     .chroot_env
                     .extend(m.into_iter().map(|(k, v)| (k, json_to_string(&v))));
             }
+            for m in c.artifact.into_iter().flatten() {
+                apply_artifact_block(&mut self.client.artifact, &m)?;
+            }
         }
         for (name, blocks) in f.plugin.unwrap_or_default() {
             for b in one_or_many(blocks) {
@@ -590,6 +596,89 @@ fn as_bool(v: &serde_json::Value) -> Option<bool> {
         serde_json::Value::String(s) => s.parse().ok(),
         _ => None,
     }
+}
+
+/// Applies a `client { artifact { } }` block, with Nomad's validation.
+fn apply_artifact_block(
+    a: &mut nomad_client::artifacts::ArtifactConfig,
+    block: &BTreeMap<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    let duration = |k: &str, v: &serde_json::Value| -> anyhow::Result<Duration> {
+        let text = json_to_string(v);
+        let n = nomad_structs::duration::parse_go_duration(&text).map_err(|e| {
+            anyhow::anyhow!("client.artifact.{k} not a valid duration: {text:?}: {e}")
+        })?;
+        if n < 0 {
+            bail!("client.artifact.{k} must be >= 0");
+        }
+        Ok(Duration::from_nanos(n as u64))
+    };
+    let size = |k: &str, v: &serde_json::Value| -> anyhow::Result<u64> {
+        let text = json_to_string(v);
+        parse_bytes(&text)
+            .map_err(|e| anyhow::anyhow!("client.artifact.{k} not a valid size: {text:?}: {e}"))
+    };
+    for (k, v) in block {
+        match k.as_str() {
+            "http_read_timeout" => a.http_read_timeout = duration(k, v)?,
+            "http_max_size" => a.http_max_size = size(k, v)?,
+            "decompression_size_limit" => a.decompression_size_limit = size(k, v)?,
+            "decompression_file_count_limit" => {
+                a.decompression_file_count_limit = v
+                    .as_u64()
+                    .or_else(|| json_to_string(v).parse().ok())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "client.artifact.decompression_file_count_limit must be a non-negative number"
+                        )
+                    })?
+            }
+            "disable_filesystem_isolation" => {
+                a.disable_filesystem_isolation = as_bool(v).ok_or_else(|| {
+                    anyhow::anyhow!("client.artifact.disable_filesystem_isolation must be a bool")
+                })?
+            }
+            // Getters we do not implement (git, hg, s3, gcs) and the getter sandbox's env:
+            // validated, accepted, no effect.
+            "gcs_timeout" | "git_timeout" | "hg_timeout" | "s3_timeout" => {
+                duration(k, v)?;
+            }
+            "set_environment_variables" => {}
+            other => bail!("client.artifact: unsupported key {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// A size as go-humanize reads it: `"100GB"` (SI), `"1.5GiB"` (IEC), `"512"` bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "p" | "pb" => 1e15,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0f64.powi(4),
+        "pi" | "pib" => 1024.0f64.powi(5),
+        other => return Err(format!("unknown unit {other:?}")),
+    };
+    let v = num * mult;
+    if !v.is_finite() || v > u64::MAX as f64 {
+        return Err("too large".into());
+    }
+    Ok(v as u64)
 }
 
 /// A `denied_host_uids`/`denied_host_gids` value of plugin `plugin`.
@@ -749,6 +838,8 @@ struct ClientFile {
     max_dynamic_port: Option<u16>,
     #[serde(default, deserialize_with = "blocks")]
     chroot_env: Option<Vec<BTreeMap<String, serde_json::Value>>>,
+    #[serde(default, deserialize_with = "blocks")]
+    artifact: Option<Vec<BTreeMap<String, serde_json::Value>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -792,6 +883,40 @@ mod tests {
         let mut c = AgentConfig::default();
         c.merge_file(&p)?;
         Ok(c)
+    }
+
+    #[test]
+    fn client_artifact_block() {
+        let c = load("client {\n  artifact {\n    http_read_timeout = \"5m\"\n    http_max_size = \"1.5GiB\"\n    decompression_size_limit = \"10MB\"\n    decompression_file_count_limit = 12\n    git_timeout = \"1m\"\n    disable_filesystem_isolation = true\n  }\n}\n").unwrap();
+        let a = &c.client.artifact;
+        assert_eq!(a.http_read_timeout, Duration::from_secs(300));
+        assert_eq!(a.http_max_size, 1_610_612_736);
+        assert_eq!(a.decompression_size_limit, 10_000_000);
+        assert_eq!(a.decompression_file_count_limit, 12);
+        assert!(a.disable_filesystem_isolation);
+        let d = load("client {\n}\n").unwrap();
+        assert_eq!(
+            d.client.artifact,
+            nomad_client::artifacts::ArtifactConfig::default()
+        );
+        let e = load("client {\n  artifact {\n    http_max_size = \"lots\"\n  }\n}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client.artifact.http_max_size not a valid size"),
+            "{e}"
+        );
+        let e = load("client {\n  artifact {\n    http_read_timeout = \"soon\"\n  }\n}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client.artifact.http_read_timeout not a valid duration"),
+            "{e}"
+        );
+        assert_eq!(parse_bytes("100GB").unwrap(), 100_000_000_000);
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("2 KiB").unwrap(), 2048);
+        assert!(parse_bytes("GB").is_err() && parse_bytes("1XB").is_err());
     }
 
     #[test]

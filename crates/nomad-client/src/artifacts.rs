@@ -27,6 +27,34 @@ pub const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `artifact { http_max_size }` default (100 GB).
 pub const HTTP_MAX_SIZE: u64 = 100_000_000_000;
 
+/// The client's `artifact {}` block: limits of every artifact download on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactConfig {
+    /// `http_read_timeout` (default 30m).
+    pub http_read_timeout: Duration,
+    /// `http_max_size` in bytes (default 100GB).
+    pub http_max_size: u64,
+    /// `decompression_size_limit` in bytes, 0 for none (default 100GB).
+    pub decompression_size_limit: u64,
+    /// `decompression_file_count_limit`, 0 for none (default 4096).
+    pub decompression_file_count_limit: u64,
+    /// `disable_filesystem_isolation`: local sources may be read from anywhere on the host.
+    pub disable_filesystem_isolation: bool,
+}
+
+impl Default for ArtifactConfig {
+    fn default() -> Self {
+        let f = FetchOptions::default();
+        ArtifactConfig {
+            http_read_timeout: HTTP_READ_TIMEOUT,
+            http_max_size: HTTP_MAX_SIZE,
+            decompression_size_limit: f.decompression_size_limit,
+            decompression_file_count_limit: f.decompression_file_count_limit,
+            disable_filesystem_isolation: false,
+        }
+    }
+}
+
 /// Why an artifact could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactHookError {
@@ -98,6 +126,7 @@ pub fn plan(
     env: ArtifactEnv<'_>,
     task_dir: &Path,
     shared_dir: &Path,
+    limits: &ArtifactConfig,
 ) -> Result<PlannedFetch, ArtifactHookError> {
     let task_view = |s: &str| replace_env(s, &[env.task_env, env.node]);
     let source = task_view(a.getter_source.as_deref().unwrap_or_default());
@@ -146,12 +175,14 @@ pub fn plan(
             options,
             headers,
             insecure: a.getter_insecure.unwrap_or(false),
-            timeout: HTTP_READ_TIMEOUT,
-            max_size: HTTP_MAX_SIZE,
+            timeout: limits.http_read_timeout,
+            max_size: limits.http_max_size,
         },
         options: FetchOptions {
             extra_local_roots: vec![extra],
-            ..FetchOptions::default()
+            decompression_size_limit: limits.decompression_size_limit,
+            decompression_file_count_limit: limits.decompression_file_count_limit,
+            allow_any_local_path: limits.disable_filesystem_isolation,
         },
     })
 }
@@ -221,6 +252,7 @@ mod tests {
             e,
             Path::new("/data/a1/web"),
             Path::new("/data/a1/alloc"),
+            &ArtifactConfig::default(),
         )
         .expect("ok");
         let r = &p.request;
@@ -229,6 +261,28 @@ mod tests {
         assert_eq!(r.headers["X-Task"], "web");
         assert_eq!(r.mode, GetterMode::File);
         assert!(r.insecure);
+        let tight = ArtifactConfig {
+            http_read_timeout: Duration::from_secs(5),
+            http_max_size: 10,
+            decompression_size_limit: 20,
+            decompression_file_count_limit: 3,
+            disable_filesystem_isolation: true,
+        };
+        let q = plan(
+            &a,
+            e,
+            Path::new("/data/a1/web"),
+            Path::new("/data/a1/alloc"),
+            &tight,
+        )
+        .expect("ok");
+        assert_eq!(
+            (q.request.timeout, q.request.max_size),
+            (Duration::from_secs(5), 10)
+        );
+        assert_eq!(q.options.decompression_size_limit, 20);
+        assert_eq!(q.options.decompression_file_count_limit, 3);
+        assert!(q.options.allow_any_local_path);
         assert_eq!(r.destination, PathBuf::from("/data/a1/web/local"));
         assert_eq!(r.task_dir, PathBuf::from("/data/a1/web"));
         assert_eq!(
@@ -248,7 +302,8 @@ mod tests {
         };
         let td = Path::new("/data/a1/web");
         let sd = Path::new("/data/a1/alloc");
-        let dest = |d: &str| plan(&art("x", Some(d)), e, td, sd);
+        let limits = ArtifactConfig::default();
+        let dest = |d: &str| plan(&art("x", Some(d)), e, td, sd, &limits);
         assert_eq!(
             dest("local/sub/../bin").expect("ok").request.destination,
             PathBuf::from("/data/a1/web/local/bin")
@@ -266,7 +321,7 @@ mod tests {
         assert!(!dest("/etc").expect_err("e").is_recoverable());
         let mut bad = art("x", None);
         bad.getter_mode = Some("weird".into());
-        let err = plan(&bad, e, td, sd).expect_err("mode");
+        let err = plan(&bad, e, td, sd, &limits).expect_err("mode");
         assert!(!err.is_recoverable());
     }
 }

@@ -93,6 +93,8 @@ pub struct ClientConfig {
     pub options: BTreeMap<String, String>,
     /// Address the node advertises for HTTP (`HTTPAddr`, e.g. "127.0.0.1:4646").
     pub http_addr: String,
+    /// `client { artifact { } }`: download limits.
+    pub artifact: artifacts::ArtifactConfig,
     /// `acl { enabled }`: a client-only agent then checks every request to its HTTP API
     /// against the servers' tokens (`ACL.ResolveToken`).
     pub acl_enabled: bool,
@@ -129,6 +131,7 @@ impl ClientConfig {
             options: BTreeMap::new(),
             http_addr: "127.0.0.1:4646".into(),
             acl_enabled: false,
+            artifact: Default::default(),
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,
             disable_remote_exec: false,

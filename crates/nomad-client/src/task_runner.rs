@@ -653,7 +653,13 @@ impl TaskRunner {
         };
         let (task_dir, shared_dir) = (rt.dir.task_dir(&self.name), rt.dir.shared_dir());
         for a in &arts {
-            let res = match artifacts::plan(a, aenv, &task_dir, &shared_dir) {
+            let res = match artifacts::plan(
+                a,
+                aenv,
+                &task_dir,
+                &shared_dir,
+                &rt.shared.config.artifact,
+            ) {
                 Ok(p) => {
                     tokio::select! {
                         r = artifacts::fetch(p) => r,

@@ -388,6 +388,34 @@ async fn artifacts_download_before_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_artifact_limits_apply() {
+    let http = serve(BTreeMap::from([(
+        "/big.txt".to_string(),
+        b"more than ten bytes\n".to_vec(),
+    )]));
+    let h = start_with(TestDir::new(), FakeServer::new(), |c| {
+        c.artifact.http_max_size = 10;
+    });
+    let mut t = task("web", "true");
+    t.artifacts = Some(vec![artifact(
+        &format!("http://127.0.0.1:{}/big.txt", http.port),
+        None,
+    )]);
+    let a = alloc("batch", vec![t], no_restart());
+    h.server.set_allocs(vec![a.clone()]);
+    let up = h.status(&a.id, "failed").await;
+    let ts = &up.task_states.as_ref().expect("states")["web"];
+    let f = event(ts, "Failed Artifact Download");
+    assert!(
+        f.download_error
+            .contains("artifact exceeds the maximum size of 10 bytes"),
+        "{}",
+        f.download_error
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn artifact_failures_follow_restart_policy() {
     let http = serve(BTreeMap::new());
     let h = start(TestDir::new(), FakeServer::new());

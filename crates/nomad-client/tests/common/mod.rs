@@ -158,8 +158,18 @@ pub struct Harness {
 }
 
 pub fn start(dir: Arc<TestDir>, server: Arc<FakeServer>) -> Harness {
+    start_with(dir, server, |_| {})
+}
+
+/// [`start`] with the client's configuration adjusted by `f`.
+pub fn start_with(
+    dir: Arc<TestDir>,
+    server: Arc<FakeServer>,
+    f: impl FnOnce(&mut ClientConfig),
+) -> Harness {
     let mut cfg = ClientConfig::new(dir.path().to_path_buf());
     cfg.node_name = "test-node".into();
+    f(&mut cfg);
     let client = Client::new(cfg, server.clone(), raw_exec()).expect("client");
     let (stop, rx) = watch::channel(false);
     let run = tokio::spawn(client.clone().run(rx));
