@@ -84,6 +84,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
     let rpc_addr = format!("{}:{}", cfg.advertise_ip(), cfg.ports.rpc);
 
     let mut raft: Option<Arc<nomad_raft::RaftNode>> = None;
+    let mut rpc_server: Option<Arc<nomad_rpc::RpcServer>> = None;
     let server = if cfg.server.enabled {
         let sc = ServerConfig {
             region: cfg.region.clone(),
@@ -155,6 +156,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         }
         tasks.push(tokio::spawn(server.clone().run(shutdown_rx.clone())));
         let rpc = nomad_rpc::RpcServer::new(server.clone());
+        rpc_server = Some(rpc.clone());
         tasks.push(tokio::spawn(rpc_listener.serve(rpc, shutdown_rx.clone())));
         Some(server)
     } else {
@@ -251,6 +253,13 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         client,
         agent: Arc::new(info),
     };
+    // Client-only agents relay what they cannot answer to a server's HTTP API (HTTP.Forward).
+    if let Some(rpc) = &rpc_server {
+        let st = state.clone();
+        rpc.set_http_forwarder(Arc::new(move |req| {
+            Box::pin(nomad_http::relay::answer_forwarded(st.clone(), req))
+        }));
+    }
     let http_shutdown = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let res = match tls {

@@ -165,6 +165,32 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     assert!(err2.contains("Permission denied"), "{err}\n{err2}");
     let (code, out, err) = nomad(&saddr, &exec, &exec_args);
     assert_eq!((code, out.as_str()), (0, "exec-ok\n"), "{err}");
+    // The client agent's API answers server questions by relaying them (users point
+    // NOMAD_ADDR at their node's agent); the server checks the token.
+    let caddr = client.address.clone();
+    let (code, out, err) = nomad(&caddr, &reader, &["job", "status", "web"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web") && out.contains("running"), "{out}");
+    let (code, _, err) = nomad(&caddr, "", &["job", "status", "web"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Permission denied"), "{err}");
+    let (st, _) = get(&format!("{caddr}/v1/jobs"), &reader);
+    assert_eq!(st, 200);
+    let spec2 = raw_exec_job(root.path(), "viaclient", "batch", "/bin/true", &[]);
+    let (code, out, err) = nomad(
+        &caddr,
+        &reader,
+        &["job", "run", "-detach", spec2.to_str().unwrap()],
+    );
+    assert_eq!(
+        code, 1,
+        "a reader registered a job through the client: {out}"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+    let (code, out, err) = nomad(&caddr, &mgmt, &["job", "run", spec2.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("finished with status \"complete\""), "{out}");
+
     // And alloc logs for the reader, through the client.
     let (code, out, err) = nomad(&saddr, &reader, &["alloc", "logs", &alloc, "t"]);
     assert_eq!(code, 0, "{err}");

@@ -56,6 +56,19 @@ pub trait ServerConn: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>>;
     /// Reports client-side alloc status (ID, ClientStatus, ClientDescription, TaskStates, NodeID, ...).
     fn update_allocs(&self, allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>>;
+    /// `HTTP.Forward`: an HTTP API request (as `nomad_http::relay` encodes it) answered by a
+    /// server's HTTP API, for what a client-only agent cannot answer itself.
+    fn forward_http(
+        &self,
+        _req: serde_json::Value,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async {
+            Err(RpcError(
+                "this server connection cannot forward HTTP requests".into(),
+            ))
+        })
+    }
     /// `ACL.ResolveToken`: the token a secret names and its policies, as the servers' JSON
     /// (`{"Token": ..., "Policies": [...]}`), so a client-only agent can check requests to its
     /// own HTTP API. Connections that cannot ask (in-process, tests) say so.
@@ -331,6 +344,15 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.shared.config
+    }
+
+    /// Has a server answer an HTTP API request (see [`ServerConn::forward_http`]).
+    pub async fn forward_http(
+        &self,
+        req: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, RpcError> {
+        self.conn.forward_http(req, timeout).await
     }
 
     /// Asks the servers what a token may do (see [`ServerConn::resolve_token`]).

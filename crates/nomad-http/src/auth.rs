@@ -339,7 +339,13 @@ async fn enforce_on_client(
     next: Next,
 ) -> Response {
     let path = percent_decode(req.uri().path(), false);
-    if !path.starts_with("/v1/") {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return next.run(req).await;
+    };
+    // What is relayed to a server is checked there, with the server's full knowledge (a
+    // job's namespace in its body, ...).
+    let is_ws = req.headers().contains_key(header::UPGRADE);
+    if !is_ws && !crate::relay::served_locally(rest) {
         return next.run(req).await;
     }
     let params = Params::parse(req.uri().query());

@@ -33,6 +33,7 @@ pub mod auth;
 mod client_acl;
 pub mod error;
 pub mod query;
+pub mod relay;
 pub mod tls;
 
 mod endpoints;

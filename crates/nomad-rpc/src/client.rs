@@ -603,6 +603,14 @@ impl ServerConn for RemoteServerConn {
         })
     }
 
+    fn forward_http(
+        &self,
+        req: serde_json::Value,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async move { self.call(HTTP_FORWARD, &req, timeout).await })
+    }
+
     fn resolve_token(&self, secret: &str) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
         let req = AclResolveTokenRequest {
             secret_id: secret.to_string(),

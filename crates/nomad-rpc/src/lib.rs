@@ -70,7 +70,7 @@ mod tests;
 pub use client::{CallError, MuxConn, RemoteConnError, RemoteOptions, RemoteServerConn};
 pub use frame::{RequestFrame, ResponseFrame, MAX_FRAME};
 pub use listener::{RpcConfig, RpcListener, HANDSHAKE_TIMEOUT};
-pub use server::{ClusterInfo, ConnLimits, RpcServer, SingleServer};
+pub use server::{ClusterInfo, ConnLimits, HttpForwarder, RpcServer, SingleServer};
 pub use stream::{
     dial, AsyncReadWrite, BoxFuture, BoxedStream, RpcTls, StreamHandler, DIAL_TIMEOUT,
 };

@@ -20,6 +20,11 @@ pub const STATUS_LEADER: &str = "Status.Leader";
 /// `Status.Peers`: `{}` → the Raft peers' RPC addresses as a JSON array.
 pub const STATUS_PEERS: &str = "Status.Peers";
 
+/// `HTTP.Forward`: an HTTP API request a client-only agent cannot answer itself (jobs, nodes,
+/// allocations, ACLs ...), answered by the server's own HTTP API. Body and answer are the JSON
+/// documents of `nomad_http::relay`; this crate only carries them.
+pub const HTTP_FORWARD: &str = "HTTP.Forward";
+
 /// `ACL.ResolveToken`: [`AclResolveTokenRequest`] → [`AclResolveTokenResponse`]. Lets a
 /// client-only agent check the tokens of requests made to its own HTTP API.
 pub const ACL_RESOLVE_TOKEN: &str = "ACL.ResolveToken";

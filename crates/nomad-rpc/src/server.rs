@@ -73,7 +73,15 @@ pub struct RpcServer {
     server: Arc<Server>,
     cluster: OnceLock<Arc<dyn ClusterInfo>>,
     limits: ConnLimits,
+    http: OnceLock<HttpForwarder>,
 }
+
+/// Answers `HTTP.Forward` with this agent's HTTP API (set by the agent, which has one).
+pub type HttpForwarder = Arc<
+    dyn Fn(serde_json::Value) -> crate::BoxFuture<'static, Result<serde_json::Value, String>>
+        + Send
+        + Sync,
+>;
 
 impl std::fmt::Debug for RpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +107,13 @@ impl RpcServer {
             server,
             cluster: OnceLock::new(),
             limits,
+            http: OnceLock::new(),
         })
+    }
+
+    /// Sets what answers `HTTP.Forward` (once).
+    pub fn set_http_forwarder(&self, f: HttpForwarder) -> bool {
+        self.http.set(f).is_ok()
     }
 
     /// Sets where `Status.Leader`, `Status.Peers` and the leader check get their answers.
@@ -265,6 +279,10 @@ impl RpcServer {
                     .map_err(|e| e.to_string())?;
                 to_value(&GenericResponse { index })
             }
+            HTTP_FORWARD => match self.http.get() {
+                Some(f) => f(body).await,
+                None => Err("rpc: this server does not forward HTTP requests".into()),
+            },
             ACL_RESOLVE_TOKEN => {
                 // Any server answers from its own state, as for other reads.
                 let req: AclResolveTokenRequest = parse(method, body)?;

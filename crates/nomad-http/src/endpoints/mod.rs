@@ -21,6 +21,14 @@ pub(crate) mod operator;
 
 /// Routes `rest` (the decoded path without `/v1/`).
 pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
+    // A client-only agent asks a server for what only servers know.
+    if ctx.state.server.is_none()
+        && ctx.state.client.is_some()
+        && ctx.ws.is_none()
+        && !crate::relay::served_locally(rest)
+    {
+        return crate::relay::to_servers(ctx).await;
+    }
     // Client requests for an alloc on another node go to that node.
     let remote_alloc = if let Some(t) = rest.strip_prefix("client/fs/") {
         t.split_once('/').map(|(_, id)| id)

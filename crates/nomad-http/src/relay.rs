@@ -1,0 +1,141 @@
+//! The HTTP API of a client-only agent answers what only servers know (jobs, nodes, allocs,
+//! evaluations, ACLs, namespaces, status ...) by relaying the request to a server over RPC
+//! (`HTTP.Forward`), as Nomad's client agents do: users point `NOMAD_ADDR` at the agent on
+//! their own node. The server runs the request through its own HTTP API, ACL checks included,
+//! and the answer (status, headers such as `X-Nomad-Index`, body) comes back as it is.
+//!
+//! The wire document: request `{"Method", "PathAndQuery", "Headers": [[k, v]], "Body": base64}`,
+//! answer `{"Status", "Headers": [[k, v]], "Body": base64}`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+use crate::{Ctx, HttpState, MAX_BODY_BYTES};
+
+/// Request headers that travel with a relayed request.
+const PASSED: &[&str] = &["x-nomad-token", "authorization", "content-type", "accept"];
+/// Answer headers that come back.
+const RETURNED: &[&str] = &[
+    "content-type",
+    "x-nomad-index",
+    "x-nomad-knownleader",
+    "x-nomad-lastcontact",
+    "x-nomad-nextoken",
+    "x-nomad-nexttoken",
+];
+
+/// Paths (after `/v1/`) a client-only agent answers itself.
+pub(crate) fn served_locally(rest: &str) -> bool {
+    rest.starts_with("client/")
+        || rest.starts_with("agent/")
+        || rest == "metrics"
+        || rest == "regions"
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Relays `ctx`'s request to a server through this agent's client.
+pub(crate) async fn to_servers(ctx: Ctx) -> Result<Response, ApiError> {
+    let Some(client) = ctx.state.client.clone() else {
+        return Err(ApiError::internal("No cluster leader"));
+    };
+    let headers: Vec<(String, String)> = PASSED
+        .iter()
+        .filter_map(|h| {
+            let v = ctx.headers.get(*h)?.to_str().ok()?;
+            Some((h.to_string(), v.to_string()))
+        })
+        .collect();
+    let req = serde_json::json!({
+        "Method": ctx.method.as_str(),
+        "PathAndQuery": ctx.path_and_query,
+        "Headers": headers,
+        "Body": b64().encode(&ctx.body),
+    });
+    // A blocking query may wait up to its `wait` (5 minutes at most) on the server.
+    let timeout = if ctx.params.has("index") {
+        nomad_server::MAX_BLOCKING_WAIT + Duration::from_secs(15)
+    } else {
+        Duration::from_secs(60)
+    };
+    let answer = client
+        .forward_http(req, timeout)
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    decode_answer(&answer)
+}
+
+fn decode_answer(answer: &serde_json::Value) -> Result<Response, ApiError> {
+    let status = answer["Status"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .ok_or_else(|| ApiError::internal("bad HTTP.Forward answer: no status"))?;
+    let body = b64()
+        .decode(answer["Body"].as_str().unwrap_or_default())
+        .map_err(|e| ApiError::internal(format!("bad HTTP.Forward answer: {e}")))?;
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    for pair in answer["Headers"].as_array().into_iter().flatten() {
+        let (Some(k), Some(v)) = (pair[0].as_str(), pair[1].as_str()) else {
+            continue;
+        };
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_str(v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// What a server answers `HTTP.Forward` with: the request run through its own router.
+pub async fn answer_forwarded(
+    state: HttpState,
+    req: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let method = req["Method"].as_str().unwrap_or("GET");
+    let pq = req["PathAndQuery"].as_str().unwrap_or("/");
+    if !pq.starts_with("/v1/") {
+        return Err(format!("HTTP.Forward: refusing path {pq:?}"));
+    }
+    let body = b64()
+        .decode(req["Body"].as_str().unwrap_or_default())
+        .map_err(|e| format!("HTTP.Forward: bad body: {e}"))?;
+    let mut b = Request::builder().method(method).uri(pq);
+    for pair in req["Headers"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
+            if PASSED.contains(&k.to_ascii_lowercase().as_str()) {
+                b = b.header(k, v);
+            }
+        }
+    }
+    let request = b
+        .body(Body::from(body))
+        .map_err(|e| format!("HTTP.Forward: {e}"))?;
+    let resp = crate::router(state)
+        .oneshot(request)
+        .await
+        .map_err(|e| format!("HTTP.Forward: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers: Vec<(String, String)> = RETURNED
+        .iter()
+        .filter_map(|h| {
+            let v = resp.headers().get(*h)?.to_str().ok()?;
+            Some((h.to_string(), v.to_string()))
+        })
+        .collect();
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|e| format!("HTTP.Forward: reading the answer: {e}"))?;
+    Ok(serde_json::json!({
+        "Status": status,
+        "Headers": headers,
+        "Body": b64().encode(&bytes),
+    }))
+}
