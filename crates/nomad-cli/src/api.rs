@@ -254,6 +254,16 @@ impl Client {
         self.cfg.namespace = ns.to_string();
     }
 
+    /// The agent address requests go to.
+    pub fn address(&self) -> &str {
+        &self.cfg.address
+    }
+
+    /// The `?region=` / `?namespace=` every request gets (empty when unset).
+    pub fn region_and_namespace(&self) -> (&str, &str) {
+        (&self.cfg.region, &self.cfg.namespace)
+    }
+
     /// Overrides the region (e.g. from the jobspec).
     pub fn set_region(&mut self, r: &str) {
         self.cfg.region = r.to_string();
@@ -393,6 +403,9 @@ pub struct RawResponse {
     pub digest: Option<String>,
 }
 
+/// An answer of [`Client::send_raw`]: status, headers, body.
+pub type RawAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
 impl Client {
     /// GET `path` and return the raw body (snapshots), up to `limit` bytes.
     pub fn get_raw(
@@ -418,6 +431,55 @@ impl Client {
             .read_to_vec()
             .map_err(|e| ApiError::Transport(format!("error reading response from {url}: {e}")))?;
         Ok(RawResponse { body, digest })
+    }
+
+    /// Sends `method url` as given (`nomad operator api`): the token and basic auth as for
+    /// every request unless `headers` set them, any status accepted. Returns the status line,
+    /// the answer's headers and its body.
+    pub fn send_raw(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Result<RawAnswer, ApiError> {
+        if let Some(e) = &self.tls_error {
+            return Err(ApiError::Transport(e.clone()));
+        }
+        let m = ureq::http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ApiError::Transport(format!("invalid HTTP method {method:?}")))?;
+        let mut req = ureq::http::Request::builder().method(m).uri(url);
+        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if !has("X-Nomad-Token") && !self.cfg.token.is_empty() {
+            req = req.header("X-Nomad-Token", self.cfg.token.as_str());
+        }
+        if !has("Authorization") && !self.cfg.http_auth.is_empty() {
+            let enc = base64_encode(self.cfg.http_auth.as_bytes());
+            req = req.header("Authorization", format!("Basic {enc}"));
+        }
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+            .map_err(|e| ApiError::Transport(format!("Error making request: {e}")))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| transport_error(method, url, &e, &self.cfg.tls))?;
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| ApiError::Transport(format!("Error reading response: {e}")))?;
+        Ok((status, hs, body))
     }
 
     /// PUT `path` with a raw body (snapshot restore), ignoring the answer's body.

@@ -66,3 +66,89 @@ fn members_peers_and_snapshot_round_trip() {
     assert_eq!(code, 1);
     assert!(err.contains("Missing peer id required"), "{err}");
 }
+
+/// `nomad operator api`: GET by default, the body from stdin as POST, -X, -H, -filter (sent
+/// as `?filter=`; the agent does not evaluate filter expressions yet), -dryrun, and the
+/// answer's body printed whatever its status (as Nomad's command does).
+#[test]
+fn operator_api_is_curl_with_the_cli_settings() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let agent = DevAgent::start(bin(), "");
+    let api = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(bin())
+            .arg("operator")
+            .arg("api")
+            .args(args)
+            .env("NOMAD_ADDR", &agent.address)
+            .env_remove("NOMAD_TOKEN")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        if let Some(body) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(body.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let job = r#"{"Job": {"ID": "viaapi", "Type": "batch", "Datacenters": ["dc1"],
+        "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "raw_exec",
+        "Config": {"command": "/bin/true"}}]}]}}"#;
+    let (code, out, err) = api(&["/v1/jobs"], Some(job));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"EvalID\""), "{out}");
+    let (code, out, _) = api(&["/v1/jobs"], None);
+    assert_eq!(code, 0);
+    let jobs: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(jobs.as_array().unwrap().iter().any(|j| j["ID"] == "viaapi"));
+    let (code, out, _) = api(&["-dryrun", "-filter", "ID == \"nope\"", "/v1/jobs"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("/v1/jobs?filter=ID+%3D%3D+%22nope%22"),
+        "{out}"
+    );
+    // Any status: the body is printed, the exit code is 0.
+    let (code, out, _) = api(&["/v1/job/nosuch"], None);
+    assert_eq!((code, out.trim()), (0, "job not found"));
+    let (code, _, err) = api(
+        &["-verbose", "-X", "DELETE", "/v1/job/viaapi?purge=true"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("> DELETE ") && err.contains("< HTTP/1.1 200"),
+        "{err}"
+    );
+    let (code, _, err) = api(&["-H", "nocolon", "/v1/jobs"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("Key: Value"), "{err}");
+    let (code, out, _) = api(&["-dryrun", "-H", "X-A: b", "/v1/jobs"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("curl") && out.contains("-X GET") && out.contains("-H 'X-A: b'"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("{}/v1/jobs", agent.address)),
+        "{out}"
+    );
+    let (code, _, err) = api(&[], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("A path or URL is required"), "{err}");
+}

@@ -7,6 +7,7 @@ pub mod job;
 pub mod namespace;
 pub mod node;
 pub mod operator;
+pub mod operator_api;
 pub mod server;
 pub mod status;
 pub mod tls;

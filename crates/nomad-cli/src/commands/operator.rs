@@ -17,6 +17,7 @@ const HELP: &str = "Usage: nomad operator <subcommand> [options] [args]
   Low-level cluster operations for operators.
 
 Subcommands:
+    api         Query Nomad's HTTP API
     raft        Inspect and change the Raft peer set
     snapshot    Save, restore and inspect snapshots of the server state
 ";
@@ -58,6 +59,7 @@ fn print_help(help: &str, ok: bool) -> i32 {
 pub fn run(args: &[String]) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
+        Some("api") => super::operator_api::run(rest),
         Some("raft") => raft(rest),
         Some("snapshot") => snapshot(rest),
         Some("-h" | "-help" | "--help") => print_help(HELP, true),
