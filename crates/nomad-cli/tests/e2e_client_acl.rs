@@ -191,6 +191,25 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("finished with status \"complete\""), "{out}");
 
+    // A declared action with a run-action token (no node:read, no alloc-exec): through the
+    // server to the node, both checking it.
+    let acts = root.path().join("acts.nomad.hcl");
+    std::fs::write(
+        &acts,
+        "job \"acts\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config {\n        command = \"/bin/sleep\"\n        args = [\"3600\"]\n      }\n      action \"hi\" {\n        command = \"/bin/echo\"\n        args = [\"action-ok\"]\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = nomad(&saddr, &mgmt, &["job", "run", acts.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let runner = token("runner", "\"read-job\", \"list-jobs\", \"run-action\"");
+    let act = [
+        "job", "action", "-job", "acts", "-group", "g", "-task", "t", "hi",
+    ];
+    let (code, out, err) = nomad(&saddr, &runner, &act);
+    assert_eq!((code, out.as_str()), (0, "action-ok\n"), "{err}");
+    let (code, out, _) = nomad(&saddr, &reader, &act);
+    assert_eq!(code, 1, "a reader ran an action: {out}");
+
     // And alloc logs for the reader, through the client.
     let (code, out, err) = nomad(&saddr, &reader, &["alloc", "logs", &alloc, "t"]);
     assert_eq!(code, 0, "{err}");
