@@ -210,3 +210,67 @@ fn exit_status_survives_an_agent_restart() {
     assert_eq!(code, 0);
     assert!(out.contains("Exit Code: 4"), "{out}");
 }
+
+/// A task's exit recorder killed from outside does not make the agent take the running task
+/// for dead: it keeps watching the task, and reports its end (without a code) when it comes.
+#[test]
+fn a_killed_exit_recorder_does_not_end_its_task() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("agent");
+    let (http, rpc, serf) = (free_port(), free_port(), free_port());
+    let cfg = config(&dir, http, rpc, serf);
+    let agent = DevAgent::start_in(bin(), &dir, &cfg, http);
+    agent.wait_until("a ready node", Duration::from_secs(30), |a| {
+        a.get_json("/v1/nodes")
+            .ok()
+            .and_then(|v| {
+                v.as_array()
+                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
+            })
+            .unwrap_or(false)
+    });
+    let go = root.path().join("go");
+    let spec = waiting_job(root.path(), "rec", &go, 0);
+    let (code, out, err) = agent.cli(bin(), &["job", "run", "-detach", spec.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    agent.wait_until("running", Duration::from_secs(20), |a| {
+        alloc_of(a, "rec").is_some_and(|x| x["ClientStatus"] == "running")
+    });
+    let alloc = alloc_of(&agent, "rec").unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The recorder: the agent's child whose command line names this alloc's status file.
+    let recorder = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("exit-recorder") && cmd.contains(&alloc)
+        })
+        .expect("the task's exit recorder");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(recorder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    agent.wait_until(
+        "the agent to notice the recorder is gone",
+        Duration::from_secs(20),
+        |a| a.log().contains("watching the task directly"),
+    );
+    assert_eq!(alloc_of(&agent, "rec").unwrap()["ClientStatus"], "running");
+    std::fs::write(&go, "").unwrap();
+    agent.wait_until("the task to end", Duration::from_secs(30), |a| {
+        alloc_of(a, "rec").is_some_and(|x| x["ClientStatus"] != "running")
+    });
+    let ev = terminal_event(&alloc_of(&agent, "rec").unwrap()).expect("a Terminated event");
+    assert!(
+        ev["DisplayMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit status lost"),
+        "{ev}"
+    );
+}

@@ -454,6 +454,14 @@ fn spawn_waiter(
                             ),
                             Err(e) => format!("exit status lost: {e}"),
                         };
+                        // A recorder killed from outside leaves its task running: keep
+                        // watching the task itself, so it is never taken for dead early.
+                        if nomad_executor::exit_record::read_status(&status_path).is_none()
+                            && nomad_executor::is_same_live_process(pid, start_time)
+                        {
+                            tracing::warn!(task_id = %task_id, pid, "the task's exit recorder is gone; watching the task directly");
+                            nomad_executor::wait_foreign(pid, start_time, Duration::from_millis(200));
+                        }
                         recorded(&status_path, cg, why)
                     }
                     Waited::ForeignRecorder(rec) => {
