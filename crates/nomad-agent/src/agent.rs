@@ -247,6 +247,14 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
         http_addr: advertise_http.clone(),
         rpc_addr,
         config_json: cfg.to_nomad_json(&advertise_http),
+        // Servers forward client requests to nodes over HTTPS with the agent's own
+        // certificate when the HTTP API is TLS.
+        node_tls: cfg.tls.http.then(|| nomad_tls::ClientTlsConfig {
+            ca_cert: cfg.tls.ca_file.clone(),
+            client_cert: cfg.tls.cert_file.clone(),
+            client_key: cfg.tls.key_file.clone(),
+            ..Default::default()
+        }),
     };
     let state = HttpState {
         server,

@@ -106,3 +106,82 @@ fn servers_and_client_over_tls_and_a_client_certificate_cannot_join_raft() {
         assert_eq!(peers(s), 3, "the rogue joined: {}", s.log());
     }
 }
+
+/// With `tls { http = true }` everywhere, a server forwards a client request for an alloc on
+/// another node over HTTPS, presenting its own certificate (`verify_https_client` on).
+#[test]
+fn servers_forward_client_requests_over_https() {
+    let root = tempfile::tempdir().expect("tmp");
+    let pki = root.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    tls(&pki, &["ca", "create"]);
+    tls(&pki, &["cert", "create", "-server"]);
+    tls(&pki, &["cert", "create", "-client"]);
+    tls(&pki, &["cert", "create", "-cli"]);
+    let https = |role: &str| {
+        tls_block(&pki, role).replace(
+            "  rpc = true\n",
+            "  rpc = true\n  http = true\n  verify_https_client = true\n",
+        )
+    };
+    let sp = Ports::free();
+    let sdir = root.path().join("s1");
+    let scfg = server_config(&sdir, "s1", sp, &[sp], "") + &https("server");
+    let _server = DevAgent::start_in(bin(), &sdir, &scfg, sp.http);
+    let cp = Ports::free();
+    let cdir = root.path().join("c1");
+    let ccfg = client_config(&cdir, "client1", cp, &[sp]) + &https("client");
+    let client = DevAgent::start_in(bin(), &cdir, &ccfg, cp.http);
+
+    let p = |f: &str| pki.join(f).display().to_string();
+    let saddr = format!("https://127.0.0.1:{}", sp.http);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .env("NOMAD_ADDR", &saddr)
+            .env("NOMAD_CACERT", p("nomad-agent-ca.pem"))
+            .env("NOMAD_CLIENT_CERT", p("global-cli-nomad.pem"))
+            .env("NOMAD_CLIENT_KEY", p("global-cli-nomad-key.pem"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run nomad");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ready = nomad_testkit::wait_for(Duration::from_secs(60), || {
+        let (c, o, _) = cli(&["node", "status"]);
+        c == 0 && o.contains("ready")
+    });
+    assert!(ready, "client not ready: {}", client.log());
+    let spec = raw_exec_job(
+        root.path(),
+        "web",
+        "service",
+        "/bin/sh",
+        &["-c", "echo over-https; exec sleep 3600"],
+    );
+    let (code, out, err) = cli(&["job", "run", "-detach", spec.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut alloc = String::new();
+    let running = nomad_testkit::wait_for(Duration::from_secs(60), || {
+        let (c, o, _) = cli(&["operator", "api", "/v1/job/web/allocations"]);
+        let v: serde_json::Value = serde_json::from_str(&o).unwrap_or_default();
+        if let Some(a) = v
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
+        {
+            alloc = a["ID"].as_str().unwrap_or_default().to_string();
+        }
+        c == 0 && !alloc.is_empty()
+    });
+    assert!(running, "no running alloc: {}", client.log());
+    // Asked of the server, answered by the node.
+    let path = format!("/v1/client/fs/logs/{alloc}?task=t&type=stdout&plain=true");
+    let ok = nomad_testkit::wait_for(Duration::from_secs(20), || {
+        cli(&["operator", "api", &path]).1.contains("over-https")
+    });
+    assert!(ok, "{:?}", cli(&["operator", "api", &path]));
+}

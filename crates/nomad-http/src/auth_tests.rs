@@ -29,6 +29,7 @@ pub(super) fn app(acl_enabled: bool) -> (Router, Arc<Server>) {
         http_addr: "127.0.0.1:4646".into(),
         rpc_addr: "127.0.0.1:4647".into(),
         config_json: json!({"Region": "global"}),
+        node_tls: None,
     });
     let state = HttpState {
         server: Some(server.clone()),

@@ -86,6 +86,9 @@ pub struct AgentInfo {
     pub rpc_addr: String,
     /// The agent config in Nomad's PascalCase shape, served as `/v1/agent/self` `config`.
     pub config_json: serde_json::Value,
+    /// How a server reaches nodes' HTTPS APIs when forwarding client requests (`tls { http }`
+    /// on): the CA and this agent's certificate. `None`: plain HTTP.
+    pub node_tls: Option<nomad_tls::ClientTlsConfig>,
 }
 
 impl AgentInfo {

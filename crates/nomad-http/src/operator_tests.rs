@@ -35,6 +35,7 @@ fn agent(node: &str, rpc_addr: &str, expect: u64) -> Arc<AgentInfo> {
             "Ports": {"HTTP": 4646, "RPC": 4647, "Serf": 4648},
             "Server": {"Enabled": true, "BootstrapExpect": expect},
         }),
+        node_tls: None,
     })
 }
 

@@ -26,6 +26,7 @@ fn agent() -> Arc<AgentInfo> {
         http_addr: "127.0.0.1:4646".into(),
         rpc_addr: "127.0.0.1:4647".into(),
         config_json: serde_json::json!({"Region": "global", "Datacenter": "dc1"}),
+        node_tls: None,
     })
 }
 

@@ -5,8 +5,9 @@
 //! action websockets are bridged frame by frame. The caller's token goes along, and the node
 //! checks it again.
 //!
-//! Only plain HTTP to the node for now: with `tls { http = true }` the forwarded request fails
-//! with an error naming the node, and the caller can go to the node itself.
+//! With `tls { http = true }` the node is reached over HTTPS, trusting the agent's CA and
+//! presenting the agent's own certificate (for `verify_https_client`); the node's certificate
+//! must name the address the node advertises.
 
 use axum::body::Body;
 use axum::extract::ws::{Message as AxMessage, WebSocket};
@@ -37,11 +38,42 @@ pub(crate) fn target(ctx: &Ctx, alloc_id: &str) -> Option<String> {
     (!node.http_addr.is_empty()).then(|| node.http_addr.clone())
 }
 
+/// A connection to the node: plain TCP, or TLS over it.
+trait NodeStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> NodeStream for T {}
+
+async fn connect(ctx: &Ctx, node: &str) -> Result<Box<dyn NodeStream>, ApiError> {
+    let tcp = tokio::net::TcpStream::connect(node)
+        .await
+        .map_err(|e| ApiError::internal(format!("failed to reach node {node}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &ctx.state.agent.node_tls else {
+        return Ok(Box::new(tcp));
+    };
+    let fail = |e: String| ApiError::internal(format!("TLS to node {node}: {e}"));
+    let config = nomad_tls::client_config(tls).map_err(|e| fail(e.to_string()))?;
+    let host = node.rsplit_once(':').map_or(node, |(h, _)| h);
+    let name = tls
+        .rustls_server_name(host)
+        .map_err(|e| fail(e.to_string()))?;
+    let stream = nomad_tls::tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Box::new(stream))
+}
+
 /// Relays the request to `node` (`host:port`) and its answer back.
 pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> {
     let path = ctx.path_and_query.clone();
+    let stream = connect(&ctx, node).await?;
     if let Some(ws) = ctx.ws {
-        let url = format!("ws://{node}{path}");
+        let scheme = if ctx.state.agent.node_tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        let url = format!("{scheme}://{node}{path}");
         let mut req =
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
                 url.as_str(),
@@ -52,11 +84,8 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
                 req.headers_mut().insert(*h, v.clone());
             }
         }
-        // Connect first, so a refusal (403, 404) reaches the caller as an HTTP answer.
-        let tcp = tokio::net::TcpStream::connect(node)
-            .await
-            .map_err(|e| ApiError::internal(format!("failed to reach node {node}: {e}")))?;
-        let (upstream, _) = match tokio_tungstenite::client_async(req, tcp).await {
+        // The handshake first, so a refusal (403, 404) reaches the caller as an HTTP answer.
+        let (upstream, _) = match tokio_tungstenite::client_async(req, stream).await {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let status = StatusCode::from_u16(resp.status().as_u16())
@@ -77,10 +106,7 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
         return Ok(ws.on_upgrade(move |socket| bridge(socket, upstream)));
     }
 
-    let tcp = tokio::net::TcpStream::connect(node)
-        .await
-        .map_err(|e| ApiError::internal(format!("failed to reach node {node}: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
     tokio::spawn(async move {
@@ -114,7 +140,7 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
 /// close, not a reset).
 async fn bridge(
     socket: WebSocket,
-    upstream: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    upstream: tokio_tungstenite::WebSocketStream<Box<dyn NodeStream>>,
 ) {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame as TClose;
     let (mut down_tx, mut down_rx) = socket.split();
