@@ -1,7 +1,9 @@
 //! ACLs on a client-only agent: its HTTP API (logs, files, exec, alloc lifecycle) checks each
 //! request's token as a server would, with the token and policies the servers return for it
 //! (`ACL.ResolveToken`), compiled here and kept for [`TTL`] (Nomad's client `acl { token_ttl,
-//! policy_ttl }` default), so a burst of requests costs one round trip.
+//! policy_ttl }` default), so a burst of requests costs one round trip. While no server
+//! answers, a token resolved before keeps its last ACL (Nomad's default `down_policy =
+//! "extend-cache"`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -33,25 +35,34 @@ pub(crate) async fn resolve(client: &Arc<Client>, secret: &str) -> Result<Arc<Ac
     if let Some(acl) = cached(client, secret) {
         return Ok(acl);
     }
-    let answer = client.resolve_token(secret).await.map_err(|e| {
-        let m = e.0;
-        if m.contains("ACL token not found") || m.contains("ACL token expired") {
-            let what = if m.contains("expired") {
-                "ACL token expired"
-            } else {
-                "ACL token not found"
-            };
-            ApiError::new(StatusCode::FORBIDDEN, what)
-        } else {
-            ApiError::internal(format!(
+    let answer = match client.resolve_token(secret).await {
+        Ok(a) => a,
+        Err(e) => {
+            let m = e.0;
+            if m.contains("ACL token not found") || m.contains("ACL token expired") {
+                let what = if m.contains("expired") {
+                    "ACL token expired"
+                } else {
+                    "ACL token not found"
+                };
+                return Err(ApiError::new(StatusCode::FORBIDDEN, what));
+            }
+            // Nomad's default `down_policy = "extend-cache"`: while no server answers, a
+            // token resolved before keeps what it had.
+            if let Some(stale) = stale(client, secret) {
+                tracing::warn!(error = %m, "servers unreachable; using the cached ACL of this token");
+                return Ok(stale);
+            }
+            return Err(ApiError::internal(format!(
                 "failed to resolve the ACL token with the servers: {m}"
-            ))
+            )));
         }
-    })?;
+    };
     let acl = Arc::new(compile(&answer)?);
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     if c.len() > 512 {
-        c.retain(|_, (at, _)| at.elapsed() < TTL);
+        // Stale entries stay a while for the down policy, not forever.
+        c.retain(|_, (at, _)| at.elapsed() < TTL * 20);
     }
     c.insert(key(client, secret), (Instant::now(), acl.clone()));
     Ok(acl)
@@ -63,6 +74,12 @@ pub(crate) fn cached(client: &Client, secret: &str) -> Option<Arc<Acl>> {
     c.get(&key(client, secret))
         .filter(|(at, _)| at.elapsed() < TTL)
         .map(|(_, acl)| acl.clone())
+}
+
+/// The ACL resolved for `secret` at any time before, however old.
+fn stale(client: &Client, secret: &str) -> Option<Arc<Acl>> {
+    let c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.get(&key(client, secret)).map(|(_, acl)| acl.clone())
 }
 
 /// `{"Token": ..., "Policies": [...]}` → the ACL; a null token means the servers do not
@@ -85,6 +102,57 @@ fn compile(answer: &serde_json::Value) -> Result<Acl, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nomad_client::{BoxFuture, ClientConfig, RpcError, ServerConn};
+    use nomad_structs::{Allocation, Node};
+
+    /// Servers that never answer.
+    struct Down;
+
+    impl ServerConn for Down {
+        fn register(&self, _: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
+            Box::pin(async { Err(RpcError("connection refused".into())) })
+        }
+        fn heartbeat(&self, _: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
+            Box::pin(async { Err(RpcError("connection refused".into())) })
+        }
+        fn allocs(
+            &self,
+            _: &str,
+            _: u64,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
+            Box::pin(async { Err(RpcError("connection refused".into())) })
+        }
+        fn update_allocs(&self, _: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
+            Box::pin(async { Err(RpcError("connection refused".into())) })
+        }
+        fn resolve_token(&self, _: &str) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+            Box::pin(async { Err(RpcError("connection refused".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_token_keeps_its_acl_while_the_servers_are_down() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = ClientConfig::new(tmp.path().to_path_buf());
+        config.node_id = Some("node-down".into());
+        let client =
+            Client::new(config, Arc::new(Down), std::collections::BTreeMap::new()).unwrap();
+        // Unknown token, nobody to ask: an error that says why.
+        let err = resolve(&client, "never-seen").await.unwrap_err();
+        assert!(format!("{err:?}").contains("connection refused"), "{err:?}");
+        // A token resolved long ago (past the TTL): its last ACL still applies.
+        let old = Instant::now()
+            .checked_sub(TTL * 2)
+            .unwrap_or_else(Instant::now);
+        cache()
+            .lock()
+            .unwrap()
+            .insert(key(&client, "seen"), (old, Arc::new(Acl::management())));
+        assert!(cached(&client, "seen").is_none(), "past the TTL");
+        let acl = resolve(&client, "seen").await.expect("stale ACL");
+        assert!(acl.is_management());
+    }
 
     #[test]
     fn compiles_the_servers_answer() {
