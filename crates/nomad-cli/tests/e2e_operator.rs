@@ -67,8 +67,8 @@ fn members_peers_and_snapshot_round_trip() {
     assert!(err.contains("Missing peer id required"), "{err}");
 }
 
-/// `nomad operator api`: GET by default, the body from stdin as POST, -X, -H, -filter (sent
-/// as `?filter=`; the agent does not evaluate filter expressions yet), -dryrun, and the
+/// `nomad operator api`: GET by default, the body from stdin as POST, -X, -H, -filter (the
+/// agent's `?filter=` expressions), -dryrun, and the
 /// answer's body printed whatever its status (as Nomad's command does).
 #[test]
 fn operator_api_is_curl_with_the_cli_settings() {
@@ -122,6 +122,17 @@ fn operator_api_is_curl_with_the_cli_settings() {
         out.contains("/v1/jobs?filter=ID+%3D%3D+%22nope%22"),
         "{out}"
     );
+    let (code, out, _) = api(&["-filter", "ID == \"nope\"", "/v1/jobs"], None);
+    assert_eq!((code, out.trim()), (0, "[]"));
+    let (code, out, _) = api(
+        &["-filter", "ID == \"viaapi\" and Type == batch", "/v1/jobs"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("\"viaapi\""), "{out}");
+    let (code, out, _) = api(&["-filter", "ID ==", "/v1/jobs"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("failed to read filter expression"), "{out}");
     // Any status: the body is printed, the exit code is 0.
     let (code, out, _) = api(&["/v1/job/nosuch"], None);
     assert_eq!((code, out.trim()), (0, "job not found"));

@@ -32,6 +32,7 @@ use futures::FutureExt;
 pub mod auth;
 mod client_acl;
 pub mod error;
+pub mod filter;
 pub mod query;
 pub mod relay;
 pub mod tls;
@@ -275,6 +276,18 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
                 .into_response()
         }
     };
+    // `?filter=` on list endpoints (applied to the page the endpoint returns).
+    let list_filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
+        Some(f) if LIST_ROUTES.contains(&rest.as_str()) => match filter::parse(f) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                return ApiError::bad_request(format!("failed to read filter expression: {e}"))
+                    .into_response()
+            }
+        },
+        _ => None,
+    };
+    let pretty = opts.pretty;
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -291,9 +304,48 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
         path_and_query,
     };
     match endpoints::route(ctx, &rest).await {
-        Ok(resp) => resp,
+        Ok(resp) => match list_filter {
+            Some(expr) if resp.status() == StatusCode::OK => {
+                apply_filter(resp, &expr, pretty).await
+            }
+            _ => resp,
+        },
         Err(e) => e.into_response(),
     }
+}
+
+/// The list endpoints `?filter=` applies to (paths after `/v1/`).
+const LIST_ROUTES: &[&str] = &[
+    "jobs",
+    "allocations",
+    "nodes",
+    "evaluations",
+    "deployments",
+    "namespaces",
+    "acl/tokens",
+    "acl/policies",
+];
+
+/// Keeps the elements of a JSON array answer that pass `expr`.
+async fn apply_filter(resp: Response, expr: &filter::Expr, pretty: bool) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::internal("failed to read the answer to filter").into_response();
+    };
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let kept: Vec<serde_json::Value> = items.into_iter().filter(|v| expr.eval(v)).collect();
+    let out = if pretty {
+        serde_json::to_vec_pretty(&kept)
+    } else {
+        serde_json::to_vec(&kept)
+    }
+    .unwrap_or_default();
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
 }
 
 #[cfg(test)]
