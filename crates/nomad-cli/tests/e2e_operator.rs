@@ -130,6 +130,13 @@ fn operator_api_is_curl_with_the_cli_settings() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("\"viaapi\""), "{out}");
+    // The CLI's own -filter (node status) goes through the same expressions.
+    let (code, out, err) = agent.cli(bin(), &["node", "status", "-filter", "Status == \"ready\""]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ready"), "{out}");
+    let (code, out, _) = agent.cli(bin(), &["node", "status", "-filter", "Status == \"down\""]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("ready"), "{out}");
     let (code, out, _) = api(&["-filter", "ID ==", "/v1/jobs"], None);
     assert_eq!(code, 0);
     assert!(out.contains("failed to read filter expression"), "{out}");
