@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nomad_testkit::{wait_for, DevAgent};
+use nomad_testkit::{cli_field, wait_for, DevAgent};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_nomad"))
@@ -42,14 +42,6 @@ fn nomad(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> (i32, Strin
     )
 }
 
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once('='))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
-}
-
 #[test]
 fn acl_bootstrap_policies_tokens_and_namespaces() {
     let agent = DevAgent::start_with(bin(), "acl {\n  enabled = true\n}\n", false, |a| {
@@ -60,8 +52,8 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
 
     let (code, out, err) = nomad(&["acl", "bootstrap"], &anon, None);
     assert_eq!(code, 0, "bootstrap: {out}{err}");
-    let mgmt = field(&out, "Secret ID");
-    assert_eq!(field(&out, "Type"), "management", "{out}");
+    let mgmt = cli_field(&out, "Secret ID");
+    assert_eq!(cli_field(&out, "Type"), "management", "{out}");
     assert_eq!(mgmt.len(), 36, "{out}");
     let (code, _, err) = nomad(&["acl", "bootstrap"], &anon, None);
     assert_eq!(code, 1);
@@ -143,10 +135,10 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
         None,
     );
     assert_eq!(code, 0, "{out}{err}");
-    let ro = field(&out, "Secret ID");
-    let ro_accessor = field(&out, "Accessor ID");
+    let ro = cli_field(&out, "Secret ID");
+    let ro_accessor = cli_field(&out, "Accessor ID");
     assert!(out.contains("Policies     = [readonly]"), "{out}");
-    assert_ne!(field(&out, "Expiry Time"), "<none>", "{out}");
+    assert_ne!(cli_field(&out, "Expiry Time"), "<none>", "{out}");
     let reader = [("NOMAD_ADDR", addr.as_str()), ("NOMAD_TOKEN", ro.as_str())];
     let (code, out, err) = nomad(&["job", "status", "hello"], &reader, None);
     assert_eq!(code, 0, "{out}{err}");
@@ -155,7 +147,7 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
     assert!(err.contains("Permission denied"), "{err}");
     let (code, out, _) = nomad(&["acl", "token", "self"], &reader, None);
     assert_eq!(code, 0);
-    assert_eq!(field(&out, "Name"), "ro");
+    assert_eq!(cli_field(&out, "Name"), "ro");
     let (code, _, err) = nomad(&["acl", "token", "list"], &reader, None);
     assert_eq!(code, 1, "{err}");
     let (code, out, _) = nomad(&["acl", "token", "list"], &admin, None);
@@ -174,18 +166,18 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
     // info and update by accessor; the secret and expiry stay.
     let (code, out, err) = nomad(&["acl", "token", "info", &ro_accessor], &admin, None);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(field(&out, "Name"), "ro", "{out}");
+    assert_eq!(cli_field(&out, "Name"), "ro", "{out}");
     let (code, out, err) = nomad(
         &["acl", "token", "update", "-name", "read-only", &ro_accessor],
         &admin,
         None,
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(field(&out, "Name"), "read-only", "{out}");
-    assert_eq!(field(&out, "Secret ID"), ro, "{out}");
+    assert_eq!(cli_field(&out, "Name"), "read-only", "{out}");
+    assert_eq!(cli_field(&out, "Secret ID"), ro, "{out}");
     assert!(out.contains("Policies     = [readonly]"), "{out}");
     let (code, out, _) = nomad(&["acl", "token", "self"], &reader, None);
-    assert_eq!((code, field(&out, "Name").as_str()), (0, "read-only"));
+    assert_eq!((code, cli_field(&out, "Name").as_str()), (0, "read-only"));
     // Policy info and delete; a deleted policy is gone.
     let (code, out, err) = nomad(&["acl", "policy", "info", "readonly"], &admin, None);
     assert_eq!(code, 0, "{err}");
@@ -223,7 +215,7 @@ fn acl_bootstrap_policies_tokens_and_namespaces() {
     assert!(out.contains("team-a") && out.contains("default"), "{out}");
     let (code, out, _) = nomad(&["namespace", "status", "team-a"], &admin, None);
     assert_eq!(code, 0);
-    assert_eq!(field(&out, "Description"), "team a", "{out}");
+    assert_eq!(cli_field(&out, "Description"), "team a", "{out}");
     let (code, out, err) = nomad(
         &["job", "run", "-detach", "-namespace", "team-a", &hello],
         &admin,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nomad_testkit::{require_root, wait_for, DevAgent};
+use nomad_testkit::{cli_field, require_root, wait_for, DevAgent};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_nomad"))
@@ -110,7 +110,7 @@ impl Secured {
             &["acl", "token", "create", "-name", name, "-policy", name],
         );
         assert_eq!(code, 0, "token {name}: {out}{err}");
-        field(&out, "Secret ID")
+        cli_field(&out, "Secret ID")
     }
 
     fn action(&self, token: &str, group: &str, extra: &[&str]) -> (i32, String, String) {
@@ -150,14 +150,6 @@ impl Secured {
     }
 }
 
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once('='))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
-}
-
 fn policy(capabilities: &[&str]) -> String {
     let caps: Vec<String> = capabilities.iter().map(|c| format!("{c:?}")).collect();
     format!(
@@ -189,7 +181,7 @@ fn action_and_exec_permissions_per_capability() {
     };
     let (code, out, err) = s.nomad("", &["acl", "bootstrap"]);
     assert_eq!(code, 0, "{out}{err}");
-    s.mgmt = field(&out, "Secret ID");
+    s.mgmt = cli_field(&out, "Secret ID");
     let spec = s.dir.path().join("acts.nomad.hcl");
     std::fs::write(&spec, JOB).expect("write job");
     let mgmt = s.mgmt.clone();

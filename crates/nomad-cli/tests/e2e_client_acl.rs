@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nomad_testkit::cluster::{client_config, leader, raw_exec_job, server_config, Ports};
-use nomad_testkit::{wait_for, DevAgent};
+use nomad_testkit::{cli_field, wait_for, DevAgent};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_nomad"))
@@ -45,14 +45,6 @@ fn get(url: &str, token: &str) -> (u16, String) {
     }
 }
 
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once('='))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_client_only_agent_enforces_acls_on_its_own_api() {
     let root = tempfile::tempdir().unwrap();
@@ -67,7 +59,7 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     let saddr = server.address.clone();
     let (code, out, err) = nomad(&saddr, "", &["acl", "bootstrap"]);
     assert_eq!(code, 0, "{out}{err}");
-    let mgmt = field(&out, "Secret ID");
+    let mgmt = cli_field(&out, "Secret ID");
 
     let cp = Ports::free();
     let cdir = root.path().join("c1");
@@ -138,7 +130,7 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
             &["acl", "token", "create", "-name", name, "-policy", name],
         );
         assert_eq!(code, 0, "{err}");
-        field(&out, "Secret ID")
+        cli_field(&out, "Secret ID")
     };
     let reader = token("reader", "\"read-job\", \"list-jobs\", \"read-logs\"");
     let exec = token(

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nomad_testkit::cluster::{client_config, leader, server_config, Ports};
+use nomad_testkit::cluster::{client_config, has_leader_and_peers, leader, server_config, Ports};
 use nomad_testkit::DevAgent;
 
 fn bin() -> &'static Path {
@@ -50,11 +50,7 @@ fn three_servers_elect_fail_over_and_restart() {
     let mut servers: Vec<Option<DevAgent>> = (0..3).map(|i| Some(start(i))).collect();
     let first = servers[0].as_ref().unwrap();
     first.wait_until("a leader and three peers", Duration::from_secs(90), |a| {
-        !leader(a).is_empty()
-            && a.get_json("/v1/status/peers")
-                .ok()
-                .and_then(|v| v.as_array().map(Vec::len))
-                == Some(3)
+        has_leader_and_peers(a, 3)
     });
     let cp = Ports::free();
     let client = DevAgent::start_in(

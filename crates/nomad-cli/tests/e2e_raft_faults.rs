@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nomad_testkit::cluster::{
-    alloc_processes, allocs_with_status, client_config, leader, raw_exec_job, ready_nodes,
-    server_config, Ports,
+    alloc_processes, allocs_with_status, client_config, has_leader_and_peers, leader, raw_exec_job,
+    ready_nodes, server_config, Ports,
 };
 use nomad_testkit::DevAgent;
 
@@ -40,11 +40,7 @@ impl Cluster {
 
     fn wait_for_quorum(&self, what: &str) {
         self.any().wait_until(what, Duration::from_secs(90), |a| {
-            !leader(a).is_empty()
-                && a.get_json("/v1/status/peers")
-                    .ok()
-                    .and_then(|v| v.as_array().map(Vec::len))
-                    == Some(3)
+            has_leader_and_peers(a, 3)
         });
     }
 

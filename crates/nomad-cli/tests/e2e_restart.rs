@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use nomad_testkit::cluster::ready_nodes;
 use nomad_testkit::{free_port, wait_for, DevAgent};
 
 fn bin() -> &'static Path {
@@ -46,13 +47,7 @@ fn kill9_restart_reattaches_and_stop_leaves_no_survivor() {
     let cfg = config(&dir, http, rpc, serf);
     let mut agent = DevAgent::start_in(bin(), &dir, &cfg, http);
     agent.wait_until("a ready node", Duration::from_secs(30), |a| {
-        a.get_json("/v1/nodes")
-            .ok()
-            .and_then(|v| {
-                v.as_array()
-                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
-            })
-            .unwrap_or(false)
+        !ready_nodes(a).is_empty()
     });
 
     // A service whose task double-forks a child that outlives the shell if anything lets it.
@@ -158,13 +153,7 @@ fn exit_status_survives_an_agent_restart() {
     let cfg = config(&dir, http, rpc, serf);
     let mut agent = DevAgent::start_in(bin(), &dir, &cfg, http);
     agent.wait_until("a ready node", Duration::from_secs(30), |a| {
-        a.get_json("/v1/nodes")
-            .ok()
-            .and_then(|v| {
-                v.as_array()
-                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
-            })
-            .unwrap_or(false)
+        !ready_nodes(a).is_empty()
     });
     let go_down = root.path().join("go-down");
     let go_later = root.path().join("go-later");
@@ -221,13 +210,7 @@ fn a_killed_exit_recorder_does_not_end_its_task() {
     let cfg = config(&dir, http, rpc, serf);
     let agent = DevAgent::start_in(bin(), &dir, &cfg, http);
     agent.wait_until("a ready node", Duration::from_secs(30), |a| {
-        a.get_json("/v1/nodes")
-            .ok()
-            .and_then(|v| {
-                v.as_array()
-                    .map(|n| n.iter().any(|x| x["Status"] == "ready"))
-            })
-            .unwrap_or(false)
+        !ready_nodes(a).is_empty()
     });
     let go = root.path().join("go");
     let spec = waiting_job(root.path(), "rec", &go, 0);

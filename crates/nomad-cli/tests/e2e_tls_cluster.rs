@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nomad_testkit::cluster::{
-    allocs_with_status, client_config, leader, raw_exec_job, ready_nodes, server_config, Ports,
+    allocs_with_status, client_config, has_leader_and_peers, peer_count, raw_exec_job, ready_nodes,
+    server_config, Ports,
 };
 use nomad_testkit::DevAgent;
 
@@ -41,13 +42,6 @@ fn tls_block(pki: &Path, role: &str) -> String {
     )
 }
 
-fn peers(a: &DevAgent) -> usize {
-    a.get_json("/v1/status/peers?stale")
-        .ok()
-        .and_then(|v| v.as_array().map(Vec::len))
-        .unwrap_or(0)
-}
-
 #[test]
 fn servers_and_client_over_tls_and_a_client_certificate_cannot_join_raft() {
     let root = tempfile::tempdir().expect("tmp");
@@ -68,7 +62,7 @@ fn servers_and_client_over_tls_and_a_client_certificate_cannot_join_raft() {
     servers[0].wait_until(
         "a leader and three voters over TLS",
         Duration::from_secs(90),
-        |a| !leader(a).is_empty() && peers(a) == 3,
+        |a| has_leader_and_peers(a, 3),
     );
 
     let cp = Ports::free();
@@ -103,7 +97,7 @@ fn servers_and_client_over_tls_and_a_client_certificate_cannot_join_raft() {
         || servers.iter().any(refused),
     );
     for s in &servers {
-        assert_eq!(peers(s), 3, "the rogue joined: {}", s.log());
+        assert_eq!(peer_count(s), 3, "the rogue joined: {}", s.log());
     }
 }
 

@@ -487,30 +487,16 @@ fn spawn_inner(
             source: e.into(),
         })?;
 
-    let pid = match &prep.iso {
-        // SAFETY: fork() itself is safe to call; the child branch below only performs
-        // async-signal-safe syscalls on memory prepared before the fork (no allocation, no
-        // locks, no logging) and always ends in execve or _exit. With a recorder, the
-        // recorder is forked plainly and clones the task itself.
-        _ if prep.recorder.is_some() => unsafe { libc::fork() },
-        // SAFETY: as above.
-        None => unsafe { libc::fork() },
-        // SAFETY: clone(2) without CLONE_VM and with a NULL stack behaves like fork (the child
-        // gets a copy-on-write copy of this thread's stack); only namespace flags and the
-        // SIGCHLD exit signal are added, so the child is waitable like a forked one. The
-        // child branch obeys the same async-signal-safety rules as after fork; it never
-        // touches glibc's cached thread state (only raw syscalls and pre-built data).
-        Some(i) => unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (i.clone_flags | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            ) as libc::pid_t
-        },
+    // With a recorder, the recorder is forked plainly and creates the task itself.
+    let direct_iso = if prep.recorder.is_some() {
+        None
+    } else {
+        prep.iso.as_ref()
     };
+    // SAFETY: the child branch below only performs async-signal-safe syscalls on memory
+    // prepared before the fork (no allocation, no locks, no logging) and always ends in
+    // execve or _exit; see `fork_into`.
+    let pid = unsafe { fork_into(direct_iso) };
     if pid < 0 {
         return Err(SpawnError::Parent {
             step: "fork",
@@ -887,6 +873,33 @@ unsafe fn isolate_after_setuid(iso: &PreparedIso, creds: Option<&Credentials>, p
 /// # Safety
 /// Must be called only in the child right after fork; `argv`/`envp` are NULL-terminated
 /// arrays of pointers into `prep`, which stays alive (the child's copy of the parent memory).
+/// Creates the child: a plain fork, or with an isolation a clone into its new namespaces.
+///
+/// # Safety
+/// The caller's child branch must obey the post-fork rules (async-signal-safe calls only on
+/// memory prepared before, ending in execve or _exit).
+unsafe fn fork_into(iso: Option<&PreparedIso>) -> libc::pid_t {
+    match iso {
+        // SAFETY: fork() itself is safe to call; the caller upholds the child's rules.
+        None => unsafe { libc::fork() },
+        // SAFETY: clone(2) without CLONE_VM and with a NULL stack behaves like fork (the child
+        // gets a copy-on-write copy of this thread's stack); only namespace flags and the
+        // SIGCHLD exit signal are added, so the child is waitable like a forked one. The
+        // child branch obeys the same async-signal-safety rules as after fork; it never
+        // touches glibc's cached thread state (only raw syscalls and pre-built data).
+        Some(i) => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (i.clone_flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            ) as libc::pid_t
+        },
+    }
+}
+
 /// The exit recorder between fork and exec: a session of its own (signals meant for the
 /// agent's terminal do not reach it), then the task as its child (cloned into the isolation's
 /// namespaces when there is one), the task's pid reported to the agent, and an exec of this
@@ -905,21 +918,8 @@ unsafe fn recorder_main(
 ) -> ! {
     // SAFETY: setsid is async-signal-safe; a fresh child is never a group leader.
     unsafe { libc::setsid() };
-    let task = match &prep.iso {
-        // SAFETY: fork is async-signal-safe; the child runs `child_main` only.
-        None => unsafe { libc::fork() },
-        // SAFETY: the same clone as the direct (recorder-less) path, see `spawn_inner`.
-        Some(i) => unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (i.clone_flags | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            ) as libc::pid_t
-        },
-    };
+    // SAFETY: fork/clone are async-signal-safe; the child runs `child_main` only.
+    let task = unsafe { fork_into(prep.iso.as_ref()) };
     if task < 0 {
         // SAFETY: child-only.
         unsafe { fail(pipe, Step::Fork) }

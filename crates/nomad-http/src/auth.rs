@@ -333,7 +333,6 @@ fn is_allowed(
 /// The middleware on a client-only agent with ACLs: the same decision as on a server, with
 /// the token resolved through the servers and the namespace from the alloc this client runs.
 async fn enforce_on_client(
-    _state: &HttpState,
     client: Arc<nomad_client::Client>,
     req: Request,
     next: Next,
@@ -384,7 +383,7 @@ pub(crate) async fn enforce(State(state): State<HttpState>, req: Request, next: 
     let Some(server) = state.server.clone() else {
         return match state.client.clone() {
             Some(client) if client.config().acl_enabled => {
-                enforce_on_client(&state, client, req, next).await
+                enforce_on_client(client, req, next).await
             }
             _ => next.run(req).await,
         };

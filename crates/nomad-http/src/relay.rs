@@ -18,8 +18,9 @@ use tower::ServiceExt;
 use crate::error::ApiError;
 use crate::{Ctx, HttpState, MAX_BODY_BYTES};
 
-/// Request headers that travel with a relayed request.
-const PASSED: &[&str] = &["x-nomad-token", "authorization", "content-type", "accept"];
+/// Request headers that travel with a request answered elsewhere (relayed to a server, or
+/// forwarded to a node).
+pub(crate) const PASSED: &[&str] = &["x-nomad-token", "authorization", "content-type", "accept"];
 /// Answer headers that come back.
 const RETURNED: &[&str] = &[
     "content-type",

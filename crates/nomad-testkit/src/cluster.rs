@@ -91,6 +91,19 @@ pub fn leader(a: &DevAgent) -> String {
         .unwrap_or_default()
 }
 
+/// How many Raft peers `a` reports (`/v1/status/peers`), 0 when it does not answer.
+pub fn peer_count(a: &DevAgent) -> usize {
+    a.get_json("/v1/status/peers")
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// Whether `a` knows a leader and reports `n` peers.
+pub fn has_leader_and_peers(a: &DevAgent, n: usize) -> bool {
+    !leader(a).is_empty() && peer_count(a) == n
+}
+
 /// The IDs and names of the nodes `a` lists as ready.
 pub fn ready_nodes(a: &DevAgent) -> Vec<(String, String)> {
     a.get_json("/v1/nodes?stale")

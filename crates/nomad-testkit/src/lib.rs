@@ -45,6 +45,16 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
+/// The value of a `Key = value` line of CLI output (`nomad acl token create`, `... info`),
+/// trimmed; empty when no line starts with `key`.
+pub fn cli_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once('='))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

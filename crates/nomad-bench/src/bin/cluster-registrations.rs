@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nomad_bench::{ms, nomad_bin, percentile};
-use nomad_testkit::cluster::{leader, server_config, Ports};
+use nomad_testkit::cluster::{has_leader_and_peers, leader, server_config, Ports};
 use nomad_testkit::DevAgent;
 
 fn fsync_floor(dir: &std::path::Path, runs: usize) -> Duration {
@@ -53,11 +53,7 @@ fn main() {
         })
         .collect();
     servers[0].wait_until("a leader and three voters", Duration::from_secs(60), |a| {
-        !leader(a).is_empty()
-            && a.get_json("/v1/status/peers")
-                .ok()
-                .and_then(|v| v.as_array().map(Vec::len))
-                == Some(3)
+        has_leader_and_peers(a, 3)
     });
     let lead = leader(&servers[0]);
     let lead_i = ports

@@ -12,17 +12,6 @@ use std::time::Duration;
 use nomad_bench::nomad_bin;
 use nomad_testkit::{wait_for, DevAgent};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// `(rss, pss)` in KiB of `pid`, from `/proc/<pid>/smaps_rollup`.
 fn rss_pss_kib(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
@@ -68,7 +57,7 @@ fn main() {
     // Let the idle agent settle (allocator arenas, first requests) before the baseline.
     let _ = agent.get_json("/v1/jobs");
     std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_kib(pid);
+    let idle = rss_pss_kib(pid).0;
 
     let body = serde_json::json!({"Job": {
         "ID": "mem", "Type": "service", "Datacenters": ["dc1"],
@@ -92,7 +81,7 @@ fn main() {
     });
     assert!(running, "not all {tasks} tasks reached running");
     std::thread::sleep(Duration::from_millis(500));
-    let busy = rss_kib(pid);
+    let busy = rss_pss_kib(pid).0;
     let per_task = (busy.saturating_sub(idle)) as f64 / tasks as f64;
     let helpers = recorders(pid);
     let (h_rss, h_pss) = helpers.iter().fold((0, 0), |(r, p), h| {

@@ -18,10 +18,8 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
 use crate::error::ApiError;
+use crate::relay::PASSED;
 use crate::Ctx;
-
-/// Headers passed on to the node.
-const PASSED: &[&str] = &["x-nomad-token", "authorization", "content-type", "accept"];
 
 /// The node's HTTP address when `alloc_id` runs on another node than this agent's own
 /// client and this agent is a server that knows where that node is.
@@ -65,6 +63,8 @@ async fn connect(ctx: &Ctx, node: &str) -> Result<Box<dyn NodeStream>, ApiError>
 
 /// Relays the request to `node` (`host:port`) and its answer back.
 pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> {
+    let failed =
+        |e: &dyn std::fmt::Display| ApiError::internal(format!("forwarding to node {node}: {e}"));
     let path = ctx.path_and_query.clone();
     let stream = connect(&ctx, node).await?;
     if let Some(ws) = ctx.ws {
@@ -78,7 +78,7 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
                 url.as_str(),
             )
-            .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+            .map_err(|e| failed(&e))?;
         for h in PASSED {
             if let Some(v) = ctx.headers.get(*h) {
                 req.headers_mut().insert(*h, v.clone());
@@ -97,18 +97,14 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
                     .unwrap_or_default();
                 return Err(ApiError::new(status, body.trim().to_string()));
             }
-            Err(e) => {
-                return Err(ApiError::internal(format!(
-                    "forwarding to node {node}: {e}"
-                )))
-            }
+            Err(e) => return Err(failed(&e)),
         };
         return Ok(ws.on_upgrade(move |socket| bridge(socket, upstream)));
     }
 
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+        .map_err(|e| failed(&e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "forwarded connection ended");
@@ -126,11 +122,8 @@ pub(crate) async fn forward(ctx: Ctx, node: &str) -> Result<Response, ApiError> 
             HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("node")),
         )
         .body(http_body_util::Full::new(ctx.body))
-        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| ApiError::internal(format!("forwarding to node {node}: {e}")))?;
+        .map_err(|e| failed(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| failed(&e))?;
     let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
 }
