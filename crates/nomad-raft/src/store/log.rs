@@ -445,10 +445,17 @@ fn write_logs_err(e: RaftError) -> StorageError {
     sto_err(ErrorVerb::Write, ErrorSubject::Logs, e)
 }
 
-/// Runs blocking redb work off the async worker threads.
+/// Runs blocking redb work without stalling other tasks. On a multi-thread runtime the work
+/// stays on this thread (`block_in_place` hands the thread's other tasks to another worker):
+/// each `spawn_blocking` costs two thread wake-ups on the commit path, which runs through here
+/// twice (leader and follower appends) and once more per replication read.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RaftError> + Send + 'static,
 ) -> Result<T, RaftError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        return tokio::task::block_in_place(f);
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RaftError::Storage(format!("storage task failed: {e}")))?
