@@ -130,6 +130,22 @@ fn operator_api_is_curl_with_the_cli_settings() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("\"viaapi\""), "{out}");
+    // A page holds `per_page` matching jobs: the filter is applied before the page is cut.
+    let (code, _, err) = api(&["/v1/jobs"], Some(&job.replace("viaapi", "viaapi2")));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = api(
+        &["-filter", "ID != \"viaapi\"", "/v1/jobs?per_page=1"],
+        None,
+    );
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let ids: Vec<&str> = page
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|j| j["ID"].as_str())
+        .collect();
+    assert_eq!(ids, ["viaapi2"], "{out}");
     // The CLI's own -filter (node status) goes through the same expressions.
     let (code, out, err) = agent.cli(bin(), &["node", "status", "-filter", "Status == \"ready\""]);
     assert_eq!(code, 0, "{err}");

@@ -262,7 +262,7 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
     let rest = rest.to_string();
 
     let params = Params::parse(raw_query);
-    let opts = match ReqOptions::parse(&params) {
+    let mut opts = match ReqOptions::parse(&params) {
         Ok(o) => o,
         Err(e) => return e.into_response(),
     };
@@ -276,8 +276,9 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
                 .into_response()
         }
     };
-    // `?filter=` on list endpoints (applied to the page the endpoint returns).
-    let list_filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
+    // `?filter=` on list endpoints: a paginated list filters before it cuts the page; the
+    // others filter the list they answer.
+    let mut list_filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) if LIST_ROUTES.contains(&rest.as_str()) => match filter::parse(f) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -287,6 +288,9 @@ async fn dispatch(State(state): State<HttpState>, req: Request) -> Response {
         },
         _ => None,
     };
+    if PAGINATED_ROUTES.contains(&rest.as_str()) {
+        opts.filter = list_filter.take();
+    }
     let pretty = opts.pretty;
     let path_and_query = parts
         .uri
@@ -325,6 +329,9 @@ const LIST_ROUTES: &[&str] = &[
     "acl/tokens",
     "acl/policies",
 ];
+
+/// The list endpoints that paginate (`ReqOptions::paginate`), and so filter themselves.
+const PAGINATED_ROUTES: &[&str] = &["jobs", "allocations", "nodes", "evaluations"];
 
 /// Keeps the elements of a JSON array answer that pass `expr`.
 async fn apply_filter(resp: Response, expr: &filter::Expr, pretty: bool) -> Response {

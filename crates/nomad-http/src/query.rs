@@ -148,6 +148,9 @@ pub struct ReqOptions {
     pub next_token: String,
     /// `?reverse=true`.
     pub reverse: bool,
+    /// `?filter=` on a paginated list: applied before the page is cut, as Nomad does, so a
+    /// page holds `per_page` matching items.
+    pub filter: Option<crate::filter::Expr>,
 }
 
 impl ReqOptions {
@@ -217,13 +220,17 @@ impl ReqOptions {
         }
     }
 
-    /// Applies `reverse`, `next_token` and `per_page` to a list sorted by `key`; returns the
-    /// page and the next token (the key of the first item of the next page).
-    pub fn paginate<T>(
+    /// Applies `filter`, `reverse`, `next_token` and `per_page` to a list sorted by `key`;
+    /// returns the page and the next token (the key of the first item of the next page).
+    pub fn paginate<T: serde::Serialize>(
         &self,
         mut items: Vec<T>,
         key: impl Fn(&T) -> String,
     ) -> (Vec<T>, Option<String>) {
+        if let Some(expr) = &self.filter {
+            // The expression sees each item as the answer shows it.
+            items.retain(|i| serde_json::to_value(i).is_ok_and(|v| expr.eval(&v)));
+        }
         if self.reverse {
             items.reverse();
         }
@@ -417,6 +424,28 @@ mod tests {
         let o = ReqOptions::parse(&Params::parse(Some("per_page=2&next_token=c"))).unwrap();
         let (page, next) = o.paginate(vec!["a", "b", "c"], |s| s.to_string());
         assert_eq!(page, vec!["c"]);
+        assert!(next.is_none());
+    }
+
+    #[test]
+    fn filter_applies_before_the_page_is_cut() {
+        let p = Params::parse(Some("per_page=2"));
+        let mut o = ReqOptions::parse(&p).unwrap();
+        o.filter = Some(crate::filter::parse(r#"Status == "up""#).unwrap());
+        let items = || {
+            ["a", "b", "c", "d", "e"]
+                .iter()
+                .zip(["down", "up", "down", "up", "up"])
+                .map(|(id, st)| serde_json::json!({"ID": id, "Status": st}))
+                .collect::<Vec<_>>()
+        };
+        let id = |v: &serde_json::Value| v["ID"].as_str().unwrap_or_default().to_string();
+        let (page, next) = o.paginate(items(), id);
+        assert_eq!(page.iter().map(id).collect::<Vec<_>>(), ["b", "d"]);
+        assert_eq!(next.as_deref(), Some("e"));
+        o.next_token = "e".into();
+        let (page, next) = o.paginate(items(), id);
+        assert_eq!(page.iter().map(id).collect::<Vec<_>>(), ["e"]);
         assert!(next.is_none());
     }
 
