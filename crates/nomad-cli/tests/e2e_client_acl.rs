@@ -207,3 +207,135 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("hello-from-task"), "{out}");
 }
+
+/// A client-only agent asked about an allocation on another node (users point NOMAD_ADDR at
+/// their own node's agent; python-nomad and the UI do too) finds that node through the servers,
+/// with the caller's token, and forwards to it: plain and streaming logs, and exec.
+#[test]
+fn a_client_agent_forwards_client_requests_for_allocs_on_other_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let acl = "acl {\n  enabled = true\n}\n";
+    let sp = Ports::free();
+    let sdir = root.path().join("s1");
+    let scfg = server_config(&sdir, "s1", sp, &[sp], "") + acl;
+    let server = DevAgent::start_in(bin(), &sdir, &scfg, sp.http);
+    server.wait_until("a leader", Duration::from_secs(30), |a| {
+        !leader(a).is_empty()
+    });
+    let saddr = server.address.clone();
+    let (code, out, err) = nomad(&saddr, "", &["acl", "bootstrap"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mgmt = cli_field(&out, "Secret ID");
+    let clients: Vec<DevAgent> = ["client1", "client2"]
+        .iter()
+        .map(|name| {
+            let cp = Ports::free();
+            let cdir = root.path().join(name);
+            let ccfg = client_config(&cdir, name, cp, &[sp]) + acl;
+            DevAgent::start_in(bin(), &cdir, &ccfg, cp.http)
+        })
+        .collect();
+    let ready = wait_for(Duration::from_secs(30), || {
+        let (st, body) = get(&format!("{saddr}/v1/nodes"), &mgmt);
+        st == 200 && body.matches("\"ready\"").count() == 2
+    });
+    assert!(ready, "clients not ready: {}", clients[1].log());
+
+    // The job runs on client2; every request below goes to client1.
+    let spec = raw_exec_job(
+        root.path(),
+        "far",
+        "service",
+        "/bin/sh",
+        &["-c", "echo hello-from-far; exec sleep 3600"],
+    );
+    let hcl = std::fs::read_to_string(&spec).unwrap().replacen(
+        "group \"g\" {\n",
+        "group \"g\" {\n    constraint {\n      attribute = \"${node.unique.name}\"\n      value = \"client2\"\n    }\n",
+        1,
+    );
+    std::fs::write(&spec, hcl).unwrap();
+    let (code, out, err) = nomad(
+        &saddr,
+        &mgmt,
+        &["job", "run", "-detach", spec.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut alloc = String::new();
+    let running = wait_for(Duration::from_secs(30), || {
+        let (_, body) = get(&format!("{saddr}/v1/job/far/allocations"), &mgmt);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(a) = v
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
+        {
+            alloc = a["ID"].as_str().unwrap_or_default().to_string();
+        }
+        !alloc.is_empty()
+    });
+    assert!(running, "no running alloc: {}", clients[1].log());
+
+    let dir = root.path();
+    let token = |name: &str, caps: &str| {
+        let f = dir.join(format!("{name}.hcl"));
+        std::fs::write(
+            &f,
+            format!("namespace \"default\" {{\n  capabilities = [{caps}]\n}}\n"),
+        )
+        .unwrap();
+        let (code, _, err) = nomad(
+            &saddr,
+            &mgmt,
+            &["acl", "policy", "apply", name, f.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = nomad(
+            &saddr,
+            &mgmt,
+            &["acl", "token", "create", "-name", name, "-policy", name],
+        );
+        assert_eq!(code, 0, "{err}");
+        cli_field(&out, "Secret ID")
+    };
+    let reader = token("reader", "\"read-job\", \"list-jobs\", \"read-logs\"");
+    // raw_exec does not isolate, so exec into it also takes alloc-node-exec.
+    let exec = token(
+        "exec",
+        "\"read-job\", \"list-jobs\", \"alloc-exec\", \"alloc-node-exec\"",
+    );
+
+    let c1 = clients[0].address.clone();
+    let logs = format!("{c1}/v1/client/fs/logs/{alloc}?task=t&type=stdout&plain=true");
+    assert_eq!(get(&logs, "").0, 403, "anonymous read the logs");
+    assert_eq!(get(&logs, &exec).0, 403, "logs without read-logs");
+    let (st, body) = get(&logs, &reader);
+    assert_eq!(st, 200);
+    assert!(body.contains("hello-from-far"), "{body}");
+    let unknown =
+        format!("{c1}/v1/client/fs/logs/00000000-0000-0000-0000-000000000000?task=t&type=stdout");
+    assert_eq!(get(&unknown, &reader).0, 404);
+
+    // Following streams through: the first bytes arrive while the task still runs.
+    let mut resp = ureq::get(&format!("{logs}&follow=true&origin=start"))
+        .header("X-Nomad-Token", &reader)
+        .call()
+        .expect("follow logs");
+    let mut reader_body = resp.body_mut().as_reader();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("hello-from-far") {
+        let n = std::io::Read::read(&mut reader_body, &mut buf).expect("read stream");
+        assert!(n > 0, "stream ended: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(reader_body);
+
+    // Exec through client1's agent (the exec token may not read nodes, so the CLI does not
+    // go to client2 itself).
+    let exec_args = ["alloc", "exec", alloc.as_str(), "/bin/echo", "far-exec-ok"];
+    let (code, out, err) = nomad(&c1, &exec, &exec_args);
+    assert_eq!((code, out.as_str()), (0, "far-exec-ok\n"), "{err}");
+    let (code, out, err) = nomad(&c1, &reader, &exec_args);
+    assert_eq!(code, 1, "reader exec: {out}");
+    assert!(err.contains("Permission denied"), "{err}");
+}

@@ -3,6 +3,8 @@
 //! (`HTTP.Forward`), as Nomad's client agents do: users point `NOMAD_ADDR` at the agent on
 //! their own node. The server runs the request through its own HTTP API, ACL checks included,
 //! and the answer (status, headers such as `X-Nomad-Index`, body) comes back as it is.
+//! For `/v1/client/...` calls about an allocation on another node the agent only asks where
+//! that node answers ([`alloc_node_addr`]) and forwards the call itself, so streams stream.
 //!
 //! The wire document: request `{"Method", "PathAndQuery", "Headers": [[k, v]], "Body": base64}`,
 //! answer `{"Status", "Headers": [[k, v]], "Body": base64}`.
@@ -43,22 +45,26 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// Relays `ctx`'s request to a server through this agent's client.
-pub(crate) async fn to_servers(ctx: Ctx) -> Result<Response, ApiError> {
-    let Some(client) = ctx.state.client.clone() else {
-        return Err(ApiError::internal("No cluster leader"));
-    };
-    let headers: Vec<(String, String)> = PASSED
+/// The caller's headers that travel with a relayed request.
+fn passed_headers(ctx: &Ctx) -> Vec<(String, String)> {
+    PASSED
         .iter()
         .filter_map(|h| {
             let v = ctx.headers.get(*h)?.to_str().ok()?;
             Some((h.to_string(), v.to_string()))
         })
-        .collect();
+        .collect()
+}
+
+/// Relays `ctx`'s request to a server through this agent's client.
+pub(crate) async fn to_servers(ctx: Ctx) -> Result<Response, ApiError> {
+    let Some(client) = ctx.state.client.clone() else {
+        return Err(ApiError::internal("No cluster leader"));
+    };
     let req = serde_json::json!({
         "Method": ctx.method.as_str(),
         "PathAndQuery": ctx.path_and_query,
-        "Headers": headers,
+        "Headers": passed_headers(&ctx),
         "Body": b64().encode(&ctx.body),
     });
     // A blocking query may wait up to its `wait` (5 minutes at most) on the server.
@@ -73,6 +79,55 @@ pub(crate) async fn to_servers(ctx: Ctx) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::internal(e.0))?;
     decode_answer(&answer)
 }
+
+/// Where to send a client-only agent's `/v1/client/...` request for an allocation this node
+/// does not run: the HTTP address of the node that does, asked of a server with the caller's
+/// token (the server answers only if that token may read the allocation). `Ok(None)` when
+/// the servers do not know the allocation (the local answer, `Unknown allocation`, is right).
+pub(crate) async fn alloc_node_addr(ctx: &Ctx, alloc_id: &str) -> Result<Option<String>, ApiError> {
+    let Some(client) = ctx.state.client.clone() else {
+        return Ok(None);
+    };
+    let req = serde_json::json!({
+        "Method": "GET",
+        "PathAndQuery": format!("/v1/allocation/{alloc_id}"),
+        "Headers": passed_headers(ctx),
+        "Body": "",
+        NODE_ADDR_OF_ALLOC: true,
+    });
+    let answer = client
+        .forward_http(req, Duration::from_secs(30))
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    if let Some(addr) = answer[NODE_ADDR].as_str().filter(|a| !a.is_empty()) {
+        return Ok(Some(addr.to_string()));
+    }
+    match answer["Status"].as_u64() {
+        Some(404) => Ok(None),
+        Some(200) => Err(ApiError::internal(format!(
+            "allocation {alloc_id:?} runs on a node without an HTTP address"
+        ))),
+        status => {
+            // Refused (403 ...): the server's answer, as the caller would have had it there.
+            let status = status
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = b64()
+                .decode(answer["Body"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+            Err(ApiError::new(
+                status,
+                String::from_utf8_lossy(&body).trim().to_string(),
+            ))
+        }
+    }
+}
+
+/// In an `HTTP.Forward` request: answer with the HTTP address of the allocation's node
+/// ([`NODE_ADDR`]) instead of the allocation.
+const NODE_ADDR_OF_ALLOC: &str = "NodeAddrOfAlloc";
+/// In an `HTTP.Forward` answer: the node's HTTP address.
+const NODE_ADDR: &str = "NodeAddr";
 
 fn decode_answer(answer: &serde_json::Value) -> Result<Response, ApiError> {
     let status = answer["Status"]
@@ -119,6 +174,7 @@ pub async fn answer_forwarded(
     let request = b
         .body(Body::from(body))
         .map_err(|e| format!("HTTP.Forward: {e}"))?;
+    let server = state.server.clone();
     let resp = crate::router(state)
         .oneshot(request)
         .await
@@ -134,6 +190,19 @@ pub async fn answer_forwarded(
     let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|e| format!("HTTP.Forward: reading the answer: {e}"))?;
+    if req[NODE_ADDR_OF_ALLOC] == true && status == 200 {
+        // The caller may read the allocation: tell where its node answers.
+        let node_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|a| a["NodeID"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let addr = server
+            .as_ref()
+            .and_then(|s| s.state().snapshot().node(&node_id))
+            .map(|n| n.http_addr.clone())
+            .unwrap_or_default();
+        return Ok(serde_json::json!({"Status": 200, "Headers": [], "Body": "", NODE_ADDR: addr}));
+    }
     Ok(serde_json::json!({
         "Status": status,
         "Headers": headers,

@@ -39,11 +39,22 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
     } else {
         None
     };
-    if let Some(node) = remote_alloc
-        .filter(|id| !id.is_empty())
-        .and_then(|id| forward::target(&ctx, id))
-    {
-        return forward::forward(ctx, &node).await;
+    if let Some(id) = remote_alloc.filter(|id| !id.is_empty()) {
+        if let Some(node) = forward::target(&ctx, id) {
+            return forward::forward(ctx, &node).await;
+        }
+        // A client-only agent asks the servers where an allocation it does not run is.
+        let elsewhere = ctx.state.server.is_none()
+            && ctx
+                .state
+                .client
+                .as_ref()
+                .is_some_and(|c| c.alloc_dir_path(id).is_none());
+        if elsewhere {
+            if let Some(node) = crate::relay::alloc_node_addr(&ctx, id).await? {
+                return forward::forward(ctx, &node).await;
+            }
+        }
     }
     if let Some(tail) = rest.strip_prefix("job/") {
         return jobs::job_specific(ctx, tail).await;
