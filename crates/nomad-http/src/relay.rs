@@ -98,7 +98,12 @@ pub(crate) async fn alloc_node_addr(ctx: &Ctx, alloc_id: &str) -> Result<Option<
     let answer = client
         .forward_http(req, Duration::from_secs(30))
         .await
-        .map_err(|e| ApiError::internal(e.0))?;
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "allocation {alloc_id:?} is not on this node, and asking the servers where it is failed: {}",
+                e.0
+            ))
+        })?;
     if let Some(addr) = answer[NODE_ADDR].as_str().filter(|a| !a.is_empty()) {
         return Ok(Some(addr.to_string()));
     }

@@ -418,6 +418,65 @@ impl ServerConn for NoServer {
     fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
         Box::pin(async { Err(RpcError("no server".into())) })
     }
+    /// As a server that knows no other allocations answers the node-address question.
+    fn forward_http(
+        &self,
+        _req: serde_json::Value,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async { Ok(serde_json::json!({"Status": 404, "Headers": [], "Body": ""})) })
+    }
+}
+
+/// Servers that do not answer: every call fails as a refused connection would.
+struct ServersDown;
+
+impl ServerConn for ServersDown {
+    fn register(&self, _node: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
+        Box::pin(async { Err(RpcError("connection refused".into())) })
+    }
+    fn heartbeat(&self, _node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
+        Box::pin(async { Err(RpcError("connection refused".into())) })
+    }
+    fn allocs(
+        &self,
+        _node_id: &str,
+        _min: u64,
+        _wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
+        Box::pin(async { Err(RpcError("connection refused".into())) })
+    }
+    fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
+        Box::pin(async { Err(RpcError("connection refused".into())) })
+    }
+    fn forward_http(
+        &self,
+        _req: serde_json::Value,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async { Err(RpcError("connection refused".into())) })
+    }
+}
+
+/// A client-only agent asked about an alloc it does not run, with the servers down, says
+/// that it could not find out where the alloc is (not that the alloc does not exist).
+#[tokio::test]
+async fn remote_alloc_with_servers_down_says_why() {
+    let fx = log_fixture_with(Arc::new(ServersDown));
+    let (s, _, b) = get(&fx.app, "/v1/client/fs/logs/elsewhere?task=web&type=stdout").await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        text(&b),
+        "allocation \"elsewhere\" is not on this node, and asking the servers where it is failed: connection refused"
+    );
+    // Its own allocs still answer.
+    std::fs::write(fx.logs.join("web.stdout.0"), "local\n").unwrap();
+    let (s, _, b) = get(
+        &fx.app,
+        &format!("/v1/client/fs/logs/{ALLOC}?task=web&type=stdout&plain=true"),
+    )
+    .await;
+    assert_eq!((s, text(&b).as_str()), (StatusCode::OK, "local\n"));
 }
 
 const ALLOC: &str = "5b3c4a3e-0000-4000-8000-000000000001";
@@ -429,6 +488,10 @@ struct LogFixture {
 }
 
 fn log_fixture() -> LogFixture {
+    log_fixture_with(Arc::new(NoServer))
+}
+
+fn log_fixture_with(conn: Arc<dyn ServerConn>) -> LogFixture {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().to_path_buf();
     let adir = data.join("alloc").join(ALLOC);
@@ -438,7 +501,7 @@ fn log_fixture() -> LogFixture {
     let mut config = ClientConfig::new(data.clone());
     config.node_name = "dev".into();
     config.node_id = Some("node-1".into());
-    let client = Client::new(config, Arc::new(NoServer), BTreeMap::new()).unwrap();
+    let client = Client::new(config, conn, BTreeMap::new()).unwrap();
     let state = HttpState {
         server: None,
         client: Some(client),

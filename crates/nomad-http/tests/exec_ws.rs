@@ -66,6 +66,14 @@ impl ServerConn for FakeServer {
     fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
         Box::pin(async { Ok(()) })
     }
+    /// A server that knows no allocations on other nodes.
+    fn forward_http(
+        &self,
+        _req: serde_json::Value,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+        Box::pin(async { Ok(serde_json::json!({"Status": 404, "Headers": [], "Body": ""})) })
+    }
 }
 
 /// Unmounts what the client mounted below the dir (tmpfs secrets as root), then removes it.
