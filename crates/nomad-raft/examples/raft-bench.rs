@@ -1,5 +1,7 @@
 //! Commit latency of `RaftNode::apply` on a 3-node in-process cluster with fsync on, next to
-//! the fsync floor of the same disk (256 B write + fdatasync), measured in the same run.
+//! the fsync floor of the same disk (256 B write + fdatasync), a bare redb commit, and the disk
+//! work one commit needs (leader commit, then both followers' at once), measured in the same
+//! run and interleaved.
 //!
 //! `cargo run --release -p nomad-raft --example raft-bench [-- <dir> [samples]]`
 
@@ -48,6 +50,25 @@ fn redb_once(db: &redb::Database, i: u64) -> Result<Duration, Box<dyn std::error
     Ok(t.elapsed())
 }
 
+/// The disk work one commit needs with openraft 0.9 on this machine, and nothing else: the
+/// leader's redb commit, then the two followers' commits at the same time (they share the
+/// disk, as the three servers here do). openraft appends on the leader before it replicates,
+/// so no commit can be faster than this.
+fn protocol_floor_once(
+    dbs: &[redb::Database; 3],
+    i: u64,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    redb_once(&dbs[0], i)?;
+    std::thread::scope(|s| {
+        let other = s.spawn(|| redb_once(&dbs[2], i).map_err(|e| e.to_string()));
+        let mine = redb_once(&dbs[1], i).map_err(|e| e.to_string());
+        let other = other.join().map_err(|_| "probe thread panicked".to_string())?;
+        mine.and(other)
+    })?;
+    Ok(t.elapsed())
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -93,7 +114,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Interleave the three measurements so that all of them see the same disk load.
     let mut probe = std::fs::File::create(root.path().join("fsync-probe"))?;
     let probe_db = redb::Database::create(root.path().join("redb-probe.db"))?;
+    let protocol_dbs = [
+        redb::Database::create(root.path().join("protocol-probe-1.db"))?,
+        redb::Database::create(root.path().join("protocol-probe-2.db"))?,
+        redb::Database::create(root.path().join("protocol-probe-3.db"))?,
+    ];
     let (mut lat, mut fwd, mut floor, mut redb) = (vec![], vec![], vec![], vec![]);
+    let mut protocol = vec![];
     for i in 0..samples {
         let t = Instant::now();
         leader.apply(eval_cmd(1000 + i)).await?;
@@ -105,8 +132,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         floor.push(fsync_once(&mut probe)?);
         redb.push(redb_once(&probe_db, i as u64)?);
+        protocol.push(protocol_floor_once(&protocol_dbs, i as u64)?);
     }
-    for v in [&mut lat, &mut fwd, &mut floor, &mut redb] {
+    for v in [&mut lat, &mut fwd, &mut floor, &mut redb, &mut protocol] {
         v.sort();
     }
     let (p50, p99, f50) = (
@@ -129,9 +157,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "redb commit (256 B, Immediate):        p50 {:?}  (n={samples})",
         percentile(&redb, 0.5)
     );
+    let pr50 = percentile(&protocol, 0.5);
+    println!(
+        "disk work of one commit (leader redb commit, then two at once): p50 {pr50:?}  (n={samples})"
+    );
     println!(
         "ratio apply p50 / fsync p50: {:.2}",
         p50.as_secs_f64() / f50.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "ratio apply p50 / disk work p50: {:.2}",
+        p50.as_secs_f64() / pr50.as_secs_f64().max(1e-9)
     );
 
     for n in &nodes {
