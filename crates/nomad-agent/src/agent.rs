@@ -212,6 +212,7 @@ pub async fn start(cfg: AgentConfig) -> anyhow::Result<RunningAgent> {
             options: cfg.client.options.clone(),
             http_addr: advertise_http.clone(),
             acl_enabled: cfg.acl_enabled,
+            acl_cache_ttl: cfg.acl_token_ttl.min(cfg.acl_policy_ttl),
             artifact: cfg.client.artifact.clone(),
             min_dynamic_port: cfg.client.min_dynamic_port.unwrap_or(20000),
             max_dynamic_port: cfg.client.max_dynamic_port.unwrap_or(32000),

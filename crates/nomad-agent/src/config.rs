@@ -32,6 +32,10 @@ pub struct AgentConfig {
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `acl { enabled }`.
     pub acl_enabled: bool,
+    /// `acl { token_ttl }`: how long a client-only agent trusts a token it resolved.
+    pub acl_token_ttl: Duration,
+    /// `acl { policy_ttl }`: how long a client-only agent trusts the policies it resolved.
+    pub acl_policy_ttl: Duration,
     /// `tls { }`.
     pub tls: TlsBlock,
     /// `ui { enabled }`.
@@ -199,6 +203,8 @@ impl Default for AgentConfig {
             client: ClientBlock::default(),
             plugins: BTreeMap::new(),
             acl_enabled: false,
+            acl_token_ttl: Duration::from_secs(30),
+            acl_policy_ttl: Duration::from_secs(30),
             tls: TlsBlock::default(),
             ui_enabled: true,
             dev_mode: false,
@@ -475,6 +481,15 @@ impl AgentConfig {
             if let Some(v) = a.enabled {
                 self.acl_enabled = v;
             }
+            if let Some(v) = &a.token_ttl {
+                self.acl_token_ttl = go_duration("acl.token_ttl", &json_to_string(v))?;
+            }
+            if let Some(v) = &a.policy_ttl {
+                self.acl_policy_ttl = go_duration("acl.policy_ttl", &json_to_string(v))?;
+            }
+            if let Some(v) = &a.role_ttl {
+                go_duration("acl.role_ttl", &json_to_string(v))?;
+            }
         }
         for t in f.tls.into_iter().flatten() {
             if let Some(v) = t.http {
@@ -533,7 +548,11 @@ impl AgentConfig {
                 "Options": self.client.options,
                 "DisableRemoteExec": self.client.disable_remote_exec,
             },
-            "ACL": {"Enabled": self.acl_enabled},
+            "ACL": {
+                "Enabled": self.acl_enabled,
+                "TokenTTL": self.acl_token_ttl.as_nanos() as u64,
+                "PolicyTTL": self.acl_policy_ttl.as_nanos() as u64,
+            },
             "TLSConfig": {
                 "EnableHTTP": self.tls.http,
                 "EnableRPC": self.tls.rpc,
@@ -728,7 +747,7 @@ struct FileConfig {
     #[serde(default, deserialize_with = "blocks")]
     server_join: Option<Vec<ServerJoinFile>>,
     #[serde(default, deserialize_with = "blocks")]
-    acl: Option<Vec<EnabledFile>>,
+    acl: Option<Vec<AclFile>>,
     #[serde(default, deserialize_with = "blocks")]
     ui: Option<Vec<EnabledFile>>,
     // Accepted and ignored for now (Nomad keys we do not act on yet).
@@ -871,6 +890,19 @@ struct EnabledFile {
     enabled: Option<bool>,
 }
 
+/// `acl { }`. Roles are not cached apart from tokens here, so `role_ttl` is only checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AclFile {
+    enabled: Option<bool>,
+    token_ttl: Option<serde_json::Value>,
+    policy_ttl: Option<serde_json::Value>,
+    role_ttl: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    replication_token: Option<serde_json::Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -976,6 +1008,24 @@ mod tests {
     fn unknown_key_is_an_error() {
         let e = load("bogus_key = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn acl_cache_ttls() {
+        let c = load("acl {\n  enabled = true\n  token_ttl = \"5s\"\n  policy_ttl = \"1m\"\n  role_ttl = \"10s\"\n}\n").unwrap();
+        assert_eq!(c.acl_token_ttl, Duration::from_secs(5));
+        assert_eq!(c.acl_policy_ttl, Duration::from_secs(60));
+        let j = c.to_nomad_json("127.0.0.1:4646");
+        assert_eq!(j["ACL"]["TokenTTL"], 5_000_000_000u64);
+        let d = load("acl {\n  enabled = true\n}\n").unwrap();
+        assert_eq!(d.acl_token_ttl, Duration::from_secs(30));
+        assert_eq!(d.acl_policy_ttl, Duration::from_secs(30));
+        let e = load("acl {\n  token_ttl = \"soon\"\n}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("acl.token_ttl"), "{e:#}");
+        let e = load("acl {\n  policy_ttl = \"-1s\"\n}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("acl.policy_ttl"), "{e:#}");
+        let e = load("acl {\n  tokn_ttl = \"5s\"\n}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("tokn_ttl"), "{e:#}");
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct ClientConfig {
     /// `acl { enabled }`: a client-only agent then checks every request to its HTTP API
     /// against the servers' tokens (`ACL.ResolveToken`).
     pub acl_enabled: bool,
+    /// How long a token resolved through the servers is trusted before they are asked again
+    /// (the shorter of `acl { token_ttl }` and `acl { policy_ttl }`, as both are cached
+    /// together).
+    pub acl_cache_ttl: Duration,
     /// Dynamic port range.
     pub min_dynamic_port: u16,
     /// Dynamic port range end.
@@ -144,6 +148,7 @@ impl ClientConfig {
             options: BTreeMap::new(),
             http_addr: "127.0.0.1:4646".into(),
             acl_enabled: false,
+            acl_cache_ttl: Duration::from_secs(30),
             artifact: Default::default(),
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,

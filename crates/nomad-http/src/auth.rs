@@ -78,8 +78,8 @@ pub(crate) fn caller(ctx: &Ctx) -> Result<ResolvedAcl, ApiError> {
         (Some(s), _) => resolve(s, &ctx.headers),
         (None, Some(c)) if c.config().acl_enabled => {
             let secret = secret_from_headers(&ctx.headers).unwrap_or_default();
-            let acl =
-                crate::client_acl::cached(c, &secret).unwrap_or_else(|| Arc::new(Acl::default()));
+            let acl = crate::client_acl::resolved_for_request(c, &secret)
+                .unwrap_or_else(|| Arc::new(Acl::default()));
             Ok(ResolvedAcl {
                 acl,
                 token: None,

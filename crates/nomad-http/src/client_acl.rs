@@ -1,7 +1,7 @@
 //! ACLs on a client-only agent: its HTTP API (logs, files, exec, alloc lifecycle) checks each
 //! request's token as a server would, with the token and policies the servers return for it
-//! (`ACL.ResolveToken`), compiled here and kept for [`TTL`] (Nomad's client `acl { token_ttl,
-//! policy_ttl }` default), so a burst of requests costs one round trip. While no server
+//! (`ACL.ResolveToken`), compiled here and kept for the shorter of the agent's `acl { token_ttl,
+//! policy_ttl }` (30 s each by default, as Nomad's), so a burst of requests costs one round trip. While no server
 //! answers, a token resolved before keeps its last ACL (Nomad's default `down_policy =
 //! "extend-cache"`).
 
@@ -16,7 +16,12 @@ use nomad_client::Client;
 use crate::error::ApiError;
 
 /// How long a resolved token is trusted before the servers are asked again.
-pub const TTL: Duration = Duration::from_secs(30);
+fn ttl(client: &Client) -> Duration {
+    client.config().acl_cache_ttl
+}
+
+/// How long an ACL stays in the cache for the down policy once it is past its TTL.
+const KEEP_STALE: Duration = Duration::from_secs(600);
 
 type Key = (usize, String);
 type Cache = Mutex<HashMap<Key, (Instant, Arc<Acl>)>>;
@@ -62,17 +67,28 @@ pub(crate) async fn resolve(client: &Arc<Client>, secret: &str) -> Result<Arc<Ac
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
     if c.len() > 512 {
         // Stale entries stay a while for the down policy, not forever.
-        c.retain(|_, (at, _)| at.elapsed() < TTL * 20);
+        c.retain(|_, (at, _)| at.elapsed() < KEEP_STALE);
     }
     c.insert(key(client, secret), (Instant::now(), acl.clone()));
     Ok(acl)
 }
 
-/// The ACL resolved for `secret` within the last [`TTL`], if any.
+/// The ACL resolved for `secret` within the last TTL, if any.
 pub(crate) fn cached(client: &Client, secret: &str) -> Option<Arc<Acl>> {
+    let ttl = ttl(client);
     let c = cache().lock().unwrap_or_else(|p| p.into_inner());
     c.get(&key(client, secret))
-        .filter(|(at, _)| at.elapsed() < TTL)
+        .filter(|(at, _)| at.elapsed() < ttl)
+        .map(|(_, acl)| acl.clone())
+}
+
+/// The ACL the middleware resolved for this request's `secret` (moments ago, whatever the
+/// TTL: with `token_ttl = "0s"` the entry is already past it when the handler asks).
+pub(crate) fn resolved_for_request(client: &Client, secret: &str) -> Option<Arc<Acl>> {
+    let max_age = ttl(client).max(Duration::from_secs(10));
+    let c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    c.get(&key(client, secret))
+        .filter(|(at, _)| at.elapsed() < max_age)
         .map(|(_, acl)| acl.clone())
 }
 
@@ -143,7 +159,7 @@ mod tests {
         assert!(format!("{err:?}").contains("connection refused"), "{err:?}");
         // A token resolved long ago (past the TTL): its last ACL still applies.
         let old = Instant::now()
-            .checked_sub(TTL * 2)
+            .checked_sub(ttl(&client) * 2)
             .unwrap_or_else(Instant::now);
         cache()
             .lock()
@@ -152,6 +168,59 @@ mod tests {
         assert!(cached(&client, "seen").is_none(), "past the TTL");
         let acl = resolve(&client, "seen").await.expect("stale ACL");
         assert!(acl.is_management());
+    }
+
+    /// Servers that resolve every token to management, counting the questions.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl ServerConn for Counting {
+        fn register(&self, _: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
+            Box::pin(async { Ok(Duration::from_secs(10)) })
+        }
+        fn heartbeat(&self, _: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
+            Box::pin(async { Ok(Duration::from_secs(10)) })
+        }
+        fn allocs(
+            &self,
+            _: &str,
+            _: u64,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
+            Box::pin(async { Ok((vec![], 0)) })
+        }
+        fn update_allocs(&self, _: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn resolve_token(&self, _: &str) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(serde_json::json!({"Token": null})) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_lasts_the_configured_ttl() {
+        use std::sync::atomic::Ordering;
+        let asked = |ttl: Duration| async move {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut config = ClientConfig::new(tmp.path().to_path_buf());
+            config.node_id = Some(format!("node-ttl-{}", ttl.as_secs()));
+            config.acl_cache_ttl = ttl;
+            let conn = Arc::new(Counting(Default::default()));
+            let client =
+                Client::new(config, conn.clone(), std::collections::BTreeMap::new()).unwrap();
+            for _ in 0..3 {
+                resolve(&client, "s").await.expect("resolved");
+                // What the request's handler sees, whatever the TTL.
+                assert!(resolved_for_request(&client, "s").is_some());
+            }
+            conn.0.load(Ordering::SeqCst)
+        };
+        assert_eq!(asked(Duration::from_secs(30)).await, 1, "cached");
+        assert_eq!(
+            asked(Duration::ZERO).await,
+            3,
+            "token_ttl = 0s asks every time"
+        );
     }
 
     #[test]

@@ -63,7 +63,9 @@ fn protocol_floor_once(
     std::thread::scope(|s| {
         let other = s.spawn(|| redb_once(&dbs[2], i).map_err(|e| e.to_string()));
         let mine = redb_once(&dbs[1], i).map_err(|e| e.to_string());
-        let other = other.join().map_err(|_| "probe thread panicked".to_string())?;
+        let other = other
+            .join()
+            .map_err(|_| "probe thread panicked".to_string())?;
         mine.and(other)
     })?;
     Ok(t.elapsed())
