@@ -41,8 +41,11 @@ impl Server {
                 req.job_id, namespace, req.job_version
             )));
         };
+        let mut job = (*old).clone();
+        // A tag names one version; the new version must not carry it too.
+        job.version_tag = None;
         let mut reg = JobRegisterRequest {
-            job: Some((*old).clone()),
+            job: Some(job),
             namespace: namespace.to_string(),
             region: req.region.clone(),
             ..Default::default()
