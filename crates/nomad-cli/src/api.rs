@@ -356,6 +356,25 @@ impl Client {
         Self::decode(&url, resp)
     }
 
+    /// GET a list `path` and decode JSON, with the `X-Nomad-NextToken` of the page (empty on
+    /// the last page).
+    pub fn get_paged<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(T, String), ApiError> {
+        let url = self.url(path, query);
+        let res = self.decorate(self.agent.get(&url)).call();
+        let resp = self.finish("GET", &url, res)?;
+        let next = resp
+            .headers()
+            .get("x-nomad-nexttoken")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((Self::decode(&url, resp)?, next))
+    }
+
     /// PUT `path` with a JSON body and decode the JSON answer.
     pub fn put<B: Serialize, T: DeserializeOwned>(
         &self,

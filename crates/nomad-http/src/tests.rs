@@ -1036,3 +1036,175 @@ fn client_errors_use_nomad_wording() {
         (StatusCode::INTERNAL_SERVER_ERROR, "Task not running")
     );
 }
+
+async fn put_json(app: &Router, uri: &str, v: serde_json::Value) -> (StatusCode, Bytes) {
+    let (s, _, b) = call(app, Method::PUT, uri, v.to_string()).await;
+    (s, b)
+}
+
+fn body_json(b: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(b).expect("JSON body")
+}
+
+#[tokio::test]
+async fn versions_revert_and_stable() {
+    let (app, _) = server_app();
+    let mut job = job_json("web");
+    let (s, _) = put_json(&app, "/v1/jobs", serde_json::json!({ "Job": job })).await;
+    assert_eq!(s, StatusCode::OK);
+    job["TaskGroups"][0]["Count"] = 3.into();
+    put_json(&app, "/v1/jobs", serde_json::json!({ "Job": job })).await;
+
+    let (s, _, b) = get(&app, "/v1/job/web/versions").await;
+    assert_eq!(s, StatusCode::OK);
+    let v = body_json(&b);
+    let versions: Vec<u64> = v["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["Version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1, 0]);
+
+    // Body checks, then the server's refusals.
+    let revert = |v: serde_json::Value| put_json(&app, "/v1/job/web/revert", v);
+    let (s, b) = revert(serde_json::json!({ "JobVersion": 0 })).await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "JobID must be specified")
+    );
+    let (s, b) = revert(serde_json::json!({ "JobID": "other", "JobVersion": 0 })).await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "Job ID does not match")
+    );
+    let (s, b) = revert(serde_json::json!({ "JobID": "web", "JobVersion": 1 })).await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "can't revert to current version"
+        )
+    );
+    let (s, b) = revert(serde_json::json!({ "JobID": "web", "JobVersion": 7 })).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        text(&b),
+        "job \"web\" in namespace \"default\" at version 7 not found"
+    );
+    let (s, b) =
+        revert(serde_json::json!({ "JobID": "web", "JobVersion": 0, "EnforcePriorVersion": 5 }))
+            .await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Current job has version 1; enforcing version 5"
+        )
+    );
+    let (s, b) =
+        revert(serde_json::json!({ "JobID": "web", "JobVersion": 0, "EnforcePriorVersion": 1 }))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&b));
+    let r = body_json(&b);
+    assert!(!r["EvalID"].as_str().unwrap().is_empty());
+    assert!(r["JobModifyIndex"].as_u64().unwrap() > 0);
+    let (_, _, b) = get(&app, "/v1/job/web").await;
+    let cur = body_json(&b);
+    assert_eq!(
+        (
+            cur["Version"].as_u64(),
+            cur["TaskGroups"][0]["Count"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    let (s, b) = put_json(
+        &app,
+        "/v1/job/web/stable",
+        serde_json::json!({ "JobID": "web", "JobVersion": 2, "Stable": true }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&b));
+    assert!(body_json(&b)["Index"].as_u64().unwrap() > 0);
+    let (_, _, b) = get(&app, "/v1/job/web").await;
+    assert_eq!(body_json(&b)["Stable"], true);
+    let (s, _) = put_json(
+        &app,
+        "/v1/job/web/stable",
+        serde_json::json!({ "JobID": "web", "JobVersion": 9, "Stable": true }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn scale_action_and_status() {
+    let (app, _) = server_app();
+    put_json(
+        &app,
+        "/v1/jobs",
+        serde_json::json!({ "Job": job_json("web") }),
+    )
+    .await;
+    let (s, _, b) = get(&app, "/v1/job/web/scale").await;
+    assert_eq!(s, StatusCode::OK);
+    let st = body_json(&b);
+    assert_eq!(st["JobID"], "web");
+    assert_eq!(st["JobStopped"], false);
+    assert_eq!(st["TaskGroups"]["web"]["Desired"], 1);
+    assert_eq!(st["TaskGroups"]["web"]["Events"], serde_json::Value::Null);
+
+    let scale = |v: serde_json::Value| put_json(&app, "/v1/job/web/scale", v);
+    let (s, b) =
+        scale(serde_json::json!({ "Count": 2, "Target": {"Group": "web", "Job": "x"} })).await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "job ID in payload did not match URL"
+        )
+    );
+    let (s, b) = scale(serde_json::json!({ "Count": 2, "Target": {} })).await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "missing task group name for scaling action"
+        )
+    );
+    let (s, b) = scale(serde_json::json!({
+        "Count": 4, "Target": {"Group": "web"}, "Message": "busy", "Meta": {"k": "v"}
+    }))
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&b));
+    let r = body_json(&b);
+    let eval_id = r["EvalID"].as_str().unwrap().to_string();
+    assert!(!eval_id.is_empty());
+    assert!(r["Index"].as_u64().unwrap() > r["EvalCreateIndex"].as_u64().unwrap());
+
+    let (_, _, b) = get(&app, "/v1/job/web/scale").await;
+    let st = body_json(&b);
+    let g = &st["TaskGroups"]["web"];
+    assert_eq!(g["Desired"], 4);
+    assert_eq!(g["Events"][0]["Count"], 4);
+    assert_eq!(g["Events"][0]["PreviousCount"], 1);
+    assert_eq!(g["Events"][0]["Message"], "busy");
+    assert_eq!(g["Events"][0]["EvalID"], eval_id.as_str());
+    assert_eq!(g["Events"][0]["Meta"]["k"], "v");
+    let (_, _, b) = get(&app, "/v1/job/web").await;
+    assert_eq!(body_json(&b)["Version"], 1);
+
+    let (s, _, b) = get(&app, "/v1/job/missing/scale").await;
+    assert_eq!(
+        (s, text(&b).as_str()),
+        (StatusCode::NOT_FOUND, "job not found")
+    );
+    let (s, _) = put_json(
+        &app,
+        "/v1/job/missing/scale",
+        serde_json::json!({ "Count": 1, "Target": {"Group": "web"} }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -321,6 +321,8 @@ impl Server {
                 .is_some_and(|s| s == ALLOC_DESIRED_STOP || s == ALLOC_DESIRED_EVICT),
             Command::JobRegister { .. }
             | Command::JobDeregister { .. }
+            | Command::JobStability { .. }
+            | Command::ScalingEventRegister { .. }
             | Command::EvalsUpsert { .. }
             | Command::AclBootstrap { .. }
             | Command::AclTokenUpsert { .. }

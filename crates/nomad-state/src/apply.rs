@@ -59,6 +59,18 @@ impl Tables {
                 *now,
                 &mut touched,
             )?,
+            Command::JobStability {
+                namespace,
+                job_id,
+                version,
+                stable,
+            } => self.job_stability(index, namespace, job_id, *version, *stable)?,
+            Command::ScalingEventRegister {
+                namespace,
+                job_id,
+                group,
+                event,
+            } => self.scaling_event_register(index, namespace, job_id, group, event)?,
             Command::EvalsUpsert { evals } => {
                 for e in evals {
                     self.upsert_eval(index, e.clone(), &mut touched);
@@ -166,6 +178,7 @@ impl Tables {
                     Table::AclTokens,
                     Table::AclPolicies,
                     Table::Namespaces,
+                    Table::ScalingEvents,
                 ];
                 for table in tables {
                     t.touch(table, index);
@@ -273,6 +286,12 @@ impl Tables {
                 }
             }
             Arc::make_mut(&mut self.job_summaries).remove(&key);
+            if Arc::make_mut(&mut self.scaling_events)
+                .remove(&key)
+                .is_some()
+            {
+                self.touch(Table::ScalingEvents, index);
+            }
             self.touch(Table::Jobs, index);
             self.touch(Table::JobSummary, index);
         } else if !existing.stop {
@@ -293,6 +312,76 @@ impl Tables {
             e.job_modify_index = index;
             self.upsert_eval(index, e, touched);
         }
+        Ok(())
+    }
+
+    /// Sets `Stable` on a kept version (and on the current job when it is that version).
+    /// The version number and JobModifyIndex stay; ModifyIndex moves so readers see it.
+    fn job_stability(
+        &mut self,
+        index: u64,
+        namespace: &str,
+        job_id: &str,
+        version: u64,
+        stable: bool,
+    ) -> Result<(), StateError> {
+        let key: JobKey = (namespace.to_string(), job_id.to_string());
+        let Some(pos) = self
+            .job_versions
+            .get(&key)
+            .and_then(|v| v.iter().position(|j| j.version == version))
+        else {
+            return Err(StateError::Refused(format!(
+                "job {job_id:?} in namespace {namespace:?} at version {version} not found"
+            )));
+        };
+        let versions = Arc::make_mut(&mut self.job_versions)
+            .get_mut(&key)
+            .expect("the version was found above");
+        let v = Arc::make_mut(versions);
+        if v[pos].stable == stable {
+            return Ok(());
+        }
+        let mut j = (*v[pos]).clone();
+        j.stable = stable;
+        j.modify_index = index;
+        let j = Arc::new(j);
+        v[pos] = j.clone();
+        if self
+            .jobs
+            .get(&key)
+            .is_some_and(|cur| cur.version == version)
+        {
+            Arc::make_mut(&mut self.jobs).insert(key, j);
+        }
+        self.touch(Table::Jobs, index);
+        Ok(())
+    }
+
+    /// Puts a scaling event at the head of its group's events (the job must exist).
+    fn scaling_event_register(
+        &mut self,
+        index: u64,
+        namespace: &str,
+        job_id: &str,
+        group: &str,
+        event: &ScalingEvent,
+    ) -> Result<(), StateError> {
+        let key: JobKey = (namespace.to_string(), job_id.to_string());
+        if !self.jobs.contains_key(&key) {
+            return Err(StateError::Refused(format!(
+                "job {job_id:?} in namespace {namespace:?} not found"
+            )));
+        }
+        let mut event = event.clone();
+        event.create_index = index;
+        let groups = Arc::make_mut(&mut self.scaling_events)
+            .entry(key)
+            .or_default();
+        let events = Arc::make_mut(groups).entry(group.to_string()).or_default();
+        events.insert(0, event);
+        events.truncate(JOB_TRACKED_SCALING_EVENTS);
+        self.touch(Table::ScalingEvents, index);
         Ok(())
     }
 

@@ -65,6 +65,22 @@ pub enum Command {
         eval: Option<Evaluation>,
         now: i64,
     },
+    /// Mark one kept version of a job stable or not (Nomad's `JobStabilityRequestType`). The
+    /// version keeps its number and JobModifyIndex; an unknown version is refused.
+    JobStability {
+        namespace: String,
+        job_id: String,
+        version: u64,
+        stable: bool,
+    },
+    /// Record a scaling event for a task group of a job (`ScalingEventRegisterRequestType`);
+    /// the newest [`JOB_TRACKED_SCALING_EVENTS`] per group are kept.
+    ScalingEventRegister {
+        namespace: String,
+        job_id: String,
+        group: String,
+        event: ScalingEvent,
+    },
     /// Upsert evaluations (new, updated status, blocked...).
     EvalsUpsert { evals: Vec<Evaluation> },
     /// Register or update a node.
@@ -158,6 +174,8 @@ impl Command {
             | Command::AllocClientUpdate { evals, .. }
             | Command::AllocDesiredTransition { evals, .. } => evals.iter().collect(),
             Command::NodeRegister { .. }
+            | Command::JobStability { .. }
+            | Command::ScalingEventRegister { .. }
             | Command::AclBootstrap { .. }
             | Command::AclTokenUpsert { .. }
             | Command::AclTokenDelete { .. }
@@ -219,6 +237,8 @@ pub enum Table {
     AclPolicies,
     /// Namespaces.
     Namespaces,
+    /// Scaling events of task groups (Nomad's `scaling_event`).
+    ScalingEvents,
 }
 
 /// The state store. Cheap to share behind an `Arc`.

@@ -32,6 +32,15 @@ struct Persisted {
     namespaces: Vec<Namespace>,
     #[serde(default)]
     acl_bootstrap_index: u64,
+    #[serde(default)]
+    scaling_events: Vec<PersistedScalingEvents>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PersistedScalingEvents {
+    namespace: String,
+    job_id: String,
+    groups: BTreeMap<String, Vec<ScalingEvent>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,6 +79,15 @@ pub(crate) fn encode(t: &Tables) -> Vec<u8> {
         acl_policies: t.acl_policies.values().map(|x| (**x).clone()).collect(),
         namespaces: t.namespaces.values().map(|x| (**x).clone()).collect(),
         acl_bootstrap_index: t.acl_bootstrap_index,
+        scaling_events: t
+            .scaling_events
+            .iter()
+            .map(|((ns, id), groups)| PersistedScalingEvents {
+                namespace: ns.clone(),
+                job_id: id.clone(),
+                groups: (**groups).clone(),
+            })
+            .collect(),
     };
     // Serializing plain data structures to a Vec cannot fail; an empty state is the fallback.
     serde_json::to_vec(&p).unwrap_or_default()
@@ -149,6 +167,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tables, StateError> {
                 .collect(),
         ),
         acl_bootstrap_index: p.acl_bootstrap_index,
+        scaling_events: Arc::new(
+            p.scaling_events
+                .into_iter()
+                .map(|s| ((s.namespace, s.job_id), Arc::new(s.groups)))
+                .collect(),
+        ),
         ..Tables::default()
     };
     t.ensure_default_namespace();

@@ -73,6 +73,28 @@ impl StateSnapshot {
             .find(|j| j.version == version)
     }
 
+    /// A job's scaling events by task group, newest first, with the highest CreateIndex
+    /// among them (0 when none).
+    pub fn scaling_events_by_job(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> (std::collections::BTreeMap<String, Vec<ScalingEvent>>, u64) {
+        let groups = self
+            .t
+            .scaling_events
+            .get(&(namespace.to_string(), id.to_string()))
+            .map(|g| (**g).clone())
+            .unwrap_or_default();
+        let index = groups
+            .values()
+            .flatten()
+            .map(|e| e.create_index)
+            .max()
+            .unwrap_or(0);
+        (groups, index)
+    }
+
     /// A job's summary (always present for an existing job).
     pub fn job_summary(&self, namespace: &str, id: &str) -> Option<JobSummary> {
         self.t

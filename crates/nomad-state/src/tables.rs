@@ -12,6 +12,9 @@ use crate::Table;
 /// (namespace, job ID).
 pub(crate) type JobKey = (String, String);
 
+/// A job's scaling events: task group → events, newest first.
+pub(crate) type GroupScalingEvents = BTreeMap<String, Vec<ScalingEvent>>;
+
 /// Every table at one index. Cloning is cheap (one `Arc` clone per table).
 #[derive(Debug, Clone)]
 pub(crate) struct Tables {
@@ -21,6 +24,8 @@ pub(crate) struct Tables {
     /// Newest first, at most [`crate::JOB_TRACKED_VERSIONS`].
     pub(crate) job_versions: Arc<BTreeMap<JobKey, Arc<Vec<Arc<Job>>>>>,
     pub(crate) job_summaries: Arc<BTreeMap<JobKey, Arc<JobSummary>>>,
+    /// Per job: task group → its scaling events, newest first.
+    pub(crate) scaling_events: Arc<BTreeMap<JobKey, Arc<GroupScalingEvents>>>,
     pub(crate) submissions: Arc<BTreeMap<(String, String, u64), Arc<JobSubmission>>>,
     pub(crate) evals: Arc<BTreeMap<String, Arc<Evaluation>>>,
     /// (namespace, job ID, eval ID).
@@ -55,6 +60,7 @@ impl Default for Tables {
             jobs: Arc::default(),
             job_versions: Arc::default(),
             job_summaries: Arc::default(),
+            scaling_events: Arc::default(),
             submissions: Arc::default(),
             evals: Arc::default(),
             evals_by_job: Arc::default(),

@@ -1194,3 +1194,163 @@ fn enforce_index_is_checked_in_log_order() {
         Some("Enforcing job modify index 3: job does not exist")
     );
 }
+
+#[test]
+fn stability_marks_one_version_and_keeps_its_indexes() {
+    let store = StateStore::new();
+    let mut j1 = job("web");
+    j1.task_groups[0].count = Some(5);
+    for (i, j) in [job("web"), j1].into_iter().enumerate() {
+        store
+            .apply(
+                i as u64 + 1,
+                &Command::JobRegister {
+                    job: j,
+                    eval: None,
+                    submission: None,
+                    now: 1,
+                    enforce_index: None,
+                },
+            )
+            .unwrap();
+    }
+    let stable = |version, stable| Command::JobStability {
+        namespace: "default".into(),
+        job_id: "web".into(),
+        version,
+        stable,
+    };
+    // An old version: only its history entry changes.
+    store.apply(3, &stable(0, true)).unwrap();
+    let snap = store.snapshot();
+    let v0 = snap.job_version("default", "web", 0).unwrap();
+    assert!(v0.stable);
+    assert_eq!(v0.modify_index, 3);
+    assert_eq!(v0.job_modify_index, 1);
+    assert!(!snap.job("default", "web").unwrap().stable);
+    // The current version: the job itself too, without a new version.
+    store.apply(4, &stable(1, true)).unwrap();
+    let cur = store.snapshot().job("default", "web").unwrap();
+    assert!(cur.stable);
+    assert_eq!(
+        (cur.version, cur.job_modify_index, cur.modify_index),
+        (1, 2, 4)
+    );
+    assert_eq!(store.snapshot().job_versions("default", "web").len(), 2);
+    // Unknown versions are refused, naming the version.
+    let err = store.apply(5, &stable(7, true)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "job \"web\" in namespace \"default\" at version 7 not found"
+    );
+}
+
+#[test]
+fn scaling_events_are_kept_newest_first_and_capped() {
+    let store = StateStore::new();
+    store
+        .apply(
+            1,
+            &Command::JobRegister {
+                job: job("web"),
+                eval: None,
+                submission: None,
+                now: 1,
+                enforce_index: None,
+            },
+        )
+        .unwrap();
+    let ev = |n: i64| Command::ScalingEventRegister {
+        namespace: "default".into(),
+        job_id: "web".into(),
+        group: "web".into(),
+        event: ScalingEvent {
+            time: n,
+            count: Some(n),
+            ..Default::default()
+        },
+    };
+    for n in 0..25 {
+        store.apply(n as u64 + 2, &ev(n)).unwrap();
+    }
+    let (groups, index) = store.snapshot().scaling_events_by_job("default", "web");
+    let events = &groups["web"];
+    assert_eq!(events.len(), JOB_TRACKED_SCALING_EVENTS);
+    assert_eq!(events[0].count, Some(24));
+    assert_eq!(events[0].create_index, 26);
+    assert_eq!(index, 26);
+    // A job that does not exist gets no events.
+    let missing = Command::ScalingEventRegister {
+        namespace: "default".into(),
+        job_id: "nope".into(),
+        group: "web".into(),
+        event: ScalingEvent::default(),
+    };
+    assert!(store.apply(30, &missing).is_err());
+    // Purging the job drops its events.
+    store
+        .apply(
+            31,
+            &Command::JobDeregister {
+                namespace: "default".into(),
+                job_id: "web".into(),
+                purge: true,
+                eval: None,
+                now: 2,
+            },
+        )
+        .unwrap();
+    assert!(store
+        .snapshot()
+        .scaling_events_by_job("default", "web")
+        .0
+        .is_empty());
+}
+
+#[test]
+fn stability_and_scaling_commands_are_deterministic_and_round_trip() {
+    let mut cmds = log();
+    // Before the final deregister, so the job still exists.
+    let last = cmds.pop().expect("log ends with a deregister");
+    cmds.extend(vec![
+        Command::JobStability {
+            namespace: "default".into(),
+            job_id: "web".into(),
+            version: 0,
+            stable: true,
+        },
+        Command::ScalingEventRegister {
+            namespace: "default".into(),
+            job_id: "web".into(),
+            group: "web".into(),
+            event: ScalingEvent {
+                time: 65,
+                count: Some(3),
+                previous_count: 2,
+                message: "scaled".into(),
+                eval_id: Some("e3".into()),
+                ..Default::default()
+            },
+        },
+    ]);
+    cmds.push(last);
+    for c in &cmds {
+        let back: Command = serde_json::from_slice(&serde_json::to_vec(c).unwrap()).unwrap();
+        assert_eq!(&back, c);
+    }
+    let (a, b) = (StateStore::new(), StateStore::new());
+    apply_all(&a, &cmds);
+    apply_all(&b, &cmds);
+    assert_eq!(a.persist(), b.persist());
+    let restored = StateStore::from_persisted(&a.persist()).unwrap();
+    assert_eq!(restored.persist(), a.persist());
+    let snap = restored.snapshot();
+    assert!(snap.job_version("default", "web", 0).unwrap().stable);
+    let (groups, index) = snap.scaling_events_by_job("default", "web");
+    assert_eq!(groups["web"][0].message, "scaled");
+    assert_eq!(index, 10);
+    // Snapshots written before scaling events existed still decode.
+    let mut old: serde_json::Value = serde_json::from_slice(&a.persist()).unwrap();
+    old.as_object_mut().unwrap().remove("scaling_events");
+    assert!(StateStore::from_persisted(&serde_json::to_vec(&old).unwrap()).is_ok());
+}

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod requests;
+pub mod scaling;
 pub mod serde_util;
 pub mod summary;
 pub mod validate;
@@ -22,6 +23,7 @@ pub use eval::*;
 pub use job::*;
 pub use node::*;
 pub use requests::*;
+pub use scaling::*;
 pub use summary::*;
 pub use validate::{multierror, validate_job};
 

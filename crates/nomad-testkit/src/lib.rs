@@ -256,6 +256,20 @@ impl DevAgent {
             .map_err(|e| e.to_string())
     }
 
+    /// PUT a JSON body; returns the status and the body as text whatever the status (0 and
+    /// the error when the request could not be sent).
+    pub fn put_json(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        let url = format!("{}{path}", self.address);
+        let req = ureq::put(&url).config().http_status_as_error(false).build();
+        match req.send_json(body) {
+            Ok(mut resp) => (
+                resp.status().as_u16(),
+                resp.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// Runs the CLI against this agent (NOMAD_ADDR set), returning (exit code, stdout, stderr).
     pub fn cli(&self, bin: &Path, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(bin)

@@ -3,8 +3,9 @@
 use axum::response::Response;
 use nomad_state::{StateSnapshot, Table};
 use nomad_structs::{
-    canonicalize_job, multierror, validate_job, Job, JobListStub, JobRegisterRequest, JobSummary,
-    JobValidateResponse, JobsParseRequest,
+    canonicalize_job, multierror, validate_job, Job, JobListStub, JobRegisterRequest,
+    JobRevertRequest, JobStabilityRequest, JobStabilityResponse, JobSummary, JobValidateResponse,
+    JobsParseRequest, ScalingRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -232,9 +233,9 @@ async fn job_op(ctx: Ctx, id: &str, op: &str) -> Result<Response, ApiError> {
         "periodic/force" => Err(ApiError::not_supported("Forcing a periodic launch")),
         "plan" => Err(ApiError::not_supported("Job plan")),
         "dispatch" | "dispatch/payload" => Err(ApiError::not_supported("Job dispatch")),
-        "revert" => Err(ApiError::not_supported("Job revert")),
-        "stable" => Err(ApiError::not_supported("Marking a job version stable")),
-        "scale" => Err(ApiError::not_supported("Job scaling")),
+        "revert" => revert(ctx, id).await,
+        "stable" => stable(ctx, id).await,
+        "scale" => scale(ctx, id).await,
         "action" => super::exec::job_action(ctx, id).await,
         "tag" => Err(ApiError::not_supported("Job version tags")),
         _ => Err(ApiError::no_route()),
@@ -373,20 +374,23 @@ struct JobVersionsResponse {
     next_token: String,
 }
 
-/// The state store keeps only the current version, so that is the one version served.
+/// The kept versions, newest first. Diffs between versions are not computed yet
+/// (`?diffs=true` answers `"Diffs": null`).
 async fn versions(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     require_get(&ctx)?;
     let server = ctx.server()?;
     let ns = ctx.opts.namespace();
     ctx.params.bool("diffs")?;
-    let (job, index) = server
+    let (versions, index) = server
         .blocking_query(&[Table::Jobs], &ctx.opts.query_options(), |snap| {
-            snap.job(ns, id)
+            snap.job_versions(ns, id)
         })
         .await;
-    let job = job.ok_or_else(|| ApiError::not_found("job versions not found"))?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found("job versions not found"));
+    }
     let resp = JobVersionsResponse {
-        versions: vec![(*job).clone()],
+        versions: versions.iter().map(|j| (**j).clone()).collect(),
         diffs: None,
         index,
         last_contact: 0,
@@ -394,6 +398,75 @@ async fn versions(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
         next_token: String::new(),
     };
     json(&resp, ctx.pretty(), Meta::read(index))
+}
+
+/// `PUT /v1/job/<id>/revert`: the body's `JobID` must name the path's job.
+async fn revert(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    require_write(&ctx)?;
+    let server = ctx.server()?;
+    let mut req: JobRevertRequest = decode_body(&ctx.body)?;
+    if req.job_id.is_empty() {
+        return Err(ApiError::bad_request("JobID must be specified"));
+    }
+    if req.job_id != id {
+        return Err(ApiError::bad_request("Job ID does not match"));
+    }
+    if !ctx.opts.region.is_empty() {
+        req.region = ctx.opts.region.clone();
+    }
+    // As Nomad, the namespace comes from the request (query), not the body; the ACL check
+    // reads it from the same place.
+    let ns = ctx.opts.namespace().to_string();
+    let mut resp = server.job_revert(&ns, req).await?;
+    resp.known_leader = true;
+    json(&resp, ctx.pretty(), Meta::Write(resp.index))
+}
+
+/// `PUT /v1/job/<id>/stable`.
+async fn stable(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    require_write(&ctx)?;
+    let server = ctx.server()?;
+    let req: JobStabilityRequest = decode_body(&ctx.body)?;
+    if req.job_id.is_empty() {
+        return Err(ApiError::bad_request("JobID must be specified"));
+    }
+    if req.job_id != id {
+        return Err(ApiError::bad_request("Job ID does not match"));
+    }
+    // As Nomad, the namespace comes from the request (query), not the body; the ACL check
+    // reads it from the same place.
+    let ns = ctx.opts.namespace().to_string();
+    let index = server.job_stability(&ns, req).await?;
+    let resp = JobStabilityResponse {
+        job_modify_index: index,
+        index,
+    };
+    json(&resp, ctx.pretty(), Meta::Write(index))
+}
+
+/// `/v1/job/<id>/scale`: the scale status (GET) or a scaling action (PUT/POST).
+async fn scale(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    let server = ctx.server()?;
+    if ctx.is_get() {
+        let (status, index) = server
+            .job_scale_status(ctx.opts.namespace(), id, &ctx.opts.query_options())
+            .await;
+        let status = status.ok_or_else(|| ApiError::not_found("job not found"))?;
+        return json(&status, ctx.pretty(), Meta::read(index));
+    }
+    require_write(&ctx)?;
+    let req: ScalingRequest = decode_body(&ctx.body)?;
+    if let Some(j) = req.target.get(nomad_structs::SCALING_TARGET_JOB) {
+        if !j.is_empty() && j != id {
+            return Err(ApiError::bad_request("job ID in payload did not match URL"));
+        }
+    }
+    // As Nomad, the namespace comes from the request (query), not the body; the ACL check
+    // reads it from the same place.
+    let ns = ctx.opts.namespace().to_string();
+    let mut resp = server.job_scale(&ns, id, req).await?;
+    resp.known_leader = true;
+    json(&resp, ctx.pretty(), Meta::Write(resp.index))
 }
 
 /// Deployments are not tracked yet: an empty answer carrying the jobs table index, so clients

@@ -1,4 +1,5 @@
 //! Endpoint groups split out of `lib.rs`, one file per Nomad `*_endpoint.go`.
 
 pub(crate) mod acl;
+pub(crate) mod job;
 pub(crate) mod namespace;
