@@ -45,21 +45,50 @@ fn get(url: &str, token: &str) -> (u16, String) {
     }
 }
 
-#[test]
-fn a_client_only_agent_enforces_acls_on_its_own_api() {
-    let root = tempfile::tempdir().unwrap();
-    let acl = "acl {\n  enabled = true\n}\n";
+/// A policy `name` with `caps` on the default namespace and a token for it: its secret.
+fn make_token(dir: &Path, addr: &str, mgmt: &str, name: &str, caps: &str) -> String {
+    let f = dir.join(format!("{name}.hcl"));
+    std::fs::write(
+        &f,
+        format!("namespace \"default\" {{\n  capabilities = [{caps}]\n}}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = nomad(
+        addr,
+        mgmt,
+        &["acl", "policy", "apply", name, f.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = nomad(
+        addr,
+        mgmt,
+        &["acl", "token", "create", "-name", name, "-policy", name],
+    );
+    assert_eq!(code, 0, "{err}");
+    cli_field(&out, "Secret ID")
+}
+
+/// An ACL-enabled server, bootstrapped: the agent and its management secret.
+fn acl_server(root: &Path, acl: &str) -> (DevAgent, Ports, String) {
     let sp = Ports::free();
-    let sdir = root.path().join("s1");
+    let sdir = root.join("s1");
     let scfg = server_config(&sdir, "s1", sp, &[sp], "") + acl;
     let server = DevAgent::start_in(bin(), &sdir, &scfg, sp.http);
     server.wait_until("a leader", Duration::from_secs(30), |a| {
         !leader(a).is_empty()
     });
-    let saddr = server.address.clone();
-    let (code, out, err) = nomad(&saddr, "", &["acl", "bootstrap"]);
+    let (code, out, err) = nomad(&server.address, "", &["acl", "bootstrap"]);
     assert_eq!(code, 0, "{out}{err}");
     let mgmt = cli_field(&out, "Secret ID");
+    (server, sp, mgmt)
+}
+
+#[test]
+fn a_client_only_agent_enforces_acls_on_its_own_api() {
+    let root = tempfile::tempdir().unwrap();
+    let acl = "acl {\n  enabled = true\n}\n";
+    let (server, sp, mgmt) = acl_server(root.path(), acl);
+    let saddr = server.address.clone();
 
     let cp = Ports::free();
     let cdir = root.path().join("c1");
@@ -110,28 +139,7 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     assert!(body.contains("hello-from-task"), "{body}");
 
     // Tokens made on the server are honoured by the client.
-    let dir = root.path();
-    let token = |name: &str, caps: &str| {
-        let f = dir.join(format!("{name}.hcl"));
-        std::fs::write(
-            &f,
-            format!("namespace \"default\" {{\n  capabilities = [{caps}]\n}}\n"),
-        )
-        .unwrap();
-        let (code, _, err) = nomad(
-            &saddr,
-            &mgmt,
-            &["acl", "policy", "apply", name, f.to_str().unwrap()],
-        );
-        assert_eq!(code, 0, "{err}");
-        let (code, out, err) = nomad(
-            &saddr,
-            &mgmt,
-            &["acl", "token", "create", "-name", name, "-policy", name],
-        );
-        assert_eq!(code, 0, "{err}");
-        cli_field(&out, "Secret ID")
-    };
+    let token = |name: &str, caps: &str| make_token(root.path(), &saddr, &mgmt, name, caps);
     let reader = token("reader", "\"read-job\", \"list-jobs\", \"read-logs\"");
     let exec = token(
         "exec",
@@ -215,17 +223,8 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
 fn a_client_agent_forwards_client_requests_for_allocs_on_other_nodes() {
     let root = tempfile::tempdir().unwrap();
     let acl = "acl {\n  enabled = true\n}\n";
-    let sp = Ports::free();
-    let sdir = root.path().join("s1");
-    let scfg = server_config(&sdir, "s1", sp, &[sp], "") + acl;
-    let server = DevAgent::start_in(bin(), &sdir, &scfg, sp.http);
-    server.wait_until("a leader", Duration::from_secs(30), |a| {
-        !leader(a).is_empty()
-    });
+    let (server, sp, mgmt) = acl_server(root.path(), acl);
     let saddr = server.address.clone();
-    let (code, out, err) = nomad(&saddr, "", &["acl", "bootstrap"]);
-    assert_eq!(code, 0, "{out}{err}");
-    let mgmt = cli_field(&out, "Secret ID");
     let clients: Vec<DevAgent> = ["client1", "client2"]
         .iter()
         .map(|name| {
@@ -275,28 +274,7 @@ fn a_client_agent_forwards_client_requests_for_allocs_on_other_nodes() {
     });
     assert!(running, "no running alloc: {}", clients[1].log());
 
-    let dir = root.path();
-    let token = |name: &str, caps: &str| {
-        let f = dir.join(format!("{name}.hcl"));
-        std::fs::write(
-            &f,
-            format!("namespace \"default\" {{\n  capabilities = [{caps}]\n}}\n"),
-        )
-        .unwrap();
-        let (code, _, err) = nomad(
-            &saddr,
-            &mgmt,
-            &["acl", "policy", "apply", name, f.to_str().unwrap()],
-        );
-        assert_eq!(code, 0, "{err}");
-        let (code, out, err) = nomad(
-            &saddr,
-            &mgmt,
-            &["acl", "token", "create", "-name", name, "-policy", name],
-        );
-        assert_eq!(code, 0, "{err}");
-        cli_field(&out, "Secret ID")
-    };
+    let token = |name: &str, caps: &str| make_token(root.path(), &saddr, &mgmt, name, caps);
     let reader = token("reader", "\"read-job\", \"list-jobs\", \"read-logs\"");
     // raw_exec does not isolate, so exec into it also takes alloc-node-exec.
     let exec = token(

@@ -398,14 +398,22 @@ async fn panics_become_500() {
 
 // ----- logs -----
 
-struct NoServer;
+/// Servers that do not take part: registration, heartbeats and alloc watches fail; `forward`
+/// says how `HTTP.Forward` answers (`None`: the connection fails as a refused one would).
+struct NoServer {
+    forward: Option<serde_json::Value>,
+}
+
+fn refused<T>() -> Result<T, RpcError> {
+    Err(RpcError("connection refused".into()))
+}
 
 impl ServerConn for NoServer {
     fn register(&self, _node: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async { Err(RpcError("no server".into())) })
+        Box::pin(async { refused() })
     }
     fn heartbeat(&self, _node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async { Err(RpcError("no server".into())) })
+        Box::pin(async { refused() })
     }
     fn allocs(
         &self,
@@ -413,48 +421,18 @@ impl ServerConn for NoServer {
         _min: u64,
         _wait: Duration,
     ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
-        Box::pin(async { Err(RpcError("no server".into())) })
+        Box::pin(async { refused() })
     }
     fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
-        Box::pin(async { Err(RpcError("no server".into())) })
-    }
-    /// As a server that knows no other allocations answers the node-address question.
-    fn forward_http(
-        &self,
-        _req: serde_json::Value,
-        _timeout: Duration,
-    ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
-        Box::pin(async { Ok(serde_json::json!({"Status": 404, "Headers": [], "Body": ""})) })
-    }
-}
-
-/// Servers that do not answer: every call fails as a refused connection would.
-struct ServersDown;
-
-impl ServerConn for ServersDown {
-    fn register(&self, _node: Node) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async { Err(RpcError("connection refused".into())) })
-    }
-    fn heartbeat(&self, _node_id: &str) -> BoxFuture<'_, Result<Duration, RpcError>> {
-        Box::pin(async { Err(RpcError("connection refused".into())) })
-    }
-    fn allocs(
-        &self,
-        _node_id: &str,
-        _min: u64,
-        _wait: Duration,
-    ) -> BoxFuture<'_, Result<(Vec<Allocation>, u64), RpcError>> {
-        Box::pin(async { Err(RpcError("connection refused".into())) })
-    }
-    fn update_allocs(&self, _allocs: Vec<Allocation>) -> BoxFuture<'_, Result<(), RpcError>> {
-        Box::pin(async { Err(RpcError("connection refused".into())) })
+        Box::pin(async { refused() })
     }
     fn forward_http(
         &self,
         _req: serde_json::Value,
         _timeout: Duration,
     ) -> BoxFuture<'_, Result<serde_json::Value, RpcError>> {
-        Box::pin(async { Err(RpcError("connection refused".into())) })
+        let answer = self.forward.clone();
+        Box::pin(async move { answer.ok_or_else(|| RpcError("connection refused".into())) })
     }
 }
 
@@ -462,7 +440,7 @@ impl ServerConn for ServersDown {
 /// that it could not find out where the alloc is (not that the alloc does not exist).
 #[tokio::test]
 async fn remote_alloc_with_servers_down_says_why() {
-    let fx = log_fixture_with(Arc::new(ServersDown));
+    let fx = log_fixture_with(Arc::new(NoServer { forward: None }));
     let (s, _, b) = get(&fx.app, "/v1/client/fs/logs/elsewhere?task=web&type=stdout").await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
@@ -488,7 +466,9 @@ struct LogFixture {
 }
 
 fn log_fixture() -> LogFixture {
-    log_fixture_with(Arc::new(NoServer))
+    log_fixture_with(Arc::new(NoServer {
+        forward: Some(serde_json::json!({"Status": 404, "Headers": [], "Body": ""})),
+    }))
 }
 
 fn log_fixture_with(conn: Arc<dyn ServerConn>) -> LogFixture {

@@ -523,11 +523,7 @@ impl Server {
         job_id: &str,
         purge: bool,
     ) -> Result<JobDeregisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
+        let namespace = namespace_or_default(namespace);
         let _guard = self.register_lock.lock().await;
         let snap = self.state.snapshot();
         let Some(job) = snap.job(namespace, job_id) else {
@@ -579,11 +575,7 @@ impl Server {
         namespace: &str,
         job_id: &str,
     ) -> Result<JobRegisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
+        let namespace = namespace_or_default(namespace);
         let snap = self.state.snapshot();
         let Some(job) = snap.job(namespace, job_id) else {
             return Err(ServerError::NotFound("job not found".into()));
@@ -899,6 +891,15 @@ impl Server {
     /// Broker counts (ready + waiting, in flight, blocked, delayed), for tests and metrics.
     pub fn broker_stats(&self) -> (usize, usize, usize, usize) {
         self.broker.stats()
+    }
+}
+
+/// The namespace a request names, `default` when it names none (as Nomad's RPC layer fills it).
+pub(crate) fn namespace_or_default(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
     }
 }
 

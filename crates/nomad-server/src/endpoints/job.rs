@@ -4,7 +4,7 @@
 use nomad_state::{Command, StateSnapshot, Table};
 use nomad_structs::*;
 
-use crate::{new_id, now_nanos, QueryOptions, Server, ServerError};
+use crate::{namespace_or_default, new_id, now_nanos, QueryOptions, Server, ServerError};
 
 impl Server {
     /// `PUT /v1/job/:id/revert`: registers the kept version `req.job_version` again, as a new
@@ -15,11 +15,7 @@ impl Server {
         namespace: &str,
         req: JobRevertRequest,
     ) -> Result<JobRegisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
+        let namespace = namespace_or_default(namespace);
         if req.job_id.is_empty() {
             return Err(ServerError::Internal("missing job ID for revert".into()));
         }
@@ -72,11 +68,7 @@ impl Server {
         namespace: &str,
         req: JobStabilityRequest,
     ) -> Result<u64, ServerError> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
+        let namespace = namespace_or_default(namespace);
         if req.job_id.is_empty() {
             return Err(ServerError::Internal(
                 "missing job ID for marking job as stable".into(),
@@ -109,11 +101,7 @@ impl Server {
         job_id: &str,
         req: ScalingRequest,
     ) -> Result<JobRegisterResponse, ServerError> {
-        let namespace = if namespace.is_empty() {
-            "default"
-        } else {
-            namespace
-        };
+        let namespace = namespace_or_default(namespace);
         req.validate(job_id, namespace)
             .map_err(ServerError::BadRequest)?;
         let snap = self.state.snapshot();
