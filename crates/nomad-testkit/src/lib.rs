@@ -37,12 +37,33 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Where [`free_port`] hands out ports: below the kernel's ephemeral range (32768 and up on
+/// Linux) and below the agents' dynamic task ports (20000 and up).
+const TEST_PORTS: std::ops::Range<u16> = 10000..20000;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago and that no other caller in this process
+/// has been given. Not an ephemeral port (`bind(0)`): the outgoing connections of the agents
+/// under test take those too, and one did take an agent's HTTP port between the probe and the
+/// agent's bind (`Address already in use` in CI).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Each test process starts somewhere else in the range, so two at once rarely meet.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = TEST_PORTS.start + n as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// The value of a `Key = value` line of CLI output (`nomad acl token create`, `... info`),
@@ -326,5 +347,15 @@ pub fn unmount_below(dir: &Path) {
     points.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in points {
         let _ = Command::new("umount").args(["-l", m]).status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: std::collections::BTreeSet<u16> = (0..50).map(|_| super::free_port()).collect();
+        assert_eq!(ports.len(), 50);
+        assert!(ports.iter().all(|p| super::TEST_PORTS.contains(p)));
     }
 }
