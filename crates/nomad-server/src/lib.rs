@@ -308,6 +308,7 @@ impl Server {
         let unblock = match cmd {
             Command::NodeRegister { node, .. } => node.status == NODE_STATUS_READY,
             Command::NodeStatusUpdate { status, .. } => status == NODE_STATUS_READY,
+            Command::NodeUpdateEligibility { eligibility, .. } => eligibility == NODE_ELIGIBLE,
             Command::AllocClientUpdate { allocs, .. } => {
                 allocs.iter().any(Allocation::client_terminal)
             }
@@ -816,7 +817,7 @@ impl Server {
 
     /// `node-update` evals for a node that changed: one per job with a live alloc on it, plus
     /// (when `system_jobs`) every running system/sysbatch job so it gets placed there.
-    fn node_evals(
+    pub(crate) fn node_evals(
         &self,
         snap: &StateSnapshot,
         node_id: &str,

@@ -88,6 +88,17 @@ impl Tables {
                     self.upsert_eval(index, e.clone(), &mut touched);
                 }
             }
+            Command::NodeUpdateEligibility {
+                node_id,
+                eligibility,
+                evals,
+                now,
+            } => {
+                self.node_update_eligibility(index, node_id, eligibility, *now)?;
+                for e in evals {
+                    self.upsert_eval(index, e.clone(), &mut touched);
+                }
+            }
             Command::PlanApply {
                 allocs_upsert,
                 allocs_stop,
@@ -721,6 +732,43 @@ impl Tables {
         }
         n.status = status.to_string();
         n.status_updated_at = secs;
+        n.modify_index = index;
+        Arc::make_mut(&mut self.nodes).insert(n.id.clone(), Arc::new(n));
+        self.touch(Table::Nodes, index);
+        Ok(())
+    }
+
+    fn node_update_eligibility(
+        &mut self,
+        index: u64,
+        node_id: &str,
+        eligibility: &str,
+        now: i64,
+    ) -> Result<(), StateError> {
+        if eligibility != NODE_ELIGIBLE && eligibility != NODE_INELIGIBLE {
+            return Err(StateError::Invalid(format!(
+                "invalid scheduling eligibility {eligibility:?}"
+            )));
+        }
+        let Some(ex) = self.nodes.get(node_id).cloned() else {
+            return Err(StateError::NotFound("node".into()));
+        };
+        let mut n = (*ex).clone();
+        if n.scheduling_eligibility != eligibility {
+            let message = if eligibility == NODE_ELIGIBLE {
+                "Node marked as eligible for scheduling"
+            } else {
+                "Node marked as ineligible for scheduling"
+            };
+            n.events.get_or_insert_with(Vec::new).push(NodeEvent {
+                message: message.to_string(),
+                subsystem: "Cluster".to_string(),
+                details: None,
+                timestamp: Some(rfc3339_nanos(now)),
+                create_index: index,
+            });
+        }
+        n.scheduling_eligibility = eligibility.to_string();
         n.modify_index = index;
         Arc::make_mut(&mut self.nodes).insert(n.id.clone(), Arc::new(n));
         self.touch(Table::Nodes, index);

@@ -92,6 +92,14 @@ pub enum Command {
         evals: Vec<Evaluation>,
         now: i64,
     },
+    /// An operator sets a node's scheduling eligibility (`eligible` / `ineligible`), with the
+    /// evals the change creates.
+    NodeUpdateEligibility {
+        node_id: String,
+        eligibility: String,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
     /// Apply a scheduler plan: allocs placed or updated, allocs stopped, and the eval's new state.
     PlanApply {
         allocs_upsert: Vec<Allocation>,
@@ -170,6 +178,7 @@ impl Command {
             }
             Command::EvalsUpsert { evals }
             | Command::NodeStatusUpdate { evals, .. }
+            | Command::NodeUpdateEligibility { evals, .. }
             | Command::PlanApply { evals, .. }
             | Command::AllocClientUpdate { evals, .. }
             | Command::AllocDesiredTransition { evals, .. } => evals.iter().collect(),

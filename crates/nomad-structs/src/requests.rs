@@ -106,6 +106,27 @@ pub struct JobValidateResponse {
     pub warnings: String,
 }
 
+/// `PUT /v1/node/:id/eligibility` request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeEligibilityUpdateRequest {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    /// `eligible` or `ineligible`.
+    pub eligibility: String,
+}
+
+/// `PUT /v1/node/:id/eligibility` response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeEligibilityUpdateResponse {
+    #[serde(rename = "EvalIDs")]
+    pub eval_ids: Vec<String>,
+    pub eval_create_index: u64,
+    pub node_modify_index: u64,
+    pub index: u64,
+}
+
 /// `PUT /v1/allocation/:id/stop` response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

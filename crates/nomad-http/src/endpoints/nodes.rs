@@ -5,7 +5,7 @@ use nomad_state::Table;
 
 use super::{allocs::alloc_full, require_get, require_write};
 use crate::error::ApiError;
-use crate::query::{json, Meta};
+use crate::query::{decode_body, json, Meta};
 use crate::Ctx;
 
 /// `GET /v1/nodes` (`?prefix=`, `?resources=`, `?os=`).
@@ -48,10 +48,12 @@ pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
     if let Some(id) = tail.strip_suffix("/allocations") {
         return allocations(ctx, id).await;
     }
+    if let Some(id) = tail.strip_suffix("/eligibility") {
+        return eligibility(ctx, id).await;
+    }
     for (suffix, what) in [
         ("/evaluate", "Node evaluate"),
         ("/drain", "Node drain"),
-        ("/eligibility", "Node eligibility changes"),
         ("/purge", "Node purge"),
     ] {
         if tail.ends_with(suffix) {
@@ -92,4 +94,15 @@ async fn allocations(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
         })
         .await;
     json(&allocs, ctx.pretty(), Meta::read(index))
+}
+
+/// `PUT|POST /v1/node/<id>/eligibility` with `{"Eligibility"}`.
+async fn eligibility(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    require_write(&ctx)?;
+    let server = ctx.server()?;
+    let mut req: nomad_structs::NodeEligibilityUpdateRequest = decode_body(&ctx.body)?;
+    // As Nomad, the path names the node whatever the body says.
+    req.node_id = id.to_string();
+    let resp = server.node_update_eligibility(req).await?;
+    json(&resp, ctx.pretty(), Meta::Write(resp.index))
 }

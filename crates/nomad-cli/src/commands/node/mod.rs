@@ -1,5 +1,6 @@
 //! `nomad node <subcommand>`.
 
+pub mod eligibility;
 pub mod status;
 
 const HELP: &str = "Usage: nomad node <subcommand> [options] [args]
@@ -7,7 +8,8 @@ const HELP: &str = "Usage: nomad node <subcommand> [options] [args]
   Inspect client nodes.
 
 Subcommands:
-    status    Show nodes and their allocations
+    eligibility    Mark a node eligible or ineligible for new allocations
+    status         Show nodes and their allocations
 ";
 
 /// Dispatches `nomad node ...`.
@@ -18,6 +20,7 @@ pub fn run(args: &[String]) -> i32 {
     };
     match sub.as_str() {
         "status" => status::run(&args[1..]),
+        "eligibility" => eligibility::run(&args[1..]),
         "-h" | "-help" | "--help" => {
             outln!("{}", HELP.trim_end());
             0

@@ -173,52 +173,15 @@ pub fn run(args: &[String]) -> i32 {
         return 0;
     }
 
-    let node_id = if fs.get_bool("self") {
-        match local_node_id(&client) {
-            Ok(id) => id,
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
-        }
-    } else {
-        rest[0].clone()
-    };
-    if node_id.len() == 1 {
-        eprintln!("Identifier must contain at least two characters.");
-        return 1;
-    }
-    let node_id = sanitize_uuid_prefix(&node_id);
-    let nodes: Vec<NodeListStub> = match client.get("/v1/nodes", &[("prefix", node_id.clone())]) {
+    let wanted = (!fs.get_bool("self")).then(|| rest[0].as_str());
+    let found = match find_node(&client, wanted, length, "Error querying node info") {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("Error querying node info: {e}");
+            eprintln!("{e}");
             return 1;
         }
     };
-    if nodes.is_empty() {
-        eprintln!("No node(s) with prefix {node_id:?} found");
-        return 1;
-    }
-    if nodes.len() > 1 {
-        let mut rows = vec!["ID|Node Pool|DC|Name|Class|Drain|Eligibility|Status".to_string()];
-        for n in &nodes {
-            rows.push(format!(
-                "{}|{}|{}|{}|{}|{}|{}|{}",
-                limit(&n.id, length),
-                n.node_pool,
-                n.datacenter,
-                n.name,
-                n.node_class,
-                n.drain,
-                n.scheduling_eligibility,
-                n.status
-            ));
-        }
-        eprintln!("Prefix matched multiple nodes\n\n{}", format_list(&rows));
-        return 1;
-    }
-    let node: Node = match client.get(&format!("/v1/node/{}", path_escape(&nodes[0].id)), &[]) {
+    let node: Node = match client.get(&format!("/v1/node/{}", path_escape(&found.id)), &[]) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("Error querying node info: {e}");
@@ -248,6 +211,51 @@ pub fn run(args: &[String]) -> i32 {
         length,
     );
     0
+}
+
+/// The one node `wanted` (an ID or prefix; `None`: this agent's own node) names, or the
+/// message to print: `query_error` prefixes a failed lookup, as each command words it.
+pub(crate) fn find_node(
+    client: &crate::api::Client,
+    wanted: Option<&str>,
+    length: usize,
+    query_error: &str,
+) -> Result<NodeListStub, String> {
+    let node_id = match wanted {
+        Some(id) => id.to_string(),
+        None => local_node_id(client)?,
+    };
+    if node_id.len() == 1 {
+        return Err("Identifier must contain at least two characters.".into());
+    }
+    let node_id = sanitize_uuid_prefix(&node_id);
+    let mut nodes: Vec<NodeListStub> = client
+        .get("/v1/nodes", &[("prefix", node_id.clone())])
+        .map_err(|e| format!("{query_error}: {e}"))?;
+    if nodes.is_empty() {
+        return Err(format!("No node(s) with prefix {node_id:?} found"));
+    }
+    if nodes.len() > 1 {
+        let mut rows = vec!["ID|Node Pool|DC|Name|Class|Drain|Eligibility|Status".to_string()];
+        for n in &nodes {
+            rows.push(format!(
+                "{}|{}|{}|{}|{}|{}|{}|{}",
+                limit(&n.id, length),
+                n.node_pool,
+                n.datacenter,
+                n.name,
+                n.node_class,
+                n.drain,
+                n.scheduling_eligibility,
+                n.status
+            ));
+        }
+        return Err(format!(
+            "Prefix matched multiple nodes\n\n{}",
+            format_list(&rows)
+        ));
+    }
+    Ok(nodes.remove(0))
 }
 
 fn local_node_id(client: &crate::api::Client) -> Result<String, String> {
