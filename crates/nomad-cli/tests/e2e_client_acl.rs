@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nomad_testkit::cluster::{client_config, leader, raw_exec_job, server_config, Ports};
+use nomad_testkit::cluster::{
+    client_config, first_running_alloc, leader, raw_exec_job, server_config, Ports,
+};
 use nomad_testkit::{cli_field, wait_for, DevAgent};
 
 fn bin() -> &'static Path {
@@ -116,13 +118,7 @@ fn a_client_only_agent_enforces_acls_on_its_own_api() {
     let mut alloc = String::new();
     let running = wait_for(Duration::from_secs(30), || {
         let (st, body) = get(&format!("{saddr}/v1/job/web/allocations"), &mgmt);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if let Some(a) = v
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
-        {
-            alloc = a["ID"].as_str().unwrap_or_default().to_string();
-        }
+        alloc = first_running_alloc(&body).unwrap_or_default();
         st == 200 && !alloc.is_empty()
     });
     assert!(running, "no running alloc: {}", client.log());
@@ -263,13 +259,7 @@ fn a_client_agent_forwards_client_requests_for_allocs_on_other_nodes() {
     let mut alloc = String::new();
     let running = wait_for(Duration::from_secs(30), || {
         let (_, body) = get(&format!("{saddr}/v1/job/far/allocations"), &mgmt);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if let Some(a) = v
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
-        {
-            alloc = a["ID"].as_str().unwrap_or_default().to_string();
-        }
+        alloc = first_running_alloc(&body).unwrap_or_default();
         !alloc.is_empty()
     });
     assert!(running, "no running alloc: {}", clients[1].log());

@@ -162,13 +162,7 @@ fn servers_forward_client_requests_over_https() {
     let mut alloc = String::new();
     let running = nomad_testkit::wait_for(Duration::from_secs(60), || {
         let (c, o, _) = cli(&["operator", "api", "/v1/job/web/allocations"]);
-        let v: serde_json::Value = serde_json::from_str(&o).unwrap_or_default();
-        if let Some(a) = v
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["ClientStatus"] == "running"))
-        {
-            alloc = a["ID"].as_str().unwrap_or_default().to_string();
-        }
+        alloc = nomad_testkit::cluster::first_running_alloc(&o).unwrap_or_default();
         c == 0 && !alloc.is_empty()
     });
     assert!(running, "no running alloc: {}", client.log());

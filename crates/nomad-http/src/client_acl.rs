@@ -75,27 +75,30 @@ pub(crate) async fn resolve(client: &Arc<Client>, secret: &str) -> Result<Arc<Ac
 
 /// The ACL resolved for `secret` within the last TTL, if any.
 pub(crate) fn cached(client: &Client, secret: &str) -> Option<Arc<Acl>> {
-    let ttl = ttl(client);
-    let c = cache().lock().unwrap_or_else(|p| p.into_inner());
-    c.get(&key(client, secret))
-        .filter(|(at, _)| at.elapsed() < ttl)
-        .map(|(_, acl)| acl.clone())
+    younger_than(client, secret, Some(ttl(client)))
 }
 
 /// The ACL the middleware resolved for this request's `secret` (moments ago, whatever the
 /// TTL: with `token_ttl = "0s"` the entry is already past it when the handler asks).
 pub(crate) fn resolved_for_request(client: &Client, secret: &str) -> Option<Arc<Acl>> {
-    let max_age = ttl(client).max(Duration::from_secs(10));
-    let c = cache().lock().unwrap_or_else(|p| p.into_inner());
-    c.get(&key(client, secret))
-        .filter(|(at, _)| at.elapsed() < max_age)
-        .map(|(_, acl)| acl.clone())
+    younger_than(
+        client,
+        secret,
+        Some(ttl(client).max(Duration::from_secs(10))),
+    )
 }
 
 /// The ACL resolved for `secret` at any time before, however old.
 fn stale(client: &Client, secret: &str) -> Option<Arc<Acl>> {
+    younger_than(client, secret, None)
+}
+
+/// The cached ACL of `secret` if it was resolved less than `max_age` ago (`None`: any age).
+fn younger_than(client: &Client, secret: &str, max_age: Option<Duration>) -> Option<Arc<Acl>> {
     let c = cache().lock().unwrap_or_else(|p| p.into_inner());
-    c.get(&key(client, secret)).map(|(_, acl)| acl.clone())
+    c.get(&key(client, secret))
+        .filter(|(at, _)| max_age.is_none_or(|m| at.elapsed() < m))
+        .map(|(_, acl)| acl.clone())
 }
 
 /// `{"Token": ..., "Policies": [...]}` → the ACL; a null token means the servers do not

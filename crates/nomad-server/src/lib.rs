@@ -473,21 +473,20 @@ impl Server {
             }
         }
         let now = now_nanos();
-        let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
-            id: new_id(),
-            namespace: job.namespace.clone(),
-            priority: if req.eval_priority != 0 {
-                req.eval_priority as i32
-            } else {
-                job.priority
-            },
-            eval_type: job.job_type.clone(),
-            triggered_by: TRIGGER_JOB_REGISTER.into(),
-            job_id: job.id.clone(),
-            status: EVAL_STATUS_PENDING.into(),
-            create_time: now,
-            modify_time: now,
-            ..Default::default()
+        let priority = if req.eval_priority != 0 {
+            req.eval_priority as i32
+        } else {
+            job.priority
+        };
+        let eval = (!job.is_periodic_or_parameterized()).then(|| {
+            pending_eval(
+                &job.namespace,
+                &job.id,
+                &job.job_type,
+                priority,
+                TRIGGER_JOB_REGISTER,
+                now,
+            )
         });
         let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
         let (namespace, id) = (job.namespace.clone(), job.id.clone());
@@ -537,17 +536,15 @@ impl Server {
         let now = now_nanos();
         // Nomad gives the deregister eval the service type whatever the job's type; the
         // scheduler picks the job's own scheduler when the job still exists.
-        let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
-            id: new_id(),
-            namespace: namespace.to_string(),
-            priority: job.priority,
-            eval_type: JOB_TYPE_SERVICE.into(),
-            triggered_by: TRIGGER_JOB_DEREGISTER.into(),
-            job_id: job_id.to_string(),
-            status: EVAL_STATUS_PENDING.into(),
-            create_time: now,
-            modify_time: now,
-            ..Default::default()
+        let eval = (!job.is_periodic_or_parameterized()).then(|| {
+            pending_eval(
+                namespace,
+                job_id,
+                JOB_TYPE_SERVICE,
+                job.priority,
+                TRIGGER_JOB_DEREGISTER,
+                now,
+            )
         });
         let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
         let index = self
@@ -591,17 +588,15 @@ impl Server {
         }
         let now = now_nanos();
         let eval = Evaluation {
-            id: new_id(),
-            namespace: namespace.to_string(),
-            priority: job.priority,
-            eval_type: job.job_type.clone(),
-            triggered_by: TRIGGER_JOB_REGISTER.into(),
-            job_id: job_id.to_string(),
             job_modify_index: job.job_modify_index,
-            status: EVAL_STATUS_PENDING.into(),
-            create_time: now,
-            modify_time: now,
-            ..Default::default()
+            ..pending_eval(
+                namespace,
+                job_id,
+                &job.job_type,
+                job.priority,
+                TRIGGER_JOB_REGISTER,
+                now,
+            )
         };
         let eval_id = eval.id.clone();
         let index = self
@@ -636,17 +631,15 @@ impl Server {
         };
         let now = now_nanos();
         let eval = Evaluation {
-            id: new_id(),
-            namespace: alloc.namespace.clone(),
-            priority,
-            eval_type: job_type,
-            triggered_by: TRIGGER_ALLOC_STOP.into(),
-            job_id: alloc.job_id.clone(),
             job_modify_index: jmi,
-            status: EVAL_STATUS_PENDING.into(),
-            create_time: now,
-            modify_time: now,
-            ..Default::default()
+            ..pending_eval(
+                &alloc.namespace,
+                &alloc.job_id,
+                &job_type,
+                priority,
+                TRIGGER_ALLOC_STOP,
+                now,
+            )
         };
         let eval_id = eval.id.clone();
         let index = self
@@ -892,6 +885,30 @@ impl Server {
     /// Broker counts (ready + waiting, in flight, blocked, delayed), for tests and metrics.
     pub fn broker_stats(&self) -> (usize, usize, usize, usize) {
         self.broker.stats()
+    }
+}
+
+/// A new pending evaluation of a job, created `now` (fields a caller needs beyond these go
+/// on with struct update syntax).
+pub(crate) fn pending_eval(
+    namespace: &str,
+    job_id: &str,
+    eval_type: &str,
+    priority: i32,
+    triggered_by: &str,
+    now: i64,
+) -> Evaluation {
+    Evaluation {
+        id: new_id(),
+        namespace: namespace.to_string(),
+        priority,
+        eval_type: eval_type.to_string(),
+        triggered_by: triggered_by.to_string(),
+        job_id: job_id.to_string(),
+        status: EVAL_STATUS_PENDING.into(),
+        create_time: now,
+        modify_time: now,
+        ..Default::default()
     }
 }
 

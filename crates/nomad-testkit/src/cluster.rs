@@ -121,6 +121,17 @@ pub fn ready_nodes(a: &DevAgent) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The ID of the first running allocation in `allocs_json` (an `/v1/job/<id>/allocations`
+/// answer as text), if it has one.
+pub fn first_running_alloc(allocs_json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(allocs_json).ok()?;
+    v.as_array()?
+        .iter()
+        .find(|a| a["ClientStatus"] == "running")?["ID"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// The job's allocations whose client status is `status`, as `a` sees them (stale read).
 pub fn allocs_with_status(a: &DevAgent, job: &str, status: &str) -> Vec<serde_json::Value> {
     a.get_json(&format!("/v1/job/{job}/allocations?stale"))

@@ -133,6 +133,16 @@ pub fn status_string(status: &str, stop: bool) -> String {
     }
 }
 
+/// Resolves a job ID prefix to its ID and points `client` at the job's namespace (which a
+/// `-namespace=*` lookup may have found).
+pub fn resolve_job(client: &mut Client, meta: &Meta, prefix: &str) -> Result<String, String> {
+    let (id, ns) = job_id_by_prefix(client, meta, prefix)?;
+    if !ns.is_empty() {
+        client.set_namespace(&ns);
+    }
+    Ok(id)
+}
+
 /// Resolves a job ID prefix to `(id, namespace)` (Nomad `JobIDByPrefix`).
 pub fn job_id_by_prefix(
     client: &Client,

@@ -4,7 +4,7 @@
 use nomad_state::{Command, StateSnapshot, Table};
 use nomad_structs::*;
 
-use crate::{namespace_or_default, new_id, now_nanos, QueryOptions, Server, ServerError};
+use crate::{namespace_or_default, now_nanos, pending_eval, QueryOptions, Server, ServerError};
 
 impl Server {
     /// `PUT /v1/job/:id/revert`: registers the kept version `req.job_version` again, as a new
@@ -159,17 +159,15 @@ impl Server {
                     tg.count = Some(count);
                 }
             }
-            let eval = (!job.is_periodic_or_parameterized()).then(|| Evaluation {
-                id: new_id(),
-                namespace: namespace.to_string(),
-                priority: job.priority,
-                eval_type: job.job_type.clone(),
-                triggered_by: TRIGGER_SCALING.into(),
-                job_id: job_id.to_string(),
-                status: EVAL_STATUS_PENDING.into(),
-                create_time: now,
-                modify_time: now,
-                ..Default::default()
+            let eval = (!job.is_periodic_or_parameterized()).then(|| {
+                pending_eval(
+                    namespace,
+                    job_id,
+                    &job.job_type,
+                    job.priority,
+                    TRIGGER_SCALING,
+                    now,
+                )
             });
             let eval_id = eval.as_ref().map(|e| e.id.clone()).unwrap_or_default();
             let index = self

@@ -13,7 +13,7 @@ use crate::commands::alloc::exec::{
     run_session, session_flags, session_spec,
 };
 use crate::commands::alloc::{alloc_by_prefix, AllocLookup};
-use crate::commands::{client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::commands::{client_flags, error_hint, parse_flags, resolve_job, with_general};
 use crate::exec_client::{self, OutputMode};
 use crate::format::{limit, SHORT_ID};
 use crate::goflag::FlagSet;
@@ -211,16 +211,13 @@ pub fn run(args: &[String]) -> i32 {
     };
     let meta = Meta::from_flags(&fs);
     let mut client = meta.client();
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, &opts.job) {
-        Ok(j) => j,
+    let job_id = match resolve_job(&mut client, &meta, &opts.job) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     if opts.all {
         return run_all(&client, &meta, &opts, &job_id);
     }

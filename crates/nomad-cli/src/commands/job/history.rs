@@ -4,7 +4,7 @@ use nomad_structs::Job;
 use serde::Deserialize;
 
 use crate::api::path_escape;
-use crate::commands::{client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::commands::{client_flags, error_hint, parse_flags, resolve_job, with_general};
 use crate::format::{columnize, format_unix_nanos, json_pretty};
 use crate::meta::Meta;
 
@@ -72,16 +72,13 @@ pub fn run(args: &[String]) -> i32 {
     }
     let meta = Meta::from_flags(&fs);
     let mut client = meta.client();
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, rest[0].trim()) {
-        Ok(v) => v,
+    let job_id = match resolve_job(&mut client, &meta, rest[0].trim()) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     let mut q = Vec::new();
     if diff {
         q.push(("diffs", "true".to_string()));

@@ -3,7 +3,7 @@
 use nomad_structs::Job;
 
 use crate::api::path_escape;
-use crate::commands::{client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::commands::{client_flags, error_hint, parse_flags, resolve_job, with_general};
 use crate::format::{job_wrapped_json, json_pretty};
 use crate::meta::Meta;
 
@@ -56,16 +56,13 @@ pub fn run(args: &[String]) -> i32 {
         eprintln!("{}", error_hint("job inspect"));
         return 1;
     }
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, rest[0].trim()) {
-        Ok(v) => v,
+    let job_id = match resolve_job(&mut client, &meta, rest[0].trim()) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     let version = fs.get_str("version");
     let job: Job = if version.is_empty() {
         match client.get(&format!("/v1/job/{}", path_escape(&job_id)), &[]) {

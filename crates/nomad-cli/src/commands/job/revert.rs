@@ -4,7 +4,7 @@ use nomad_structs::{JobRegisterResponse, JobRevertRequest};
 
 use crate::api::path_escape;
 use crate::commands::job::history::JobVersions;
-use crate::commands::{client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::commands::{client_flags, error_hint, parse_flags, resolve_job, with_general};
 use crate::format::{FULL_ID, SHORT_ID};
 use crate::meta::Meta;
 use crate::monitor::Monitor;
@@ -63,16 +63,13 @@ pub fn run(args: &[String]) -> i32 {
             }
         },
     };
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, rest[0].trim()) {
-        Ok(v) => v,
+    let job_id = match resolve_job(&mut client, &meta, rest[0].trim()) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     let req = JobRevertRequest {
         job_id: job_id.clone(),
         job_version: version,

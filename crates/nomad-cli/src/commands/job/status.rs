@@ -4,7 +4,7 @@ use nomad_structs::{AllocListStub, Evaluation, Job, JobListStub, JobSummary};
 
 use crate::api::{path_escape, Client};
 use crate::commands::{
-    client_flags, error_hint, format_alloc_list_stubs, job_id_by_prefix, parse_flags,
+    client_flags, error_hint, format_alloc_list_stubs, parse_flags, resolve_job,
     status_list_output, status_string, with_general,
 };
 use crate::format::{
@@ -112,17 +112,14 @@ pub fn run_named(args: &[String], name: &str) -> i32 {
     }
 
     let prefix = rest[0].trim();
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, prefix) {
-        Ok(v) => v,
+    let mut client = client;
+    let job_id = match resolve_job(&mut client, &meta, prefix) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    let mut client = client;
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     let job: Job = match client.get(&format!("/v1/job/{}", path_escape(&job_id)), &[]) {
         Ok(j) => j,
         Err(e) => {

@@ -3,7 +3,7 @@
 use nomad_structs::{Job, JobDeregisterResponse};
 
 use crate::api::path_escape;
-use crate::commands::{ask, client_flags, error_hint, job_id_by_prefix, parse_flags, with_general};
+use crate::commands::{ask, client_flags, error_hint, parse_flags, resolve_job, with_general};
 use crate::format::{FULL_ID, SHORT_ID};
 use crate::meta::Meta;
 use crate::monitor::Monitor;
@@ -66,16 +66,13 @@ pub fn run(args: &[String]) -> i32 {
     let meta = Meta::from_flags(&fs);
     let mut client = meta.client();
     let prefix = rest[0].trim();
-    let (job_id, ns) = match job_id_by_prefix(&client, &meta, prefix) {
-        Ok(v) => v,
+    let job_id = match resolve_job(&mut client, &meta, prefix) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    if !ns.is_empty() {
-        client.set_namespace(&ns);
-    }
     let job: Job = match client.get(&format!("/v1/job/{}", path_escape(&job_id)), &[]) {
         Ok(j) => j,
         Err(e) => {
