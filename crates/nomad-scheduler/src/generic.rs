@@ -103,12 +103,11 @@ fn reconcile_group(s: &mut Sched<'_, '_>, job: &Job, tg: &TaskGroup, allocs: Vec
                 }
             }
             _ => {
-                let draining = s
-                    .node(&a.node_id)
-                    .is_some_and(|n| n.drain_strategy.is_some());
                 if s.node_lost(&a.node_id) {
                     Slot::Lost
-                } else if draining && a.desired_transition.migrate == Some(true) {
+                } else if a.desired_transition.migrate == Some(true) {
+                    // As Nomad: a live alloc marked for migration (by the node drainer)
+                    // always moves, even once the drain itself is over.
                     Slot::Migrate
                 } else if needs_update(&a, job) {
                     if destructive(s, &a, job, tg) {

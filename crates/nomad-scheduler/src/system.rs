@@ -74,13 +74,14 @@ fn node_group(
         }
         return;
     }
+    // Marked by the node drainer: stopped wherever it runs (the drain may be over already).
+    let (migrating, live): (Vec<&Allocation>, Vec<&Allocation>) = live
+        .into_iter()
+        .partition(|a| a.desired_transition.migrate == Some(true));
+    for a in &migrating {
+        s.stop(a, desc::ALLOC_NODE_TAINTED, None);
+    }
     if node.drain_strategy.is_some() {
-        for a in live
-            .iter()
-            .filter(|a| a.desired_transition.migrate == Some(true))
-        {
-            s.stop(a, desc::ALLOC_NODE_TAINTED, None);
-        }
         return;
     }
     if !feasible::node_pool_matches(job, node) || !feasible::datacenter_matches(job, node) {

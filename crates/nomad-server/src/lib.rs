@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod drainer;
 mod endpoints;
 mod eval_broker;
 mod heartbeat;
@@ -201,7 +202,8 @@ impl Server {
         self.run_leader_tasks(shutdown).await;
     }
 
-    /// Runs the workers, the delayed-eval timer and the heartbeat timers until `shutdown`.
+    /// Runs the workers, the delayed-eval timer, the heartbeat timers and the node drainer
+    /// until `shutdown`.
     async fn run_leader_tasks(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..self.config.num_schedulers.max(1) {
@@ -209,6 +211,7 @@ impl Server {
         }
         tasks.spawn(self.clone().delay_loop(shutdown.clone()));
         tasks.spawn(self.clone().heartbeat_loop(shutdown.clone()));
+        tasks.spawn(self.clone().drainer_loop(shutdown.clone()));
         let mut shutdown = shutdown;
         loop {
             if *shutdown.borrow_and_update() {
@@ -309,6 +312,11 @@ impl Server {
             Command::NodeRegister { node, .. } => node.status == NODE_STATUS_READY,
             Command::NodeStatusUpdate { status, .. } => status == NODE_STATUS_READY,
             Command::NodeUpdateEligibility { eligibility, .. } => eligibility == NODE_ELIGIBLE,
+            Command::NodeUpdateDrain {
+                drain_strategy,
+                mark_eligible,
+                ..
+            } => drain_strategy.is_none() && *mark_eligible,
             Command::AllocClientUpdate { allocs, .. } => {
                 allocs.iter().any(Allocation::client_terminal)
             }

@@ -67,7 +67,7 @@ pub(crate) fn register(job: Job) -> JobRegisterRequest {
 }
 
 /// A server whose workers run until the returned sender is dropped.
-fn running(config: ServerConfig) -> (Arc<Server>, tokio::sync::watch::Sender<bool>) {
+pub(crate) fn running(config: ServerConfig) -> (Arc<Server>, tokio::sync::watch::Sender<bool>) {
     let server = Server::new(config);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(server.clone().run(rx));

@@ -99,6 +99,30 @@ impl Tables {
                     self.upsert_eval(index, e.clone(), &mut touched);
                 }
             }
+            Command::NodeUpdateDrain {
+                node_id,
+                drain_strategy,
+                mark_eligible,
+                drain_status,
+                meta,
+                accessor_id,
+                event,
+                evals,
+                now,
+            } => {
+                let update = DrainUpdate {
+                    strategy: drain_strategy.as_ref(),
+                    mark_eligible: *mark_eligible,
+                    status: drain_status,
+                    meta: meta.as_ref(),
+                    accessor_id,
+                    event,
+                };
+                self.node_update_drain(index, node_id, update, *now)?;
+                for e in evals {
+                    self.upsert_eval(index, e.clone(), &mut touched);
+                }
+            }
             Command::PlanApply {
                 allocs_upsert,
                 allocs_stop,
@@ -775,6 +799,69 @@ impl Tables {
         Ok(())
     }
 
+    fn node_update_drain(
+        &mut self,
+        index: u64,
+        node_id: &str,
+        u: DrainUpdate<'_>,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let Some(ex) = self.nodes.get(node_id).cloned() else {
+            return Err(StateError::NotFound("node".into()));
+        };
+        let mut n = (*ex).clone();
+        let at = rfc3339_nanos(now);
+        match u.strategy {
+            Some(strategy) => {
+                n.scheduling_eligibility = NODE_INELIGIBLE.to_string();
+                // A new drain starts a new record; an update to a running one keeps its start.
+                let last = n
+                    .last_drain
+                    .take()
+                    .filter(|d| d.status == DRAIN_STATUS_DRAINING)
+                    .unwrap_or_else(|| DrainMetadata {
+                        started_at: at.clone(),
+                        status: DRAIN_STATUS_DRAINING.to_string(),
+                        ..Default::default()
+                    });
+                n.last_drain = Some(DrainMetadata {
+                    updated_at: at.clone(),
+                    accessor_id: u.accessor_id.to_string(),
+                    meta: u.meta.cloned(),
+                    ..last
+                });
+                n.drain_strategy = Some(strategy.clone());
+            }
+            None => {
+                if u.mark_eligible {
+                    n.scheduling_eligibility = NODE_ELIGIBLE.to_string();
+                }
+                if n.drain_strategy.take().is_some() {
+                    if let Some(last) = n.last_drain.as_mut() {
+                        last.status = u.status.to_string();
+                        last.updated_at = at.clone();
+                        if u.meta.is_some() {
+                            last.meta = u.meta.cloned();
+                        }
+                    }
+                }
+            }
+        }
+        if !u.event.is_empty() {
+            n.events.get_or_insert_with(Vec::new).push(NodeEvent {
+                message: u.event.to_string(),
+                subsystem: "Drain".to_string(),
+                details: None,
+                timestamp: Some(at),
+                create_index: index,
+            });
+        }
+        n.modify_index = index;
+        Arc::make_mut(&mut self.nodes).insert(n.id.clone(), Arc::new(n));
+        self.touch(Table::Nodes, index);
+        Ok(())
+    }
+
     /// Nomad's job status rules (`getJobStatus`).
     pub(crate) fn compute_job_status(&self, job: &Job) -> String {
         if job.job_type == JOB_TYPE_SYSTEM || job.is_periodic_or_parameterized() {
@@ -855,4 +942,14 @@ fn merge_transition(into: &mut DesiredTransition, update: &DesiredTransition) {
     if update.migrate_disable_placement.is_some() {
         into.migrate_disable_placement = update.migrate_disable_placement;
     }
+}
+
+/// The parts of [`Command::NodeUpdateDrain`] the node itself takes.
+struct DrainUpdate<'a> {
+    strategy: Option<&'a DrainStrategy>,
+    mark_eligible: bool,
+    status: &'a str,
+    meta: Option<&'a std::collections::BTreeMap<String, String>>,
+    accessor_id: &'a str,
+    event: &'a str,
 }

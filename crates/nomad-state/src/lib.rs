@@ -100,6 +100,21 @@ pub enum Command {
         evals: Vec<Evaluation>,
         now: i64,
     },
+    /// A node's drain set, updated or ended. `drain_strategy` Some: the node drains and is
+    /// ineligible; None: the drain ends (`drain_status` says `canceled` or `complete`) and
+    /// the node becomes eligible again if `mark_eligible`. With the evals the change creates.
+    NodeUpdateDrain {
+        node_id: String,
+        drain_strategy: Option<DrainStrategy>,
+        mark_eligible: bool,
+        drain_status: String,
+        meta: Option<std::collections::BTreeMap<String, String>>,
+        accessor_id: String,
+        /// The node event's message (empty: none).
+        event: String,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
     /// Apply a scheduler plan: allocs placed or updated, allocs stopped, and the eval's new state.
     PlanApply {
         allocs_upsert: Vec<Allocation>,
@@ -179,6 +194,7 @@ impl Command {
             Command::EvalsUpsert { evals }
             | Command::NodeStatusUpdate { evals, .. }
             | Command::NodeUpdateEligibility { evals, .. }
+            | Command::NodeUpdateDrain { evals, .. }
             | Command::PlanApply { evals, .. }
             | Command::AllocClientUpdate { evals, .. }
             | Command::AllocDesiredTransition { evals, .. } => evals.iter().collect(),

@@ -24,6 +24,8 @@ pub const TRIGGER_JOB_REGISTER: &str = "job-register";
 pub const TRIGGER_JOB_DEREGISTER: &str = "job-deregister";
 /// A node changed.
 pub const TRIGGER_NODE_UPDATE: &str = "node-update";
+/// The node drainer marked allocs for migration.
+pub const TRIGGER_NODE_DRAIN: &str = "node-drain";
 /// An alloc was stopped through the API.
 pub const TRIGGER_ALLOC_STOP: &str = "alloc-stop";
 /// Capacity appeared for a blocked eval.

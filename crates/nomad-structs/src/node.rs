@@ -52,7 +52,7 @@ pub struct Node {
     pub node_pool: String,
     #[serde(deserialize_with = "nd")]
     pub computed_class: String,
-    pub drain_strategy: Option<serde_json::Value>,
+    pub drain_strategy: Option<DrainStrategy>,
     #[serde(deserialize_with = "nd")]
     pub scheduling_eligibility: String,
     #[serde(deserialize_with = "nd")]
@@ -67,7 +67,7 @@ pub struct Node {
     pub drivers: BTreeMap<String, DriverInfo>,
     pub host_volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub host_networks: Option<BTreeMap<String, serde_json::Value>>,
-    pub last_drain: Option<serde_json::Value>,
+    pub last_drain: Option<DrainMetadata>,
     #[serde(deserialize_with = "nd")]
     pub create_index: u64,
     #[serde(deserialize_with = "nd")]
@@ -114,6 +114,81 @@ impl Node {
             modify_index: self.modify_index,
         }
     }
+}
+
+/// Go's zero `time.Time`, as Nomad serializes an unset time.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// `LastDrain.Status` values.
+pub const DRAIN_STATUS_DRAINING: &str = "draining";
+/// The drain finished: every alloc left the node.
+pub const DRAIN_STATUS_COMPLETE: &str = "complete";
+/// An operator disabled the drain before it finished.
+pub const DRAIN_STATUS_CANCELED: &str = "canceled";
+
+/// What an operator asks of a drain (`DrainSpec` in Nomad's API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainSpec {
+    /// Nanoseconds. Positive: allocs still there after it are stopped; 0: no deadline;
+    /// negative: stop everything now (`-force`).
+    #[serde(deserialize_with = "nd")]
+    pub deadline: i64,
+    /// Leave system allocs running.
+    #[serde(deserialize_with = "nd")]
+    pub ignore_system_jobs: bool,
+}
+
+/// A node's drain in progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainStrategy {
+    #[serde(flatten)]
+    pub spec: DrainSpec,
+    /// RFC3339: when the deadline forces the remaining allocs off ([`GO_ZERO_TIME`] if none).
+    #[serde(deserialize_with = "nd")]
+    pub force_deadline: String,
+    /// RFC3339: when the drain began.
+    #[serde(deserialize_with = "nd")]
+    pub started_at: String,
+}
+
+impl DrainStrategy {
+    /// Whether the remaining allocs must be stopped now: a forced drain always, one with a
+    /// deadline once it passed, one without a deadline never.
+    pub fn deadline_reached(&self, now_nanos: i64) -> bool {
+        match self.spec.deadline {
+            d if d < 0 => true,
+            0 => false,
+            _ => self.force_deadline_nanos().is_some_and(|t| now_nanos >= t),
+        }
+    }
+
+    /// The force deadline in unix nanoseconds, when the drain has one.
+    pub fn force_deadline_nanos(&self) -> Option<i64> {
+        if self.spec.deadline <= 0 {
+            return None;
+        }
+        crate::parse_rfc3339_nanos(&self.force_deadline)
+    }
+}
+
+/// The last drain of a node (`LastDrain`), kept after it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainMetadata {
+    /// RFC3339.
+    #[serde(deserialize_with = "nd")]
+    pub started_at: String,
+    /// RFC3339.
+    #[serde(deserialize_with = "nd")]
+    pub updated_at: String,
+    /// `draining`, `complete` or `canceled`.
+    #[serde(deserialize_with = "nd")]
+    pub status: String,
+    #[serde(rename = "AccessorID", deserialize_with = "nd")]
+    pub accessor_id: String,
+    pub meta: Option<BTreeMap<String, String>>,
 }
 
 /// An event in a node's life.
@@ -247,7 +322,7 @@ pub struct NodeListStub {
     pub node_resources: Option<NodeResources>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved_resources: Option<NodeReservedResources>,
-    pub last_drain: Option<serde_json::Value>,
+    pub last_drain: Option<DrainMetadata>,
     pub create_index: u64,
     pub modify_index: u64,
 }

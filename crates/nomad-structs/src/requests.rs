@@ -127,6 +127,29 @@ pub struct NodeEligibilityUpdateResponse {
     pub index: u64,
 }
 
+/// `PUT /v1/node/:id/drain` request: `DrainSpec` null disables the drain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeUpdateDrainRequest {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub drain_spec: Option<crate::DrainSpec>,
+    /// With the drain disabled: make the node eligible for placements again.
+    pub mark_eligible: bool,
+    pub meta: Option<BTreeMap<String, String>>,
+}
+
+/// `PUT /v1/node/:id/drain` response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeDrainUpdateResponse {
+    pub node_modify_index: u64,
+    #[serde(rename = "EvalIDs")]
+    pub eval_ids: Vec<String>,
+    pub eval_create_index: u64,
+    pub index: u64,
+}
+
 /// `PUT /v1/allocation/:id/stop` response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

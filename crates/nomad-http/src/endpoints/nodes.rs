@@ -51,11 +51,10 @@ pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
     if let Some(id) = tail.strip_suffix("/eligibility") {
         return eligibility(ctx, id).await;
     }
-    for (suffix, what) in [
-        ("/evaluate", "Node evaluate"),
-        ("/drain", "Node drain"),
-        ("/purge", "Node purge"),
-    ] {
+    if let Some(id) = tail.strip_suffix("/drain") {
+        return drain(ctx, id).await;
+    }
+    for (suffix, what) in [("/evaluate", "Node evaluate"), ("/purge", "Node purge")] {
         if tail.ends_with(suffix) {
             require_write(&ctx)?;
             return Err(ApiError::not_supported(what));
@@ -71,7 +70,7 @@ pub(crate) async fn node_specific(ctx: Ctx, tail: &str) -> Result<Response, ApiE
     let node = node.ok_or_else(|| ApiError::not_found("node not found"))?;
     let mut node = (*node).clone();
     node.secret_id = String::new();
-    let drain = node.drain_strategy.as_ref().is_some_and(|d| !d.is_null());
+    let drain = node.drain_strategy.is_some();
     let mut v = serde_json::to_value(&node).map_err(|e| ApiError::internal(e.to_string()))?;
     if let Some(m) = v.as_object_mut() {
         m.insert("Drain".into(), serde_json::Value::Bool(drain));
@@ -104,5 +103,21 @@ async fn eligibility(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
     // As Nomad, the path names the node whatever the body says.
     req.node_id = id.to_string();
     let resp = server.node_update_eligibility(req).await?;
+    json(&resp, ctx.pretty(), Meta::Write(resp.index))
+}
+
+/// `PUT|POST /v1/node/<id>/drain` with `{"DrainSpec", "MarkEligible", "Meta"}`.
+async fn drain(ctx: Ctx, id: &str) -> Result<Response, ApiError> {
+    require_write(&ctx)?;
+    let server = ctx.server()?;
+    let mut req: nomad_structs::NodeUpdateDrainRequest = decode_body(&ctx.body)?;
+    req.node_id = id.to_string();
+    // The drain's LastDrain records who asked (Nomad's AccessorID; empty without ACLs).
+    let accessor = crate::auth::caller(&ctx)
+        .ok()
+        .and_then(|r| r.token)
+        .map(|t| t.accessor_id.clone())
+        .unwrap_or_default();
+    let resp = server.node_update_drain(req, &accessor).await?;
     json(&resp, ctx.pretty(), Meta::Write(resp.index))
 }

@@ -1,4 +1,5 @@
-//! Operator changes to a node (the `UpdateEligibility` part of Nomad's `node_endpoint.go`).
+//! Operator changes to a node (the `UpdateEligibility` and `UpdateDrain` parts of Nomad's
+//! `node_endpoint.go`).
 
 use nomad_state::Command;
 use nomad_structs::*;
@@ -46,6 +47,81 @@ impl Server {
             })
             .await?;
         Ok(NodeEligibilityUpdateResponse {
+            eval_create_index: if eval_ids.is_empty() { 0 } else { index },
+            eval_ids,
+            node_modify_index: index,
+            index,
+        })
+    }
+}
+
+/// Node event messages of a drain, as Nomad words them.
+pub(crate) const DRAIN_EVENT_SET: &str = "Node drain strategy set";
+pub(crate) const DRAIN_EVENT_UPDATED: &str = "Node drain strategy updated";
+pub(crate) const DRAIN_EVENT_DISABLED: &str = "Node drain disabled";
+pub(crate) const DRAIN_EVENT_COMPLETE: &str = "Node drain complete";
+
+impl Server {
+    /// `PUT /v1/node/:id/drain`: starts, updates or cancels a node's drain. Starting makes
+    /// the node ineligible; the leader's drainer then moves its allocs off. Cancelling keeps
+    /// what was already migrated where it went and, with `MarkEligible`, opens the node to
+    /// placements again (with node evals, as eligibility does).
+    pub async fn node_update_drain(
+        &self,
+        req: NodeUpdateDrainRequest,
+        accessor_id: &str,
+    ) -> Result<NodeDrainUpdateResponse, ServerError> {
+        if req.node_id.is_empty() {
+            return Err(ServerError::BadRequest(
+                "missing node ID for drain update".into(),
+            ));
+        }
+        let snap = self.state.snapshot();
+        let Some(node) = snap.node(&req.node_id) else {
+            return Err(ServerError::NotFound("node not found".into()));
+        };
+        let now = now_nanos();
+        let strategy = req.drain_spec.as_ref().map(|spec| DrainStrategy {
+            spec: spec.clone(),
+            force_deadline: if spec.deadline > 0 {
+                rfc3339_nanos(now.saturating_add(spec.deadline))
+            } else {
+                GO_ZERO_TIME.to_string()
+            },
+            started_at: match &node.drain_strategy {
+                Some(running) => running.started_at.clone(),
+                None => rfc3339_nanos(now),
+            },
+        });
+        let event = match (&node.drain_strategy, &strategy) {
+            (None, Some(_)) => DRAIN_EVENT_SET,
+            (Some(_), Some(_)) => DRAIN_EVENT_UPDATED,
+            (Some(_), None) => DRAIN_EVENT_DISABLED,
+            (None, None) => "",
+        };
+        let becomes_eligible = strategy.is_none()
+            && req.mark_eligible
+            && node.scheduling_eligibility == NODE_INELIGIBLE;
+        let evals = if becomes_eligible {
+            self.node_evals(&snap, &req.node_id, node.modify_index, true, now)
+        } else {
+            vec![]
+        };
+        let eval_ids: Vec<String> = evals.iter().map(|e| e.id.clone()).collect();
+        let index = self
+            .apply(Command::NodeUpdateDrain {
+                node_id: req.node_id.clone(),
+                drain_strategy: strategy,
+                mark_eligible: req.mark_eligible,
+                drain_status: DRAIN_STATUS_CANCELED.into(),
+                meta: req.meta.clone(),
+                accessor_id: accessor_id.to_string(),
+                event: event.to_string(),
+                evals,
+                now,
+            })
+            .await?;
+        Ok(NodeDrainUpdateResponse {
             eval_create_index: if eval_ids.is_empty() { 0 } else { index },
             eval_ids,
             node_modify_index: index,
