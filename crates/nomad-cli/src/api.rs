@@ -356,6 +356,26 @@ impl Client {
         Self::decode(&url, resp)
     }
 
+    /// A blocking query: GET `path` once its index passes `index` (at once for 0), with the
+    /// `X-Nomad-Index` of the answer to wait on next.
+    pub fn get_blocking<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        index: u64,
+    ) -> Result<(T, u64), ApiError> {
+        let query = [("index", index.to_string()), ("wait", "5m".to_string())];
+        let url = self.url(path, if index == 0 { &[] } else { &query });
+        let res = self.decorate(self.agent.get(&url)).call();
+        let resp = self.finish("GET", &url, res)?;
+        let next = resp
+            .headers()
+            .get("x-nomad-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(index);
+        Ok((Self::decode(&url, resp)?, next))
+    }
+
     /// GET a list `path` and decode JSON, with the `X-Nomad-NextToken` of the page (empty on
     /// the last page).
     pub fn get_paged<T: DeserializeOwned>(

@@ -1,5 +1,6 @@
 //! python-nomad (from PyPI) drives the agent unchanged: register a job, list jobs, read its
-//! allocations. `.ci/run` installs python-nomad; without it this test skips loudly.
+//! allocations, drain the node and open it again. `.ci/run` installs python-nomad; without it
+//! this test skips loudly.
 
 use nomad_testkit::DevAgent;
 use std::path::Path;
@@ -33,6 +34,21 @@ alloc = n.allocation.get_allocation(allocs[0]["ID"])
 assert alloc["JobID"] == "pyjob", alloc
 nodes = n.nodes.get_nodes()
 assert nodes and nodes[0]["Status"] == "ready", nodes
+node_id = nodes[0]["ID"]
+r = n.node.drain_node_with_spec(node_id, {"Deadline": 60000000000, "IgnoreSystemJobs": False})
+assert r["NodeModifyIndex"] > 0, r
+# Only a finished alloc is left there: the drain completes on its own.
+deadline = time.time() + 20
+while time.time() < deadline:
+    info = n.node.get_node(node_id)
+    if info["DrainStrategy"] is None and (info["LastDrain"] or {}).get("Status") == "complete":
+        break
+    time.sleep(0.1)
+else:
+    raise SystemExit("drain did not complete: %r" % (info,))
+assert info["SchedulingEligibility"] == "ineligible", info
+n.node.drain_node_with_spec(node_id, None, mark_eligible=True)
+assert n.node.get_node(node_id)["SchedulingEligibility"] == "eligible"
 print("python-nomad OK")
 "#;
 

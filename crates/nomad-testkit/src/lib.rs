@@ -306,6 +306,49 @@ impl DevAgent {
         )
     }
 
+    /// As [`DevAgent::cli`] for a command that follows something until it ends (a drain
+    /// monitor): killed, and the test failed, if it runs longer than `timeout`.
+    pub fn cli_within(
+        &self,
+        bin: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> (i32, String, String) {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("NOMAD_ADDR", &self.address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nomad cli");
+        let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = read(child.stdout.take().map(|o| Box::new(o) as _));
+        let err = read(child.stderr.take().map(|e| Box::new(e) as _));
+        let exited = wait_for(timeout, || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = child.kill();
+        }
+        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+        let (out, err) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        assert!(
+            exited,
+            "nomad {args:?} still running after {timeout:?}\n{out}\n{err}"
+        );
+        (code, out, err)
+    }
+
     /// Stops the agent with SIGINT and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -243,6 +243,27 @@ pub fn ask(question: &str) -> Option<String> {
     }
 }
 
+/// Nomad's confirmation prompt: goes on only on an exact `y`. Otherwise prints why not and
+/// gives the exit code: 0 for a no (or empty answer, printing `cancelled`) and for a
+/// yes-like word, 1 when no answer came at all.
+pub fn confirm(question: &str, cancelled: &str) -> Result<(), i32> {
+    match ask(question).as_deref().map(str::trim) {
+        Some("y") => Ok(()),
+        Some(a) if a.is_empty() || a.starts_with(['n', 'N']) => {
+            outln!("{cancelled}");
+            Err(0)
+        }
+        Some(a) if a.starts_with(['y', 'Y']) && a.len() > 1 => {
+            outln!("For confirmation, an exact ‘y’ is required.");
+            Err(0)
+        }
+        _ => {
+            outln!("No confirmation detected. For confirmation, an exact 'y' is required.");
+            Err(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use nomad_structs::{Job, JobDeregisterResponse};
 
 use crate::api::path_escape;
-use crate::commands::{ask, client_flags, error_hint, parse_flags, resolve_job, with_general};
+use crate::commands::{client_flags, confirm, error_hint, parse_flags, resolve_job, with_general};
 use crate::format::{FULL_ID, SHORT_ID};
 use crate::meta::Meta;
 use crate::monitor::Monitor;
@@ -81,25 +81,9 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     if prefix != job.id && !fs.get_bool("yes") {
-        match ask(&format!(
-            "Are you sure you want to stop job {:?}? [y/N]",
-            job.id
-        ))
-        .as_deref()
-        {
-            Some("y") | Some("Y") => {}
-            Some(a) if a.trim().eq_ignore_ascii_case("n") || a.trim().is_empty() => {
-                outln!("Cancelling job stop");
-                return 0;
-            }
-            Some(a) if a.trim().starts_with(['y', 'Y']) => {
-                outln!("For confirmation, an exact ‘y’ is required.");
-                return 0;
-            }
-            _ => {
-                outln!("No confirmation detected. For confirmation, an exact 'y' is required.");
-                return 1;
-            }
+        let question = format!("Are you sure you want to stop job {:?}? [y/N]", job.id);
+        if let Err(code) = confirm(&question, "Cancelling job stop") {
+            return code;
         }
     }
     let mut q = vec![

@@ -1,5 +1,6 @@
 //! `nomad node <subcommand>`.
 
+pub mod drain;
 pub mod eligibility;
 pub mod status;
 
@@ -8,6 +9,7 @@ const HELP: &str = "Usage: nomad node <subcommand> [options] [args]
   Inspect client nodes.
 
 Subcommands:
+    drain          Drain a node: migrate its allocations elsewhere
     eligibility    Mark a node eligible or ineligible for new allocations
     status         Show nodes and their allocations
 ";
@@ -21,6 +23,7 @@ pub fn run(args: &[String]) -> i32 {
     match sub.as_str() {
         "status" => status::run(&args[1..]),
         "eligibility" => eligibility::run(&args[1..]),
+        "drain" => drain::run(&args[1..]),
         "-h" | "-help" | "--help" => {
             outln!("{}", HELP.trim_end());
             0

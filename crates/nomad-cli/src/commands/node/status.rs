@@ -278,6 +278,26 @@ fn sorted_keys<V>(m: Option<&std::collections::BTreeMap<String, V>>) -> String {
         .unwrap_or_default()
 }
 
+/// The `Drain` row: `false`, or `true` with how the drain ends.
+fn format_drain(node: &Node) -> String {
+    let Some(d) = &node.drain_strategy else {
+        return "false".into();
+    };
+    let mut s = "true".to_string();
+    if d.spec.deadline < 0 {
+        s.push_str("; force drain");
+    } else {
+        match d.force_deadline_nanos() {
+            Some(at) => s.push_str(&format!("; {} deadline", format_unix_nanos(at))),
+            None => s.push_str("; no deadline"),
+        }
+    }
+    if d.spec.ignore_system_jobs {
+        s.push_str("; ignoring system jobs");
+    }
+    s
+}
+
 fn print_node(
     client: &crate::api::Client,
     node: &Node,
@@ -286,11 +306,7 @@ fn print_node(
     verbose: bool,
     length: usize,
 ) {
-    let drain = if node.drain_strategy.is_some() {
-        "true".to_string()
-    } else {
-        "false".to_string()
-    };
+    let drain = format_drain(node);
     let mut basic = vec![
         format!("ID|{}", node.id),
         format!("Name|{}", node.name),
