@@ -235,7 +235,7 @@ pub fn run(args: &[String]) -> i32 {
             now_formatted(),
             node.id
         );
-        return monitor(&client, &node.id, index, o.ignore_system);
+        return monitor(&client, &node.id, index, o.ignore_system, None);
     }
     if wanted.is_some_and(|w| w != node.id) && !o.yes {
         let verb = if o.disable { "disable" } else { "enable" };
@@ -247,6 +247,19 @@ pub fn run(args: &[String]) -> i32 {
             return code;
         }
     }
+    // What the node runs before the drain starts, so the monitor sees every alloc's first
+    // transition even when the drainer acts within milliseconds of the request.
+    let before = if o.enable && !o.detach {
+        match client.get_blocking::<Vec<Allocation>>(&format!("{path}/allocations"), 0) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("Error querying node allocations: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
     let req = NodeUpdateDrainRequest {
         node_id: node.id.clone(),
         drain_spec: o.enable.then_some(DrainSpec {
@@ -271,7 +284,13 @@ pub fn run(args: &[String]) -> i32 {
     let now = now_formatted();
     outln!("{now}: Ctrl-C to stop monitoring: will not cancel the node drain");
     outln!("{now}: Node {:?} drain strategy set", node.id);
-    monitor(&client, &node.id, resp.node_modify_index, o.ignore_system)
+    monitor(
+        &client,
+        &node.id,
+        resp.node_modify_index,
+        o.ignore_system,
+        before,
+    )
 }
 
 /// A line of the drain monitor; errors end it.
@@ -282,13 +301,20 @@ enum Message {
 }
 
 /// Follows the drain (Nomad's `MonitorDrain`): the node until its drain strategy is gone,
-/// its allocs until none is pending or running. Each side blocks on its own query.
-fn monitor(client: &Client, node_id: &str, index: u64, ignore_system: bool) -> i32 {
+/// its allocs until none is pending or running. Each side blocks on its own query; `allocs`
+/// is where the alloc side starts (the node's allocs and their index), fetched when None.
+fn monitor(
+    client: &Client,
+    node_id: &str,
+    index: u64,
+    ignore_system: bool,
+    allocs: Option<(Vec<Allocation>, u64)>,
+) -> i32 {
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
         let node_tx = tx.clone();
         scope.spawn(move || watch_node(client, node_id, index, &node_tx));
-        scope.spawn(move || watch_allocs(client, node_id, ignore_system, &tx));
+        scope.spawn(move || watch_allocs(client, node_id, ignore_system, allocs, &tx));
         for msg in rx {
             let at = now_formatted();
             match msg {
@@ -342,19 +368,29 @@ fn watch_node(client: &Client, node_id: &str, mut index: u64, tx: &mpsc::Sender<
     }
 }
 
-fn watch_allocs(client: &Client, node_id: &str, ignore_system: bool, tx: &mpsc::Sender<Message>) {
+fn watch_allocs(
+    client: &Client,
+    node_id: &str,
+    ignore_system: bool,
+    start: Option<(Vec<Allocation>, u64)>,
+    tx: &mpsc::Sender<Message>,
+) {
     let path = format!("/v1/node/{}/allocations", path_escape(node_id));
+    let fetch = |index: u64| {
+        client
+            .get_blocking::<Vec<Allocation>>(&path, index)
+            .map_err(|e| format!("Error monitoring allocations: {e}"))
+    };
+    let mut current = match start.map_or_else(|| fetch(0), Ok) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Message::Error(e));
+            return;
+        }
+    };
     let mut seen: BTreeMap<String, Allocation> = BTreeMap::new();
-    let mut index = 0;
     loop {
-        let (allocs, next) = match client.get_blocking::<Vec<Allocation>>(&path, index) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = tx.send(Message::Error(format!("Error monitoring allocations: {e}")));
-                return;
-            }
-        };
-        index = next;
+        let (allocs, index) = current;
         let mut running = 0;
         for a in allocs {
             if let Some(line) = seen.get(&a.id).and_then(|orig| alloc_change(orig, &a)) {
@@ -378,6 +414,13 @@ fn watch_allocs(client: &Client, node_id: &str, ignore_system: bool, tx: &mpsc::
             )));
             return;
         }
+        current = match fetch(index) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Message::Error(e));
+                return;
+            }
+        };
     }
 }
 
