@@ -30,7 +30,9 @@ mod meta;
 mod monitor;
 mod terminal;
 
-use commands::{acl, alloc, eval, job, namespace, node, operator, server, status, tls, version};
+use commands::{
+    acl, alloc, eval, job, namespace, node, operator, server, status, tls, var, version,
+};
 
 const HELP: &str = "Usage: nomad [-version] [-help] <command> [args]
 
@@ -56,6 +58,7 @@ Other commands:
     operator    Cluster operations (Raft peers, snapshots)
     tls         Generate self-signed TLS certificates
     validate    Check a job file for errors
+    var         Interact with variables
     version     Print the Nomad version
 ";
 
@@ -108,6 +111,7 @@ fn dispatch(args: &[String]) -> i32 {
         "eval" => eval::run(rest),
         "acl" => acl::run(rest),
         "namespace" => namespace::run(rest),
+        "var" => var::run(rest),
         "operator" => operator::run(rest),
         "server" => server::run(rest),
         "server-members" => server::members(rest),

@@ -791,3 +791,77 @@ async fn policy_errors_and_reads() {
     assert_eq!(st, StatusCode::OK);
     assert!(body.contains(&reader));
 }
+
+#[tokio::test]
+async fn variables_follow_path_rules() {
+    let (app, _server) = app(true);
+    let mgmt = bootstrap(&app).await;
+    let put = |path: &str, token: &str, body: Value| {
+        let (app, uri, token) = (app.clone(), format!("/v1/var/{path}"), token.to_string());
+        async move { call(&app, Method::PUT, &uri, Auth::Header(&token), Some(body)).await }
+    };
+    for path in ["app/db", "app/web", "ops/key"] {
+        let (st, body) = put(path, &mgmt, json!({"Items": {"k": "v"}})).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    let reader = token_with(
+        &app,
+        &mgmt,
+        "app-reader",
+        r#"namespace "default" { variables { path "app/*" { capabilities = ["read", "list"] } } }"#,
+    )
+    .await;
+    let get = |uri: &str, token: &str| {
+        let (app, uri, token) = (app.clone(), uri.to_string(), token.to_string());
+        async move { call(&app, Method::GET, &uri, Auth::Header(&token), None).await }
+    };
+    let (st, body) = get("/v1/var/app/db", &reader).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["Path"].as_str(), v["Items"]["k"].as_str()),
+        (Some("app/db"), Some("v"))
+    );
+    let (st, _) = get("/v1/var/ops/key", &reader).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = put("app/db", &reader, json!({"Items": {"k": "w"}})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // The listing shows only what the token may list, without items.
+    let (st, body) = get("/v1/vars", &reader).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let paths: Vec<&str> = list.iter().filter_map(|v| v["Path"].as_str()).collect();
+    assert_eq!(paths, ["app/db", "app/web"]);
+    assert!(list.iter().all(|v| v.get("Items").is_none()));
+    // Check-and-set: a stale index is a 409 carrying what is stored.
+    let (st, body) = put("app/db?cas=1", &mgmt, json!({"Items": {"k": "x"}})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let current: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(current["Items"]["k"], "v");
+    // Bad input names what is wrong.
+    let (st, body) = put("app/db", &mgmt, json!({"Path": "app/db"})).await;
+    assert_eq!(
+        (st, body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "variable missing required Items object"
+        )
+    );
+    let (st, body) = put("nomad/other", &mgmt, json!({"Items": {"k": "v"}})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("only paths at"), "{body}");
+    let (st, _) = call(
+        &app,
+        Method::DELETE,
+        "/v1/var/app/db",
+        Auth::Header(&mgmt),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = get("/v1/var/app/db", &mgmt).await;
+    assert_eq!(
+        (st, body.as_str()),
+        (StatusCode::NOT_FOUND, "variable not found")
+    );
+}

@@ -326,6 +326,7 @@ const LIST_ROUTES: &[&str] = &[
     "evaluations",
     "deployments",
     "namespaces",
+    "vars",
     "acl/tokens",
     "acl/policies",
 ];

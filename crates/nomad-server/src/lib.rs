@@ -41,6 +41,7 @@ use nomad_structs::*;
 
 pub use acl::{ResolvedAcl, ERR_ACL_DISABLED, ERR_TOKEN_EXPIRED, ERR_TOKEN_NOT_FOUND};
 pub use endpoints::acl::ACL_BOOTSTRAP_RESET_FILE;
+pub use endpoints::variable::VarWrite;
 use eval_broker::EvalBroker;
 use heartbeat::Heartbeats;
 pub use nomad_raft::RaftNode;
@@ -340,6 +341,7 @@ impl Server {
             | Command::AclPolicyDelete { .. }
             | Command::NamespaceUpsert { .. }
             | Command::NamespaceDelete { .. }
+            | Command::VarApply { .. }
             | Command::Restore { .. } => false,
         };
         if unblock {

@@ -202,6 +202,7 @@ impl Tables {
             Command::AclPolicyDelete { names } => self.acl_policy_delete(index, names),
             Command::NamespaceUpsert { namespaces } => self.namespace_upsert(index, namespaces)?,
             Command::NamespaceDelete { names } => self.namespace_delete(index, names)?,
+            Command::VarApply { op, var, now } => self.var_apply(index, *op, var, *now)?,
             Command::Restore { state } => {
                 let mut t = crate::persist::decode(state)?;
                 let tables = [
@@ -214,6 +215,7 @@ impl Tables {
                     Table::AclPolicies,
                     Table::Namespaces,
                     Table::ScalingEvents,
+                    Table::Variables,
                 ];
                 for table in tables {
                     t.touch(table, index);
@@ -859,6 +861,51 @@ impl Tables {
         n.modify_index = index;
         Arc::make_mut(&mut self.nodes).insert(n.id.clone(), Arc::new(n));
         self.touch(Table::Nodes, index);
+        Ok(())
+    }
+
+    fn var_apply(
+        &mut self,
+        index: u64,
+        op: crate::VarOp,
+        var: &Variable,
+        now: i64,
+    ) -> Result<(), StateError> {
+        use crate::VarOp;
+        let key = (var.meta.namespace.clone(), var.meta.path.clone());
+        let existing = self.variables.get(&key).cloned();
+        if matches!(op, VarOp::Cas | VarOp::DeleteCas) {
+            let current = existing.as_ref().map_or(0, |v| v.meta.modify_index);
+            if current != var.meta.modify_index {
+                return Err(StateError::Refused(crate::VAR_CAS_CONFLICT.into()));
+            }
+        }
+        match op {
+            VarOp::Set | VarOp::Cas => {
+                let (create_index, create_time) = existing
+                    .as_ref()
+                    .map_or((index, now), |e| (e.meta.create_index, e.meta.create_time));
+                let stored = Variable {
+                    meta: VariableMetadata {
+                        namespace: key.0.clone(),
+                        path: key.1.clone(),
+                        create_index,
+                        create_time,
+                        modify_index: index,
+                        modify_time: now,
+                    },
+                    items: var.items.clone(),
+                };
+                Arc::make_mut(&mut self.variables).insert(key, Arc::new(stored));
+            }
+            VarOp::Delete | VarOp::DeleteCas => {
+                if existing.is_none() {
+                    return Ok(());
+                }
+                Arc::make_mut(&mut self.variables).remove(&key);
+            }
+        }
+        self.touch(Table::Variables, index);
         Ok(())
     }
 

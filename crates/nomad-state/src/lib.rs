@@ -40,6 +40,23 @@ use tables::Tables;
 /// How many versions of a job are kept (Nomad's `JobTrackedVersions`).
 pub const JOB_TRACKED_VERSIONS: usize = 6;
 
+/// How a refused check-and-set on a variable reads (the server turns it into a 409).
+pub const VAR_CAS_CONFLICT: &str = "variable check-and-set conflict";
+
+/// Variable operations (Nomad's `VarOp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VarOp {
+    /// Write whatever is there.
+    Set,
+    /// Write if the stored ModifyIndex matches.
+    Cas,
+    /// Delete (nothing there is fine).
+    Delete,
+    /// Delete if the stored ModifyIndex matches.
+    DeleteCas,
+}
+
 /// One entry of the replicated log.
 // Commands are built once and moved into the log; boxing the job would change the public shape.
 #[allow(clippy::large_enum_variant)]
@@ -157,6 +174,11 @@ pub enum Command {
     NamespaceUpsert { namespaces: Vec<Namespace> },
     /// Delete namespaces (all must exist; `default` cannot be deleted).
     NamespaceDelete { names: Vec<String> },
+    /// Write or delete a variable (`VarApplyStateRequest`). `Cas` and `DeleteCas` go through
+    /// only if the stored variable's ModifyIndex is `var.meta.modify_index` (0: it must not
+    /// exist); otherwise the command is refused with [`VAR_CAS_CONFLICT`]. The check runs
+    /// here, in the log's order, so two writers cannot both pass it.
+    VarApply { op: VarOp, var: Variable, now: i64 },
     /// Replace every table with a state written by [`StateStore::persist`] (operator snapshot
     /// restore, through the log so every server restores). Every table's index becomes the
     /// command's index, so blocking queries wake and indexes never go back.
@@ -208,6 +230,7 @@ impl Command {
             | Command::AclPolicyDelete { .. }
             | Command::NamespaceUpsert { .. }
             | Command::NamespaceDelete { .. }
+            | Command::VarApply { .. }
             | Command::Restore { .. } => vec![],
         }
     }
@@ -264,6 +287,8 @@ pub enum Table {
     Namespaces,
     /// Scaling events of task groups (Nomad's `scaling_event`).
     ScalingEvents,
+    /// Variables (Nomad's `variables`).
+    Variables,
 }
 
 /// The state store. Cheap to share behind an `Arc`.

@@ -34,6 +34,8 @@ struct Persisted {
     acl_bootstrap_index: u64,
     #[serde(default)]
     scaling_events: Vec<PersistedScalingEvents>,
+    #[serde(default)]
+    variables: Vec<Variable>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,6 +90,7 @@ pub(crate) fn encode(t: &Tables) -> Vec<u8> {
                 groups: (**groups).clone(),
             })
             .collect(),
+        variables: t.variables.values().map(|v| (**v).clone()).collect(),
     };
     // Serializing plain data structures to a Vec cannot fail; an empty state is the fallback.
     serde_json::to_vec(&p).unwrap_or_default()
@@ -171,6 +174,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tables, StateError> {
             p.scaling_events
                 .into_iter()
                 .map(|s| ((s.namespace, s.job_id), Arc::new(s.groups)))
+                .collect(),
+        ),
+        variables: Arc::new(
+            p.variables
+                .into_iter()
+                .map(|v| ((v.meta.namespace.clone(), v.meta.path.clone()), Arc::new(v)))
                 .collect(),
         ),
         ..Tables::default()

@@ -250,4 +250,25 @@ impl StateSnapshot {
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.t.namespaces.get(name).cloned()
     }
+
+    /// Variables whose path starts with `prefix`, in one namespace (`None`: all), ordered
+    /// by namespace then path.
+    pub fn variables(&self, namespace: Option<&str>, prefix: &str) -> Vec<Arc<Variable>> {
+        self.t
+            .variables
+            .iter()
+            .filter(|((ns, path), _)| {
+                namespace.is_none_or(|want| ns == want) && path.starts_with(prefix)
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// One variable.
+    pub fn variable(&self, namespace: &str, path: &str) -> Option<Arc<Variable>> {
+        self.t
+            .variables
+            .get(&(namespace.to_string(), path.to_string()))
+            .cloned()
+    }
 }

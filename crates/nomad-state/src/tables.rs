@@ -48,6 +48,8 @@ pub(crate) struct Tables {
     pub(crate) namespaces: Arc<BTreeMap<String, Arc<Namespace>>>,
     /// Raft index of the last ACL bootstrap (0: never bootstrapped).
     pub(crate) acl_bootstrap_index: u64,
+    /// By (namespace, path).
+    pub(crate) variables: Arc<BTreeMap<(String, String), Arc<Variable>>>,
 }
 
 impl Default for Tables {
@@ -74,6 +76,7 @@ impl Default for Tables {
             acl_policies: Arc::default(),
             namespaces: Arc::default(),
             acl_bootstrap_index: 0,
+            variables: Arc::default(),
         };
         t.ensure_default_namespace();
         t

@@ -1354,3 +1354,71 @@ fn stability_and_scaling_commands_are_deterministic_and_round_trip() {
     old.as_object_mut().unwrap().remove("scaling_events");
     assert!(StateStore::from_persisted(&serde_json::to_vec(&old).unwrap()).is_ok());
 }
+
+fn var(path: &str, modify_index: u64, items: &[(&str, &str)]) -> Variable {
+    Variable {
+        meta: VariableMetadata {
+            namespace: "default".into(),
+            path: path.into(),
+            modify_index,
+            ..Default::default()
+        },
+        items: items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn variables_check_and_set_and_survive_snapshots() {
+    let s = StateStore::new();
+    let apply = |index: u64, op: VarOp, v: Variable| {
+        s.apply(
+            index,
+            &Command::VarApply {
+                op,
+                var: v,
+                now: index as i64 * 10,
+            },
+        )
+    };
+    // CAS 0: only if it does not exist.
+    apply(2, VarOp::Cas, var("app/db", 0, &[("user", "a")])).unwrap();
+    let e = apply(3, VarOp::Cas, var("app/db", 0, &[("user", "b")])).unwrap_err();
+    assert_eq!(e.to_string(), VAR_CAS_CONFLICT);
+    // The right index writes; create stays, modify moves.
+    apply(4, VarOp::Cas, var("app/db", 2, &[("user", "c")])).unwrap();
+    let v = s.snapshot().variable("default", "app/db").unwrap();
+    assert_eq!(
+        (
+            v.meta.create_index,
+            v.meta.create_time,
+            v.meta.modify_index,
+            v.meta.modify_time
+        ),
+        (2, 20, 4, 40)
+    );
+    assert_eq!(v.items["user"], "c");
+    apply(5, VarOp::Set, var("app/web", 0, &[("port", "80")])).unwrap();
+    apply(6, VarOp::Set, var("other", 0, &[("k", "v")])).unwrap();
+    let paths = |prefix: &str| -> Vec<String> {
+        s.snapshot()
+            .variables(Some("default"), prefix)
+            .iter()
+            .map(|v| v.meta.path.clone())
+            .collect()
+    };
+    assert_eq!(paths("app/"), ["app/db", "app/web"]);
+    assert_eq!(s.snapshot().index(&[Table::Variables]), 6);
+
+    let restored = StateStore::from_persisted(&s.persist()).unwrap();
+    assert_eq!(restored.snapshot().variable("default", "app/db"), Some(v));
+
+    // Delete-CAS with a stale index is refused; plain delete of nothing is fine.
+    let e = apply(7, VarOp::DeleteCas, var("app/db", 2, &[])).unwrap_err();
+    assert_eq!(e.to_string(), VAR_CAS_CONFLICT);
+    apply(8, VarOp::DeleteCas, var("app/db", 4, &[])).unwrap();
+    apply(9, VarOp::Delete, var("nothing", 0, &[])).unwrap();
+    assert_eq!(paths("app/"), ["app/web"]);
+}

@@ -16,6 +16,7 @@ pub mod scaling;
 pub mod serde_util;
 pub mod summary;
 pub mod validate;
+pub mod variable;
 
 pub use alloc::*;
 pub use canonicalize::canonicalize_job;
@@ -26,6 +27,7 @@ pub use requests::*;
 pub use scaling::*;
 pub use summary::*;
 pub use validate::{multierror, validate_job};
+pub use variable::*;
 
 /// The version this agent reports (`nomad.version`, `nomad version`).
 pub const NOMAD_VERSION: &str = "2.0.6";

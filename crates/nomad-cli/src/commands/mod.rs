@@ -11,6 +11,7 @@ pub mod operator_api;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod var;
 pub mod version;
 
 use nomad_structs::{AllocListStub, JobListStub};

@@ -18,6 +18,7 @@ mod jobspec_glue;
 pub(crate) mod namespaces;
 pub(crate) mod nodes;
 pub(crate) mod operator;
+pub(crate) mod vars;
 
 /// Routes `rest` (the decoded path without `/v1/`).
 pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
@@ -80,6 +81,9 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
     if let Some(tail) = rest.strip_prefix("namespace/") {
         return namespaces::specific(ctx, tail).await;
     }
+    if let Some(tail) = rest.strip_prefix("var/") {
+        return vars::specific(ctx, tail).await;
+    }
     if let Some(tail) = rest.strip_prefix("acl/") {
         return acl::route(ctx, tail).await;
     }
@@ -93,6 +97,7 @@ pub(crate) async fn route(ctx: Ctx, rest: &str) -> Result<Response, ApiError> {
         "evaluations/count" => evals::count(ctx).await,
         "nodes" => nodes::list(ctx).await,
         "namespaces" => namespaces::list(ctx).await,
+        "vars" => vars::list(ctx).await,
         "namespace" => namespaces::upsert_unnamed(ctx).await,
         "agent/self" => agent::agent_self(ctx).await,
         "agent/members" => agent::members(ctx).await,

@@ -4,3 +4,4 @@ pub(crate) mod acl;
 pub(crate) mod job;
 pub(crate) mod namespace;
 pub(crate) mod node;
+pub(crate) mod variable;
